@@ -1,0 +1,265 @@
+// The invariant checker, in the spirit of DEBUG_VM and page_table_check: it
+// recounts, from the page tables, page caches and swap cache, what every
+// frame's refcount and mapcount and every swap slot's count must be, and
+// compares. Problems are written as records for the TypeScript side:
+//
+//   code u32 | id u32 | a u64 | b u64 | c u64      (32 bytes)
+
+import { kmalloc, kfree } from "./heap";
+import {
+  nrFrames, refcount, mapcount, orderOf, kindOf, testFlag, indexOf, isZeroPfn, zeroPfn, hugeZeroPfn, freeFrames,
+  freeListFirst, freeListNext, folioHead, entireMapcount, tagOf, KIND_PAGE, KIND_TAIL, KIND_TABLE, KIND_FREE, MAX_ORDER,
+  PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE,
+} from "./frames";
+import { Mm, mmById, mmTableCapacity, getRss } from "./mm";
+import { vmaAt } from "./vma";
+import { tablePtr } from "./pgtable";
+import {
+  ptePresent, pteWrite, pteSpecial, leafPfn, isUpperLeaf, isTableEntry, tableEntryPfn, isSwapPte, swpType, swpOffset,
+  MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON,
+} from "./arch/index";
+import { File, fileById, fileTableCapacity, cacheForEach, CACHE_PAGE, CACHE_SWAP } from "./file";
+import { swapSlots, swapCount, swapCachePfn } from "./swap";
+import { mmCounter } from "./rmap";
+import { VM_SHARED, MM_SWAPENTS, NR_MM_COUNTERS } from "./constants";
+
+export const CHK_REFCOUNT: u32 = 1;
+export const CHK_MAPCOUNT: u32 = 2;
+export const CHK_ENTIRE_MAPCOUNT: u32 = 3;
+export const CHK_LEAKED_FRAME: u32 = 4;
+export const CHK_MAPS_FREE_FRAME: u32 = 5;
+export const CHK_WRITABLE_SHARED_ANON: u32 = 6;
+export const CHK_TABLE_LEAK: u32 = 7;
+export const CHK_TABLE_SHARED: u32 = 8;
+export const CHK_RSS: u32 = 9;
+export const CHK_TABLE_COUNT: u32 = 10;
+export const CHK_SWAP_COUNT: u32 = 11;
+export const CHK_SWAPCACHE: u32 = 12;
+export const CHK_FREE_LIST: u32 = 13;
+export const CHK_BAD_ENTRY: u32 = 14;
+export const CHK_CACHE_PAGE: u32 = 15;
+export const CHK_FREE_COUNT: u32 = 16;
+export const CHK_ANON_NOT_EXCLUSIVE: u32 = 17;
+
+const MAX_PROBLEMS: u32 = 1000;
+const WRITABLE_ANON: u32 = 0x8000_0000;
+const FREE_MARK: u32 = 0xFFFF_FFFF;
+
+let scratch: usize = 0;          // per frame: expected ref u32, map u32, entire u32, spare u32
+let scratchFrames: u32 = 0;
+let swapScratch: usize = 0;
+let swapScratchSlots: u32 = 0;
+export let problems: usize = 0;
+export let nrProblems: u32 = 0;
+
+// Per-mm recount, reset for each mm.
+let rss = new StaticArray<i64>(4);
+let tablesSeen: u32 = 0;
+
+function problem(code: u32, id: u32, a: u64, b: u64, c: u64): void {
+  if (nrProblems >= MAX_PROBLEMS) return;
+  const r = problems + <usize>nrProblems * 32;
+  store<u32>(r, code); store<u32>(r, id, 4); store<u64>(r, a, 8); store<u64>(r, b, 16); store<u64>(r, c, 24);
+  nrProblems++;
+}
+
+// @ts-ignore: decorator
+@inline function exp(pfn: u32, field: u32): usize { return scratch + (<usize>pfn << 4) + (<usize>field << 2); }
+// @ts-ignore: decorator
+@inline function bump(pfn: u32, field: u32, d: u32): void { store<u32>(exp(pfn, field), load<u32>(exp(pfn, field)) + d); }
+
+/** Runs every check; returns the number of problems (records at `problems`). */
+export function checkAll(): u32 {
+  nrProblems = 0;
+  if (problems == 0) { problems = kmalloc(<usize>MAX_PROBLEMS * 32); if (problems == 0) return 0; }
+  if (scratchFrames != nrFrames) {
+    scratch = kmalloc(<usize>nrFrames << 4);
+    if (scratch == 0) return 0;
+    scratchFrames = nrFrames;
+  }
+  memory.fill(scratch, 0, <usize>nrFrames << 4);
+  const slots = swapSlots();
+  if (slots != 0 && swapScratchSlots != slots) {
+    swapScratch = kmalloc(<usize>slots << 2);
+    if (swapScratch == 0) return 0;
+    swapScratchSlots = slots;
+  }
+  if (slots != 0) memory.fill(swapScratch, 0, <usize>slots << 2);
+
+  markFreeFrames();
+  for (let id: u32 = 1; id < mmTableCapacity(); id++) {
+    const mm = mmById(id);
+    if (mm != null) checkMm(changetype<Mm>(mm));
+  }
+  for (let id: u32 = 1; id < fileTableCapacity(); id++) {
+    const f = fileById(id);
+    if (f != null) cacheForEach(changetype<File>(f), 0, countCacheSlot);
+  }
+  for (let s: u32 = 1; s < slots; s++) {
+    const pfn = swapCachePfn(s);
+    if (pfn == 0) continue;
+    if (!testFlag(pfn, PG_SWAPCACHE) || indexOf(pfn) != s) problem(CHK_SWAPCACHE, s, <u64>pfn, 0, 0);
+    bump(folioHead(pfn), 0, 1);
+  }
+  compareFrames();
+  for (let s: u32 = 1; s < slots; s++) {
+    const want = load<u32>(swapScratch + (<usize>s << 2));
+    const have = swapCount(s);
+    if (want != have) problem(CHK_SWAP_COUNT, s, <u64>want, <u64>have, 0);
+  }
+  return nrProblems;
+}
+
+function markFreeFrames(): void {
+  let total: u32 = 0;
+  for (let order: u32 = 0; order <= MAX_ORDER; order++) {
+    let p = freeListFirst(order);
+    while (p != 0) {
+      const pfn = p - 1;
+      if (kindOf(pfn) != KIND_FREE || orderOf(pfn) != order) { problem(CHK_FREE_LIST, pfn, <u64>order, 0, 0); break; }
+      const n = <u32>1 << order;
+      for (let i: u32 = 0; i < n; i++) store<u32>(exp(pfn + i, 0), FREE_MARK);
+      total += n;
+      p = freeListNext(pfn);
+    }
+  }
+  if (total != freeFrames) problem(CHK_FREE_COUNT, 0, <u64>freeFrames, <u64>total, 0);
+}
+
+function countCacheSlot(f: File, pgoff: u64, slot: usize): void {
+  const v = load<u64>(slot);
+  if ((v & 3) == CACHE_PAGE) {
+    const pfn = <u32>(v >> 2);
+    if (testFlag(pfn, PG_ANON) || <u64>indexOf(pfn) != pgoff) problem(CHK_CACHE_PAGE, f.id, pgoff, <u64>pfn, 0);
+    bump(folioHead(pfn), 0, 1);
+  } else if ((v & 3) == CACHE_SWAP) {
+    const s = <u32>(v >> 2);
+    if (s < swapScratchSlots) store<u32>(swapScratch + (<usize>s << 2), load<u32>(swapScratch + (<usize>s << 2)) + 1);
+  }
+}
+
+let curMm: Mm = changetype<Mm>(0);
+
+function checkMm(mm: Mm): void {
+  curMm = mm;
+  for (let i = 0; i < 4; i++) unchecked(rss[i] = 0);
+  tablesSeen = 0;
+  seeTable(mm.root);
+  // Entries are checked per VMA so that shared mappings are known.
+  checkLevel(mm, mm.levels - 1, mm.root, 0);
+  for (let c: u32 = 0; c < NR_MM_COUNTERS; c++) {
+    if (getRss(mm, c) != unchecked(rss[c])) problem(CHK_RSS, mm.id, <u64>c, <u64>unchecked(rss[c]), <u64>getRss(mm, c));
+  }
+  if (tablesSeen != mm.nrTables) problem(CHK_TABLE_COUNT, mm.id, <u64>tablesSeen, <u64>mm.nrTables, 0);
+}
+
+function seeTable(pfn: u32): void {
+  if (pfn >= nrFrames || kindOf(pfn) != KIND_TABLE) { problem(CHK_BAD_ENTRY, curMm.id, 0, <u64>pfn, 1); return; }
+  if (load<u32>(exp(pfn, 0)) != 0) problem(CHK_TABLE_SHARED, pfn, <u64>curMm.id, 0, 0);
+  bump(pfn, 0, 1);
+  tablesSeen++;
+  // Deposited tables hang off PMD tables (see pgtable.ts); harmless to follow for any level.
+  let d = tagOf(pfn);
+  while (d != 0) {
+    if (d >= nrFrames || kindOf(d) != KIND_TABLE) { problem(CHK_BAD_ENTRY, curMm.id, 0, <u64>d, 2); return; }
+    bump(d, 0, 1);
+    tablesSeen++;
+    d = <u32>load<u64>(tablePtr(d));
+  }
+}
+
+function isSharedAt(mm: Mm, addr: u64): bool {
+  for (let i: u32 = 0; i < mm.nrVmas; i++) {
+    const v = vmaAt(mm, i);
+    if (v.start <= addr && addr < v.end) return (v.flags & VM_SHARED) != 0;
+  }
+  return false;
+}
+
+function checkLevel(mm: Mm, level: u32, table: u32, base: u64): void {
+  const shift: u64 = 12 + 9 * <u64>level;
+  const p = tablePtr(table);
+  for (let i: u32 = 0; i < 512; i++) {
+    const e = load<u64>(p + (<usize>i << 3));
+    if (e == 0) continue;
+    const addr = base + (<u64>i << shift);
+    if (level > 0 && isTableEntry(e)) {
+      const child = <u32>tableEntryPfn(e);
+      seeTable(child);
+      if (kindOf(child) == KIND_TABLE) checkLevel(mm, level - 1, child, addr);
+      continue;
+    }
+    if (level > 0 && !isUpperLeaf(e)) { problem(CHK_BAD_ENTRY, mm.id, addr, e, 3); continue; }
+    checkLeaf(mm, level, e, addr);
+  }
+}
+
+function checkLeaf(mm: Mm, level: u32, e: u64, addr: u64): void {
+  if (!ptePresent(e) && level == 0) {
+    if (!isSwapPte(e)) return;
+    const type = swpType(e);
+    if (type < MAX_SWAPFILES) {
+      const s = <u32>swpOffset(e);
+      if (s == 0 || s >= swapScratchSlots) { problem(CHK_BAD_ENTRY, mm.id, addr, e, 4); return; }
+      store<u32>(swapScratch + (<usize>s << 2), load<u32>(swapScratch + (<usize>s << 2)) + 1);
+      unchecked(rss[MM_SWAPENTS] += 1);
+    } else if (type != SWP_PTE_MARKER && type != SWP_HWPOISON) {
+      problem(CHK_BAD_ENTRY, mm.id, addr, e, 5);
+    }
+    return;
+  }
+  const pfn = <u32>leafPfn(e, level);
+  if (pteSpecial(e) || isZeroPfn(pfn)) return;
+  if (pfn >= nrFrames) { problem(CHK_BAD_ENTRY, mm.id, addr, e, 6); return; }
+  const head = folioHead(pfn);
+  if (load<u32>(exp(pfn, 0)) == FREE_MARK || kindOf(pfn) == KIND_FREE || kindOf(pfn) == KIND_TABLE) {
+    problem(CHK_MAPS_FREE_FRAME, mm.id, addr, <u64>pfn, 0);
+    return;
+  }
+  const nr: u32 = level == 0 ? 1 : <u32>1 << (9 * level);
+  bump(head, 0, 1);
+  if (level == 0) bump(pfn, 1, 1); else bump(head, 2, 1);
+  const counter = mmCounter(head);
+  unchecked(rss[counter] += <i64>nr);
+  if (pteWrite(e) && testFlag(head, PG_ANON) && !isSharedAt(mm, addr)) {
+    // A writable private anonymous mapping must own the page exclusively.
+    const flagPfn = level == 0 ? pfn : head;
+    if (!testFlag(flagPfn, PG_EXCLUSIVE)) problem(CHK_ANON_NOT_EXCLUSIVE, mm.id, addr, <u64>pfn, 0);
+    const w = load<u32>(exp(flagPfn, 3));
+    if (w != 0) problem(CHK_WRITABLE_SHARED_ANON, mm.id, addr, <u64>pfn, 0);
+    store<u32>(exp(flagPfn, 3), w + 1);
+  }
+}
+
+function compareFrames(): void {
+  for (let pfn: u32 = 1; pfn < nrFrames; pfn++) {
+    const want = load<u32>(exp(pfn, 0));
+    if (want == FREE_MARK) {
+      if (kindOf(pfn) != KIND_FREE && kindOf(pfn) != KIND_PAGE) problem(CHK_FREE_LIST, pfn, 1, 0, 0);
+      continue;
+    }
+    const kind = kindOf(pfn);
+    if (kind == KIND_FREE) { problem(CHK_FREE_LIST, pfn, 2, 0, 0); continue; }
+    if (pfn == zeroPfn || (hugeZeroPfn != 0 && folioHead(pfn) == hugeZeroPfn)) continue;
+    if (kind == KIND_TABLE) {
+      if (want != 1) problem(want == 0 ? CHK_TABLE_LEAK : CHK_TABLE_SHARED, pfn, <u64>want, 0, 0);
+      continue;
+    }
+    const wantMap = load<u32>(exp(pfn, 1));
+    if (wantMap != mapcount(pfn)) problem(CHK_MAPCOUNT, pfn, <u64>wantMap, <u64>mapcount(pfn), 0);
+    if (kind == KIND_PAGE) {
+      if (want == 0) problem(CHK_LEAKED_FRAME, pfn, <u64>refcount(pfn), 0, 0);
+      else if (want != refcount(pfn)) problem(CHK_REFCOUNT, pfn, <u64>want, <u64>refcount(pfn), 0);
+      if (orderOf(pfn) > 0) {
+        const wantEntire = load<u32>(exp(pfn, 2));
+        if (wantEntire != entireMapcount(pfn)) problem(CHK_ENTIRE_MAPCOUNT, pfn, <u64>wantEntire, <u64>entireMapcount(pfn), 0);
+      }
+    }
+    const writers = load<u32>(exp(pfn, 3));
+    if (writers != 0 && (mapcount(pfn) + entireMapcount(folioHead(pfn))) != 1) problem(CHK_WRITABLE_SHARED_ANON, pfn, <u64>writers, 0, 1);
+  }
+}
+
+export function releaseCheckScratch(): void {
+  if (scratch != 0) { kfree(scratch, <usize>scratchFrames << 4); scratch = 0; scratchFrames = 0; }
+}

@@ -1,0 +1,319 @@
+// The core's exported ABI: a flat numeric interface used by src/core.ts.
+//
+// Addresses cross as page numbers in f64 (exact up to 2^53 pages, so 57-bit
+// address spaces fit) to keep BigInt out of every call; byte offsets within
+// a page never matter to the core. Results that do not fit a return value are
+// left in the result area (u64 slots) that JavaScript reads through a view.
+// Errors are negative errno values.
+
+import { heapInit, heapBytesInUse, heapBytesReserved, kmalloc, kfree } from "./heap";
+import {
+  framesInit, nrFrames, freeFrames, refcount, mapcount, tagOf, indexOf, info, orderOf, kindOf, folioHead,
+  entireMapcount, pincount, zeroPfn, hugeZeroPfn, setFailAfter as framesSetFailAfter, setRefcount, setInfo, setTag,
+} from "./frames";
+import { archInit } from "./arch/index";
+import { Mm, mmById, getRss } from "./mm";
+import { vmaAt, Vma } from "./vma";
+import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
+import { userAccess, touchRange, accessPfn, accessTag, accessFaults, touchDone } from "./access";
+import { leafLookup, lookupLevel, setThpPolicy, setFaultAroundPages, thpFaultAlloc, thpFaultFallback, thpSplitPmd } from "./fault";
+import { walkPageRange, walkTables } from "./walk";
+import { StatsOp } from "./ops/stats";
+import { PagemapOp } from "./ops/pagemap";
+import { DumpOp } from "./ops/dump";
+import { swapInit, swapSlots, slotsInUse, swapCount, swapCachePfn, swapTag } from "./swap";
+import { fileCreate, fileById, filePut, File, cacheLookup } from "./file";
+import { truncateFile } from "./truncate";
+import { checkAll, problems } from "./check";
+import { ENOMEM, EINVAL, ENOENT } from "./constants";
+import { makePresent, makeSwapEntry, makeTable, decodeEntry, decodedPfn, decodedFlags, decodedType, decodedOffset } from "./codec";
+
+const statsOp = new StatsOp();
+const pagemapOp = new PagemapOp();
+const dumpOp = new DumpOp();
+const result = new StaticArray<u64>(16);
+
+// @ts-ignore: decorator
+@inline function addr(vpn: f64): u64 { return <u64>vpn << 12; }
+function mm(id: u32): Mm | null { return mmById(id); }
+
+export function resultPtr(): usize { return changetype<usize>(result); }
+
+/** Boots the machine: frames, swap device, arch codec and policies. Returns 0 or -ENOMEM. */
+export function init(frames: u32, slots: u32, arch: u32, ha: bool, dbm: bool, softDirty: bool, thp: u32, thpZero: bool, faultAround: u32): i32 {
+  heapInit();
+  archInit(arch, ha, dbm, softDirty);
+  if (!framesInit(frames)) return -ENOMEM;
+  if (!swapInit(slots)) return -ENOMEM;
+  setThpPolicy(thp, thpZero);
+  setFaultAroundPages(faultAround);
+  return 0;
+}
+
+export function setThp(policy: u32, useZero: bool): void { setThpPolicy(policy, useZero); }
+export function setFailAfter(n: i32): void { framesSetFailAfter(n); }
+
+// ---- processes ---------------------------------------------------------------------------
+
+export function mmNew(levels: u32, taskSizePages: f64): i32 {
+  const m = mmCreate(levels, addr(taskSizePages));
+  return m == null ? -ENOMEM : <i32>m.id;
+}
+
+export function mmExit(id: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  exitMmap(m);
+  return 0;
+}
+
+export function mmap(id: u32, vpn: f64, pages: f64, flags: u32, file: u32, pgoff: f64, replace: bool): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  return mmapRegion(m, addr(vpn), addr(pages), flags, file, <u64>pgoff, replace);
+}
+
+/** Top-down free area of `pages` aligned to `alignPages` below baseVpn; 0 when none. */
+export function unmappedArea(id: u32, pages: f64, alignPages: f64, baseVpn: f64): f64 {
+  const m = mm(id);
+  if (m == null) return 0;
+  return <f64>(getUnmappedArea(m, addr(pages), addr(alignPages), addr(baseVpn)) >> 12);
+}
+
+export function munmap(id: u32, vpn: f64, pages: f64): i32 {
+  const m = mm(id);
+  return m == null ? -ENOENT : doMunmap(m, addr(vpn), addr(vpn + pages));
+}
+
+export function mprotect(id: u32, vpn: f64, pages: f64, prot: u32): i32 {
+  const m = mm(id);
+  return m == null ? -ENOENT : doMprotect(m, addr(vpn), addr(vpn + pages), prot);
+}
+
+export function madvise(id: u32, vpn: f64, pages: f64, advice: u32): i32 {
+  const m = mm(id);
+  return m == null ? -ENOENT : doMadvise(m, addr(vpn), addr(vpn + pages), advice);
+}
+
+export function pageoutCount(): f64 { return <f64>pageoutReclaimed(); }
+
+// ---- accesses ----------------------------------------------------------------------------
+
+/** One user access; the frame and tag are left in the result area ([0] pfn, [1] tag, [2] faults). */
+export function access(id: u32, vpn: f64, kind: u32, tag: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  const r = userAccess(m, addr(vpn), kind, tag);
+  unchecked(result[0] = <u64>accessPfn);
+  unchecked(result[1] = <u64>accessTag);
+  unchecked(result[2] = <u64>accessFaults);
+  return r;
+}
+
+/** Accesses every page of a range; [0] = pages completed. */
+export function touch(id: u32, vpn: f64, pages: f64, kind: u32, tag: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  const r = touchRange(m, addr(vpn), addr(vpn + pages), kind, tag);
+  unchecked(result[0] = touchDone);
+  return r;
+}
+
+// ---- inspection --------------------------------------------------------------------------
+
+/** The entry mapping vpn: returns its level (0 pte .. 4), [0] = raw value, [1] = pfn of the table holding it. */
+export function entryAt(id: u32, vpn: f64): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  const ep = leafLookup(m, addr(vpn));
+  unchecked(result[0] = load<u64>(ep));
+  unchecked(result[1] = <u64>(ep >> 12));
+  return <i32>lookupLevel;
+}
+
+/** Fills a fresh buffer with pagemap values for `pages` pages; returns its pointer (0: out of memory). */
+export function pagemap(id: u32, vpn: f64, pages: f64): usize {
+  const m = mm(id);
+  if (m == null) return 0;
+  const bytes = <usize>pages << 3;
+  const buf = kmalloc(bytes);
+  if (buf == 0) return 0;
+  pagemapOp.buf = buf;
+  pagemapOp.start = addr(vpn);
+  walkPageRange<PagemapOp>(pagemapOp, m, addr(vpn), addr(vpn + pages));
+  return buf;
+}
+
+export function freeBuffer(ptr: usize, bytes: usize): void { kfree(ptr, bytes); }
+
+/** Dump records for a range; returns the count (records at dumpRecords()), -ENOMEM if the buffer could not grow. */
+export function dump(id: u32, vpn: f64, pages: f64): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  dumpOp.reset();
+  walkTables<DumpOp>(dumpOp, m, addr(vpn), addr(vpn + pages));
+  dumpOp.flush();
+  return dumpOp.failed ? -ENOMEM : <i32>dumpOp.count;
+}
+export function dumpRecords(): usize { return dumpOp.buf; }
+
+/** Counts over a range: [0] present ptes, [1] swap, [2] markers, [3] pmd leaves, [4] pud leaves, [5] pfn sum. */
+export function walkStats(id: u32, vpn: f64, pages: f64): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  statsOp.reset();
+  walkTables<StatsOp>(statsOp, m, addr(vpn), addr(vpn + pages));
+  unchecked(result[0] = statsOp.present);
+  unchecked(result[1] = statsOp.swap);
+  unchecked(result[2] = statsOp.markers);
+  unchecked(result[3] = statsOp.pmdLeaves);
+  unchecked(result[4] = statsOp.pudLeaves);
+  unchecked(result[5] = statsOp.pfnSum);
+  return 0;
+}
+
+/** [0..3] rss counters (file, anon, swapents, shmem), [4] tables, [5] minflt, [6] majflt, [7] vmas. */
+export function mmInfo(id: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  for (let c: u32 = 0; c < 4; c++) unchecked(result[c] = <u64>getRss(m, c));
+  unchecked(result[4] = <u64>m.nrTables);
+  unchecked(result[5] = m.minFlt);
+  unchecked(result[6] = m.majFlt);
+  unchecked(result[7] = <u64>m.nrVmas);
+  return 0;
+}
+
+/** VMA i: [0] start, [1] end, [2] pgoff, [3] flags, [4] file, [5] anon_vma. */
+export function vmaInfo(id: u32, i: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  if (i >= m.nrVmas) return -EINVAL;
+  const v = vmaAt(m, i);
+  unchecked(result[0] = v.start);
+  unchecked(result[1] = v.end);
+  unchecked(result[2] = v.pgoff);
+  unchecked(result[3] = <u64>v.flags);
+  unchecked(result[4] = <u64>v.file);
+  unchecked(result[5] = <u64>v.anonVma);
+  return 0;
+}
+
+/** Frame descriptor: [0] refcount, [1] mapcount, [2] tag, [3] index, [4] info, [5] head, [6] entire, [7] pincount. */
+export function frameInfo(pfn: u32): i32 {
+  if (pfn >= nrFrames) return -EINVAL;
+  const head = folioHead(pfn);
+  unchecked(result[0] = <u64>refcount(head));
+  unchecked(result[1] = <u64>mapcount(pfn));
+  unchecked(result[2] = <u64>tagOf(pfn));
+  unchecked(result[3] = <u64>indexOf(pfn));
+  unchecked(result[4] = <u64>info(pfn));
+  unchecked(result[5] = <u64>head);
+  unchecked(result[6] = <u64>entireMapcount(head));
+  unchecked(result[7] = <u64>pincount(head));
+  return 0;
+}
+
+/** Machine counters: [0] frames, [1] free, [2] swap slots, [3] slots in use, [4] zero pfn, [5] huge zero pfn,
+ *  [6] heap bytes in use, [7] linear memory bytes, [8] THP faults, [9] THP fallbacks, [10] PMD splits. */
+export function machineInfo(): void {
+  unchecked(result[0] = <u64>nrFrames);
+  unchecked(result[1] = <u64>freeFrames);
+  unchecked(result[2] = <u64>swapSlots());
+  unchecked(result[3] = <u64>slotsInUse);
+  unchecked(result[4] = <u64>zeroPfn);
+  unchecked(result[5] = <u64>hugeZeroPfn);
+  unchecked(result[6] = <u64>heapBytesInUse());
+  unchecked(result[7] = <u64>heapBytesReserved());
+  unchecked(result[8] = thpFaultAlloc);
+  unchecked(result[9] = thpFaultFallback);
+  unchecked(result[10] = thpSplitPmd);
+}
+
+/** Swap slot: [0] count, [1] cached pfn, [2] tag. */
+export function swapInfo(slot: u32): void {
+  unchecked(result[0] = <u64>swapCount(slot));
+  unchecked(result[1] = <u64>swapCachePfn(slot));
+  unchecked(result[2] = <u64>swapTag(slot));
+}
+
+// ---- files -------------------------------------------------------------------------------
+
+export function fileNew(pages: f64, flags: u32): i32 {
+  const id = fileCreate(<u64>pages, flags);
+  return id == 0 ? -ENOMEM : <i32>id;
+}
+
+export function fileClose(id: u32): i32 {
+  if (fileById(id) == null) return -ENOENT;
+  filePut(id);
+  return 0;
+}
+
+export function fileTruncate(id: u32, pages: f64): i32 {
+  const f = fileById(id);
+  if (f == null) return -ENOENT;
+  truncateFile(changetype<File>(f), <u64>pages);
+  return 0;
+}
+
+/** [0] size pages, [1] cached pages, [2] swapped pages, [3] page_mkwrite calls, [4] refs. */
+export function fileInfo(id: u32): i32 {
+  const f = fileById(id);
+  if (f == null) return -ENOENT;
+  const ff = changetype<File>(f);
+  unchecked(result[0] = ff.sizePages);
+  unchecked(result[1] = ff.nrPages);
+  unchecked(result[2] = ff.nrSwapped);
+  unchecked(result[3] = ff.mkwriteCount);
+  unchecked(result[4] = <u64>ff.refs);
+  return 0;
+}
+
+/** Page-cache slot of pgoff: returns 0 empty, 1 page ([0] pfn), 2 swapped ([0] slot). */
+export function fileLookup(id: u32, pgoff: f64): i32 {
+  const f = fileById(id);
+  if (f == null) return -ENOENT;
+  const v = cacheLookup(changetype<File>(f), <u64>pgoff);
+  unchecked(result[0] = v >> 2);
+  return <i32>(v & 3);
+}
+
+// ---- invariants ---------------------------------------------------------------------------
+
+export function check(): i32 { return <i32>checkAll(); }
+export function checkProblems(): usize { return problems; }
+
+/** Test-only corruption, so that tests can prove the checker catches it. */
+export function corruptFrame(pfn: u32, field: u32, value: u32): void {
+  if (pfn >= nrFrames) return;
+  if (field == 0) setRefcount(pfn, value);
+  else if (field == 1) setInfo(pfn, (info(pfn) & ~0x3FFFF) | (value & 0x3FFFF));
+  else setTag(pfn, value);
+}
+
+/** Test-only: overwrite a PTE (found like entryAt) with a raw value given as two halves. */
+export function corruptEntry(id: u32, vpn: f64, lo: u32, hi: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  store<u64>(leafLookup(m, addr(vpn)), (<u64>hi << 32) | <u64>lo);
+  return 0;
+}
+
+
+// ---- entry codec (m.arch) ---------------------------------------------------------------------
+
+export function encodePresent(pfn: f64, flags: u32, level: u32): u64 { return makePresent(<u64>pfn, flags, level); }
+export function encodeSwap(type: u32, offset: f64, flags: u32): u64 { return makeSwapEntry(type, <u64>offset, flags); }
+export function encodeTable(pfn: f64): u64 { return makeTable(<u64>pfn); }
+/** Decodes raw at level; returns the kind; [0] pfn, [1] flags, [2] swap type, [3] swap offset. */
+export function decode(raw: u64, level: u32): i32 {
+  const k = decodeEntry(raw, level);
+  unchecked(result[0] = decodedPfn);
+  unchecked(result[1] = <u64>decodedFlags);
+  unchecked(result[2] = <u64>decodedType);
+  unchecked(result[3] = decodedOffset);
+  return k;
+}
+/** Boots only the codec (no frames), for m.arch on its own. */
+export function archOnly(arch: u32, softDirty: bool): void { archInit(arch, true, true, softDirty); }

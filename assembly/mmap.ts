@@ -1,0 +1,289 @@
+// Address-space operations behind the syscalls: mmap, munmap, mprotect,
+// madvise, exit. Arguments arrive validated by the TypeScript layer; what can
+// only be judged here (holes, overlaps, permissions, memory) is checked
+// before anything changes, so an error leaves the mm as it was.
+
+import { Mm, mmAllocStruct, mmFreeStruct } from "./mm";
+import {
+  Vma, vmaAt, findVmaIndex, vmaInsert, vmaSplit, vmaRemove, vmaReserve, vmaTryMergeNext, vmaSetPageProt,
+} from "./vma";
+import { allocTable, freeTable, tablePtr, levelShift, levelSize } from "./pgtable";
+import { isTableEntry, tableEntryPfn, softDirtySupported } from "./arch/index";
+import { walkPageRange } from "./walk";
+import { ZapOp } from "./ops/zap";
+import { ChangeProtOp } from "./ops/changeprot";
+import { PageoutOp } from "./ops/pageout";
+import { fileWantsWritenotify } from "./file";
+import {
+  ENOMEM, EINVAL, EEXIST, EACCES, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_SOFTDIRTY, VM_LOCKED, VM_PFNMAP, VM_HUGETLB,
+  VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, PMD_SIZE,
+} from "./constants";
+
+const zapOp = new ZapOp();
+const changeProtOp = new ChangeProtOp();
+const pageoutOp = new PageoutOp();
+
+export const MMAP_MIN_ADDR: u64 = 65536;
+
+/** mm_init + pgd_alloc; null when out of memory. */
+export function mmCreate(levels: u32, taskSize: u64): Mm | null {
+  const mm = mmAllocStruct(levels, taskSize);
+  if (mm == null) return null;
+  mm.root = allocTable(mm);
+  if (mm.root == 0) { mmFreeStruct(mm); return null; }
+  return mm;
+}
+
+/** Whether any VMA overlaps [start, end). */
+export function rangeHasVma(mm: Mm, start: u64, end: u64): bool {
+  const i = findVmaIndex(mm, start);
+  return i < mm.nrVmas && vmaAt(mm, i).start < end;
+}
+
+/** Whether every page of [start, end) is covered by VMAs. */
+export function rangeFullyMapped(mm: Mm, start: u64, end: u64): bool {
+  let addr = start;
+  let i = findVmaIndex(mm, start);
+  while (addr < end) {
+    if (i >= mm.nrVmas) return false;
+    const v = vmaAt(mm, i);
+    if (v.start > addr) return false;
+    addr = v.end;
+    i++;
+  }
+  return true;
+}
+
+/**
+ * get_unmapped_area, top-down from mmap_base: the highest gap that fits,
+ * aligned to `align` (PMD-size for THP-able anonymous mappings). 0 if none.
+ */
+export function getUnmappedArea(mm: Mm, len: u64, align: u64, mmapBase: u64): u64 {
+  let hi = mmapBase;
+  let i = findVmaIndex(mm, mmapBase);
+  for (;;) {
+    // Gap [lo, hi) below VMA i (or below mmap_base).
+    while (i > 0 && vmaAt(mm, i - 1).end > hi) i--;
+    const lo = i > 0 ? vmaAt(mm, i - 1).end : MMAP_MIN_ADDR;
+    if (i < mm.nrVmas && vmaAt(mm, i).start < hi) hi = vmaAt(mm, i).start;
+    if (hi >= len) {
+      const addr = (hi - len) & ~(align - 1);
+      if (addr >= lo && addr >= MMAP_MIN_ADDR && addr + len <= hi) return addr;
+    }
+    if (i == 0) return 0;
+    i--;
+    hi = vmaAt(mm, i).start;
+  }
+  return 0;
+}
+
+/**
+ * mmap_region: maps [start, start+len). With `replace` (MAP_FIXED) existing
+ * mappings there are unmapped first; otherwise an overlap is EEXIST.
+ */
+export function mmapRegion(mm: Mm, start: u64, len: u64, flags: u32, file: u32, pgoff: u64, replace: bool): i32 {
+  const end = start + len;
+  if (rangeHasVma(mm, start, end)) {
+    if (!replace) return -EEXIST;
+    if (!vmaReserve(mm, 3)) return -ENOMEM;
+    const r = doMunmap(mm, start, end);
+    if (r != 0) return r;
+  }
+  if (!vmaReserve(mm, 1)) return -ENOMEM;
+  // New VMAs start soft-dirty: everything in them counts as written until clear_refs.
+  if (softDirtySupported) flags |= VM_SOFTDIRTY;
+  const i = vmaInsert(mm, start, end, flags, file, pgoff);
+  mergeAround(mm, i);
+  return 0;
+}
+
+function mergeAround(mm: Mm, i: u32): void {
+  if (i + 1 < mm.nrVmas) vmaTryMergeNext(mm, i);
+  if (i > 0) vmaTryMergeNext(mm, i - 1);
+}
+
+/** Splits VMAs so that none straddles `addr`. Capacity must be reserved. */
+function splitAt(mm: Mm, addr: u64): void {
+  const i = findVmaIndex(mm, addr);
+  if (i < mm.nrVmas) {
+    const v = vmaAt(mm, i);
+    if (v.start < addr && addr < v.end) {
+      vmaSplit(mm, i, addr);
+      splitHugeAt(mm, addr);
+    }
+  }
+}
+
+/**
+ * A VMA boundary inside a huge PMD splits the PMD (vma_adjust_trans_huge), so
+ * that no leaf spans two VMAs.
+ */
+function splitHugeAt(mm: Mm, addr: u64): void {
+  if ((addr & (PMD_SIZE - 1)) == 0) return;
+  const s = addr & ~(PMD_SIZE - 1);
+  // A zero-effect walk with SUBTREE on the PMD forces the split; the walker needs the VMA.
+  walkPageRange<SplitOp>(splitOp, mm, s, s + 4096);
+}
+
+/** Visits nothing: walking into a huge PMD with SUBTREE is what splits it. */
+@final class SplitOp {
+  // @ts-ignore: decorator
+  @inline pteEntry(ptep: usize, addr: u64): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline upperEntry(level: u32, ep: usize, addr: u64, next: u64): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline hole(addr: u64, next: u64, depth: i32): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline testWalk(vma: Vma): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline preVma(vma: Vma, start: u64, end: u64): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline postVma(vma: Vma, start: u64, end: u64): void {}
+}
+const splitOp = new SplitOp();
+
+/** munmap: split at the edges, zap (dropping markers), remove the VMAs, free the tables no VMA needs. */
+export function doMunmap(mm: Mm, start: u64, end: u64): i32 {
+  if (!vmaReserve(mm, 2)) return -ENOMEM;
+  splitAt(mm, start);
+  splitAt(mm, end);
+  zapOp.dropMarkers = true;
+  zapOp.evenCows = true;
+  walkPageRange<ZapOp>(zapOp, mm, start, end);
+  let i = findVmaIndex(mm, start);
+  while (i < mm.nrVmas && vmaAt(mm, i).start < end) vmaRemove(mm, i);
+  const floor = i > 0 ? vmaAt(mm, i - 1).end : 0;
+  const ceiling = i < mm.nrVmas ? vmaAt(mm, i).start : <u64>-1;
+  freePgtables(mm, mm.levels - 1, mm.root, start, end, floor, ceiling);
+  return 0;
+}
+
+/**
+ * free_pgd_range: frees every table under [start, end) whose whole span lies
+ * in [floor, ceiling), the gap no VMA covers. Their entries are all none.
+ */
+function freePgtables(mm: Mm, level: u32, table: u32, start: u64, end: u64, floor: u64, ceiling: u64): void {
+  const shift = levelShift(level);
+  const size = levelSize(level);
+  let addr = start & ~(size - 1);
+  const base = tablePtr(table);
+  while (addr < end) {
+    const ep = base + (<usize>((addr >> shift) & 511) << 3);
+    const e = load<u64>(ep);
+    if (e != 0 && isTableEntry(e)) {
+      const child = <u32>tableEntryPfn(e);
+      if (addr >= floor && addr + size - 1 <= ceiling - 1) {
+        freeSubtree(mm, level - 1, child);
+        store<u64>(ep, 0);
+      } else if (level > 1) {
+        const lo = addr > start ? addr : start;
+        const hi = addr + size < end ? addr + size : end;
+        freePgtables(mm, level - 1, child, lo, hi, floor, ceiling);
+      }
+    }
+    addr += size;
+    if (addr == 0) break;
+  }
+}
+
+/** Frees a table and every table below it. */
+function freeSubtree(mm: Mm, level: u32, table: u32): void {
+  if (level > 0) {
+    const base = tablePtr(table);
+    for (let i: u32 = 0; i < 512; i++) {
+      const e = load<u64>(base + (<usize>i << 3));
+      if (e != 0 && isTableEntry(e)) freeSubtree(mm, level - 1, <u32>tableEntryPfn(e));
+    }
+  }
+  freeTable(mm, table);
+}
+
+/** exit_mmap: unmap everything, free every table, free the mm. */
+export function exitMmap(mm: Mm): void {
+  zapOp.dropMarkers = true;
+  zapOp.evenCows = true;
+  walkPageRange<ZapOp>(zapOp, mm, 0, mm.taskSize);
+  while (mm.nrVmas > 0) vmaRemove(mm, mm.nrVmas - 1);
+  freeSubtree(mm, mm.levels - 1, mm.root);
+  mmFreeStruct(mm);
+}
+
+/** vma_wants_manual_pte_write_upgrade. */
+function wantsManualWriteUpgrade(v: Vma): bool {
+  if ((v.flags & VM_SHARED) != 0) return v.file != 0 && fileWantsWritenotify(v.file);
+  return (v.flags & VM_WRITE) != 0;
+}
+
+/** mprotect: -ENOMEM on a hole, -EACCES beyond VM_MAY*; then per VMA: split, new flags, change_protection, merge. */
+export function doMprotect(mm: Mm, start: u64, end: u64, prot: u32): i32 {
+  if (!rangeFullyMapped(mm, start, end)) return -ENOMEM;
+  for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+    const v = vmaAt(mm, i);
+    // VM_MAYREAD/WRITE/EXEC sit four bits above READ/WRITE/EXEC.
+    if ((prot & ~(v.flags >> 4) & (VM_READ | VM_WRITE | VM_EXEC)) != 0) return -EACCES;
+  }
+  if (!vmaReserve(mm, 2)) return -ENOMEM;
+  splitAt(mm, start);
+  splitAt(mm, end);
+  for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+    const v = vmaAt(mm, i);
+    v.flags = (v.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | prot;
+    vmaSetPageProt(v);
+    changeProtOp.prot = v.pageProt;
+    changeProtOp.tryChangeWritable = wantsManualWriteUpgrade(v);
+    walkPageRange<ChangeProtOp>(changeProtOp, mm, v.start, v.end);
+  }
+  mergeRange(mm, start, end);
+  return 0;
+}
+
+/** Merges compatible neighbours from just before start to just after end. */
+function mergeRange(mm: Mm, start: u64, end: u64): void {
+  let i = findVmaIndex(mm, start);
+  if (i > 0) i--;
+  while (i + 1 < mm.nrVmas && vmaAt(mm, i).start <= end) {
+    if (!vmaTryMergeNext(mm, i)) i++;
+  }
+}
+
+export const MADV_DONTNEED: u32 = 4;
+export const MADV_DONTFORK: u32 = 10;
+export const MADV_DOFORK: u32 = 11;
+export const MADV_HUGEPAGE: u32 = 14;
+export const MADV_NOHUGEPAGE: u32 = 15;
+export const MADV_PAGEOUT: u32 = 21;
+
+/** madvise for the advice values the core implements; -ENOMEM if any page is unmapped (checked first). */
+export function doMadvise(mm: Mm, start: u64, end: u64, advice: u32): i32 {
+  if (!rangeFullyMapped(mm, start, end)) return -ENOMEM;
+  if (advice == MADV_DONTNEED) {
+    for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+      if ((vmaAt(mm, i).flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) != 0) return -EINVAL;
+    }
+    zapOp.dropMarkers = false;
+    zapOp.evenCows = true;
+    walkPageRange<ZapOp>(zapOp, mm, start, end);
+    return 0;
+  }
+  if (advice == MADV_PAGEOUT) {
+    walkPageRange<PageoutOp>(pageoutOp, mm, start, end);
+    return 0;
+  }
+  let set: u32 = 0, clear: u32 = 0;
+  if (advice == MADV_DONTFORK) set = VM_DONTCOPY;
+  else if (advice == MADV_DOFORK) clear = VM_DONTCOPY;
+  else if (advice == MADV_HUGEPAGE) { set = VM_HUGEPAGE; clear = VM_NOHUGEPAGE; }
+  else if (advice == MADV_NOHUGEPAGE) { set = VM_NOHUGEPAGE; clear = VM_HUGEPAGE; }
+  else return -EINVAL;
+  if (!vmaReserve(mm, 2)) return -ENOMEM;
+  splitAt(mm, start);
+  splitAt(mm, end);
+  for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+    const v = vmaAt(mm, i);
+    v.flags = (v.flags | set) & ~clear;
+  }
+  mergeRange(mm, start, end);
+  return 0;
+}
+
+export function pageoutReclaimed(): u64 { return pageoutOp.reclaimed; }

@@ -1,0 +1,72 @@
+// change_protection (mm/mprotect.c) for mprotect: every present entry gets the
+// VMA's new protection through pte_modify, keeping pfn, A/D, soft-dirty and
+// uffd-wp. With MM_CP_TRY_CHANGE_WRITABLE, entries the write-fault handler
+// would map writable anyway are made writable now (can_change_pte_writable).
+
+import { setWalkAction, ACTION_CONTINUE, walkVma } from "../walk";
+import { Vma } from "../vma";
+import {
+  ptePresent, pteModify, pmdModify, pteWrite, pteMkwrite, pteProtnone, pteSoftDirty, pteUffdWp, pteDirty, pteSpecial,
+  leafPfn, isUpperLeaf, softDirtySupported,
+} from "../arch/index";
+import { isZeroPfn, testFlag, folioHead, PG_ANON, PG_EXCLUSIVE } from "../frames";
+import { VM_WRITE, VM_SHARED, VM_SOFTDIRTY, VM_UFFD_WP, PMD_SIZE } from "../constants";
+
+/** can_change_pte_writable. */
+export function canChangePteWritable(vma: Vma, e: u64): bool {
+  if ((vma.flags & VM_WRITE) == 0) return false;
+  if (pteProtnone(e)) return false;
+  // Soft-dirty tracking needs the write fault that re-sets the bit.
+  if (softDirtySupported && (vma.flags & VM_SOFTDIRTY) == 0 && !pteSoftDirty(e)) return false;
+  if ((vma.flags & VM_UFFD_WP) != 0 && pteUffdWp(e)) return false;
+  if ((vma.flags & VM_SHARED) == 0) {
+    const pfn = <u32>leafPfn(e, 0);
+    if (pteSpecial(e) || isZeroPfn(pfn)) return false;
+    return testFlag(folioHead(pfn), PG_ANON) && testFlag(pfn, PG_EXCLUSIVE);
+  }
+  return pteDirty(e);
+}
+
+@final export class ChangeProtOp {
+  prot: u64 = 0;
+  tryChangeWritable: bool = false;
+  pages: u64 = 0;
+
+  // @ts-ignore: decorator
+  @inline pteEntry(ptep: usize, addr: u64): i32 {
+    const e = load<u64>(ptep);
+    if (e == 0 || !ptePresent(e)) return 0;
+    let n = pteModify(e, this.prot);
+    if (this.tryChangeWritable && !pteWrite(n) && canChangePteWritable(changetype<Vma>(walkVma), n)) n = pteMkwrite(n);
+    if (n != e) { store<u64>(ptep, n); this.pages++; }
+    return 0;
+  }
+
+  upperEntry(level: u32, ep: usize, addr: u64, next: u64): i32 {
+    const e = load<u64>(ep);
+    if (!isUpperLeaf(e)) return 0;
+    if (level != 1 || ((addr & (PMD_SIZE - 1)) == 0 && next - addr == PMD_SIZE)) {
+      // change_huge_pmd: the whole leaf is covered, no split.
+      const vma = changetype<Vma>(walkVma);
+      let n = pmdModify(e, this.prot);
+      if (this.tryChangeWritable && !pteWrite(n) && (vma.flags & VM_WRITE) != 0 && !pteProtnone(n)) {
+        const pfn = <u32>leafPfn(n, level);
+        const softOk = !softDirtySupported || (vma.flags & VM_SOFTDIRTY) != 0 || pteSoftDirty(n);
+        const ok = (vma.flags & VM_SHARED) != 0 ? pteDirty(n)
+          : (!isZeroPfn(pfn) && testFlag(folioHead(pfn), PG_ANON) && testFlag(folioHead(pfn), PG_EXCLUSIVE));
+        if (ok && softOk && !((vma.flags & VM_UFFD_WP) != 0 && pteUffdWp(n))) n = pteMkwrite(n);
+      }
+      if (n != e) { store<u64>(ep, n); this.pages += 512; }
+      setWalkAction(ACTION_CONTINUE);
+    }
+    return 0;
+  }
+  // @ts-ignore: decorator
+  @inline hole(addr: u64, next: u64, depth: i32): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline testWalk(vma: Vma): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline preVma(vma: Vma, start: u64, end: u64): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline postVma(vma: Vma, start: u64, end: u64): void {}
+}

@@ -1,0 +1,120 @@
+// MADV_PAGEOUT (madvise_cold_or_pageout_pte_range + reclaim_pages), done
+// synchronously: each page mapped only here is written to swap and freed.
+// Anonymous pages leave a swap entry (exclusive if PageAnonExclusive,
+// soft-dirty and uffd-wp carried as swp flags); shmem pages move to swap
+// inside their file and the PTE becomes none (or a uffd-wp marker).
+// Pages with extra references (pins, GUP) cannot be reclaimed and stay.
+
+import { walkMm, walkVma } from "../walk";
+import { Vma } from "../vma";
+import { addRss } from "../mm";
+import {
+  ptePresent, pteSpecial, pteSoftDirty, pteUffdWp, leafPfn, mkSwap, swpExclusiveBit, swpSoftDirtyBit, swpUffdWpBit,
+  mkPteMarker, PTE_MARKER_UFFD_WP,
+} from "../arch/index";
+import {
+  isZeroPfn, folioHead, testFlag, clearFlag, orderOf, refcount, mapcount, tagOf, indexOf, freeFolio, addMapcount,
+  setRefcount, setInfo, info, PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, PG_SWAPBACKED, ORDER_SHIFT, KIND_SHIFT, MAPCOUNT_MASK,
+  entireMapcount, setIndex,
+} from "../frames";
+import { folioMapcount } from "../rmap";
+import { swapAlloc, swapWrite, swapDup, swapCacheSet, swapSlots } from "../swap";
+import { fileOf, cacheSlot, CACHE_SWAP } from "../file";
+import { linearPageIndex } from "../vma";
+import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constants";
+
+@final export class PageoutOp {
+  reclaimed: u64 = 0;
+
+  // @ts-ignore: decorator
+  @inline pteEntry(ptep: usize, addr: u64): i32 {
+    const e = load<u64>(ptep);
+    if (e != 0 && ptePresent(e)) this.pageoutOne(ptep, e, addr, changetype<Vma>(walkVma));
+    return 0;
+  }
+
+  pageoutOne(ptep: usize, e: u64, addr: u64, vma: Vma): void {
+    const pfn = <u32>leafPfn(e, 0);
+    if (pteSpecial(e) || isZeroPfn(pfn)) return;
+    let head = folioHead(pfn);
+    if (orderOf(head) > 0) {
+      if (!splitFolio(head)) return;
+      head = pfn;
+    }
+    if (mapcount(pfn) != 1) return;                 // folio_maybe_mapped_shared
+    const mm = walkMm;
+    if (testFlag(pfn, PG_ANON)) {
+      const cached = testFlag(pfn, PG_SWAPCACHE);
+      if (refcount(pfn) != 1 + (cached ? 1 : 0)) return;   // pinned or otherwise referenced
+      const slot = cached ? indexOf(pfn) : swapAlloc();
+      if (slot == 0) return;                        // no swap, or swap full
+      swapWrite(slot, tagOf(pfn));
+      swapDup(slot);
+      let swp = mkSwap(0, <u64>slot);
+      if (testFlag(pfn, PG_EXCLUSIVE)) swp |= swpExclusiveBit();
+      if (pteSoftDirty(e)) swp |= swpSoftDirtyBit();
+      if (pteUffdWp(e)) swp |= swpUffdWpBit();
+      store<u64>(ptep, swp);
+      addRss(mm, MM_ANONPAGES, -1);
+      addRss(mm, MM_SWAPENTS, 1);
+      if (cached) swapCacheSet(slot, 0);
+      freeFolio(pfn);
+      this.reclaimed++;
+      return;
+    }
+    if (!testFlag(pfn, PG_SWAPBACKED) || vma.file == 0) return;
+    // shmem_writeout: the page-cache slot becomes a swap entry of the file.
+    if (refcount(pfn) != 2) return;                 // the cache's reference and ours
+    if (swapSlots() == 0) return;
+    const f = fileOf(vma.file);
+    const pgoff = linearPageIndex(vma, addr);
+    const cslot = cacheSlot(f, pgoff);
+    if (cslot == 0) return;
+    const slot = swapAlloc();
+    if (slot == 0) return;
+    swapWrite(slot, tagOf(pfn));
+    swapDup(slot);
+    store<u64>(cslot, (<u64>slot << 2) | CACHE_SWAP);
+    f.nrPages--;
+    f.nrSwapped++;
+    store<u64>(ptep, pteUffdWp(e) && (vma.flags & VM_UFFD_WP) != 0 ? mkPteMarker(PTE_MARKER_UFFD_WP) : 0);
+    addRss(mm, MM_SHMEMPAGES, -1);
+    setIndex(pfn, 0);
+    freeFolio(pfn);
+    this.reclaimed++;
+  }
+  // @ts-ignore: decorator
+  @inline upperEntry(level: u32, ep: usize, addr: u64, next: u64): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline hole(addr: u64, next: u64, depth: i32): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline testWalk(vma: Vma): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline preVma(vma: Vma, start: u64, end: u64): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline postVma(vma: Vma, start: u64, end: u64): void {}
+}
+
+/**
+ * split_folio to order 0 for a PTE-mapped large folio with no references
+ * beyond its mappings (and no pins): each page becomes its own folio holding
+ * its own mappings' references. Returns false when the folio is busy.
+ */
+export function splitFolio(head: u32): bool {
+  const order = orderOf(head);
+  if (entireMapcount(head) != 0) return false;
+  if (refcount(head) != folioMapcount(head)) return false;
+  const n = <u32>1 << order;
+  const keep = info(head) & ~(MAPCOUNT_MASK | (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_EXCLUSIVE);
+  setRefcount(head + 1, 0);      // pincount
+  setIndex(head + 1, 0);         // entire mapcount
+  for (let i: u32 = 0; i < n; i++) {
+    const p = head + i;
+    const excl = info(p) & PG_EXCLUSIVE;
+    setInfo(p, keep | excl | mapcount(p));
+    setRefcount(p, mapcount(p));
+  }
+  for (let i: u32 = 0; i < n; i++) if (refcount(head + i) == 0) freeFolio(head + i);
+  return true;
+}
+

@@ -1,0 +1,120 @@
+// zap_pte_range / zap_huge_pmd: unmapping a range (munmap, exit, MADV_DONTNEED,
+// truncation). Pages lose their mapping reference and are freed when it was
+// the last; swap entries release their slot; markers follow SEMANTICS §7.2.
+
+import { setWalkAction, ACTION_CONTINUE, walkMm, walkVma, walkTablePfn } from "../walk";
+import { Vma, vmaIsAnonymous } from "../vma";
+import { Mm, addRss } from "../mm";
+import {
+  ptePresent, pteSpecial, pteDirty, pteUffdWp, leafPfn, isUpperLeaf, swpType, swpOffset, mkPteMarker,
+  MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON, PTE_MARKER_UFFD_WP, PTE_MARKER_GUARD, PTE_MARKER_POISONED, swpUffdWpBit,
+} from "../arch/index";
+import { isZeroPfn, folioHead, testFlag, setFlag, addEntireMapcount, PG_ANON, PG_DIRTY } from "../frames";
+import { zapPageRmap, mmCounter, putMappedFolio, deleteFromSwapCache, folioMapcount } from "../rmap";
+import { swapFree, swapCount, swapCachePfn } from "../swap";
+import { withdrawTable, freeTable } from "../pgtable";
+import { MM_SWAPENTS, PMD_SIZE, VM_UFFD_WP } from "../constants";
+
+@final export class ZapOp {
+  /** ZAP_FLAG_DROP_MARKER: munmap, exit and locked truncation destroy markers. */
+  dropMarkers: bool = false;
+  /** details->even_cows: false keeps private anonymous copies (pagecache invalidation). */
+  evenCows: bool = true;
+  /** Pages and swap entries removed. */
+  zapped: u64 = 0;
+
+  // @ts-ignore: decorator
+  @inline pteEntry(ptep: usize, addr: u64): i32 {
+    const e = load<u64>(ptep);
+    if (e != 0) this.zapOne(ptep, e, changetype<Vma>(walkVma));
+    return 0;
+  }
+
+  upperEntry(level: u32, ep: usize, addr: u64, next: u64): i32 {
+    const e = load<u64>(ep);
+    if (!isUpperLeaf(e)) return 0;
+    if (level != 1) { setWalkAction(ACTION_CONTINUE); return 0; }
+    if ((addr & (PMD_SIZE - 1)) == 0 && next - addr == PMD_SIZE) {
+      if (this.evenCows || !testFlag(folioHead(<u32>leafPfn(e, 1)), PG_ANON)) zapHugePmd(walkMm, ep, walkTablePfn, e);
+      setWalkAction(ACTION_CONTINUE);
+    }
+    return 0;   // a partial range leaves SUBTREE: the walker splits the PMD
+  }
+
+  zapOne(ptep: usize, e: u64, vma: Vma): void {
+    const mm = walkMm;
+    if (ptePresent(e)) {
+      const pfn = <u32>leafPfn(e, 0);
+      if (pteSpecial(e) || isZeroPfn(pfn)) {
+        store<u64>(ptep, 0);
+      } else {
+        const head = folioHead(pfn);
+        const anon = testFlag(head, PG_ANON);
+        if (!this.evenCows && anon) return;            // should_zap_folio
+        store<u64>(ptep, 0);
+        if (!anon && pteDirty(e)) setFlag(head, PG_DIRTY);
+        zapPageRmap(mm, pfn);
+      }
+      this.zapped++;
+      if (pteUffdWp(e)) this.installUffdWpMarker(ptep, vma);
+      return;
+    }
+    const type = swpType(e);
+    if (type < MAX_SWAPFILES) {
+      if (!this.evenCows) return;                      // should_zap_cows
+      store<u64>(ptep, 0);
+      addRss(mm, MM_SWAPENTS, -1);
+      freeSwapAndCache(<u32>swpOffset(e));
+      this.zapped++;
+      if ((e & swpUffdWpBit()) != 0) this.installUffdWpMarker(ptep, vma);
+      return;
+    }
+    if (type == SWP_PTE_MARKER) {
+      const m = swpOffset(e);
+      let drop: bool;
+      if ((m & PTE_MARKER_GUARD) != 0) drop = this.dropMarkers;
+      else if ((m & PTE_MARKER_POISONED) != 0) drop = this.evenCows;
+      else drop = this.dropMarkers || vmaIsAnonymous(vma);
+      if (drop) store<u64>(ptep, 0);
+      return;
+    }
+    if (type == SWP_HWPOISON && this.evenCows) store<u64>(ptep, 0);
+  }
+
+  /** zap_install_uffd_wp_if_needed: file VMAs registered for uffd-wp keep the protection as a marker. */
+  installUffdWpMarker(ptep: usize, vma: Vma): void {
+    if (this.dropMarkers || vmaIsAnonymous(vma) || (vma.flags & VM_UFFD_WP) == 0) return;
+    store<u64>(ptep, mkPteMarker(PTE_MARKER_UFFD_WP));
+  }
+  // @ts-ignore: decorator
+  @inline hole(addr: u64, next: u64, depth: i32): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline testWalk(vma: Vma): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline preVma(vma: Vma, start: u64, end: u64): i32 { return 0; }
+  // @ts-ignore: decorator
+  @inline postVma(vma: Vma, start: u64, end: u64): void {}
+}
+
+/** zap_huge_pmd: a whole huge PMD goes, with its deposited table. */
+export function zapHugePmd(mm: Mm, ep: usize, pmdTable: u32, e: u64): void {
+  store<u64>(ep, 0);
+  const t = withdrawTable(pmdTable);
+  if (t != 0) freeTable(mm, t);
+  const pfn = <u32>leafPfn(e, 1);
+  if (isZeroPfn(pfn)) return;
+  const head = folioHead(pfn);
+  if (!testFlag(head, PG_ANON) && pteDirty(e)) setFlag(head, PG_DIRTY);
+  addEntireMapcount(head, -1);
+  addRss(mm, mmCounter(head), -512);
+  putMappedFolio(head);
+}
+
+/** free_swap_and_cache: one entry fewer; an unmapped swap-cache page whose slot is now unused is freed. */
+export function freeSwapAndCache(slot: u32): void {
+  swapFree(slot);
+  if (swapCount(slot) != 0) return;
+  const pfn = swapCachePfn(slot);
+  if (pfn != 0 && folioMapcount(pfn) == 0) deleteFromSwapCache(pfn);
+}
+

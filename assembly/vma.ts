@@ -1,0 +1,151 @@
+// Virtual memory areas: a sorted array per mm (the kernel's maple tree, in its
+// simplest form). Lookups are a binary search behind a one-entry cache; the
+// array rarely holds more than a few hundred VMAs, so inserts move memory.
+
+import { kmalloc, kfree } from "./heap";
+import { Mm } from "./mm";
+import { VM_SOFTDIRTY, VM_SHARED, VM_MAYWRITE, VM_UFFD_WP, VM_UFFD_MISSING } from "./constants";
+import { vmGetPageProt } from "./arch/index";
+import { fileGet, filePut, fileWantsWritenotify } from "./file";
+
+@unmanaged export class Vma {
+  start: u64;
+  end: u64;
+  pgoff: u64;          // in pages, for file VMAs (anon: start >> 12, as the kernel does)
+  flags: u32;          // vm_flags
+  file: u32;           // file id, 0 for anonymous
+  anonVma: u32;        // anon_vma id, 0 until the first anonymous page
+  uffd: u32;           // userfaultfd context id, 0 when unregistered
+  pageProt: u64;       // vm_page_prot
+}
+
+export const VMA_BYTES: usize = offsetof<Vma>();
+let anonVmaIds: u32 = 0;
+
+// @ts-ignore: decorator
+@inline export function vmaAt(mm: Mm, i: u32): Vma { return changetype<Vma>(mm.vmas + <usize>i * VMA_BYTES); }
+// @ts-ignore: decorator
+@inline export function vmaPages(v: Vma): u64 { return (v.end - v.start) >> 12; }
+// @ts-ignore: decorator
+@inline export function isCowMapping(flags: u32): bool { return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE; }
+// @ts-ignore: decorator
+@inline export function vmaIsAnonymous(v: Vma): bool { return v.file == 0; }
+/** linear_page_index: the file page `addr` maps. */
+// @ts-ignore: decorator
+@inline export function linearPageIndex(v: Vma, addr: u64): u64 { return ((addr - v.start) >> 12) + v.pgoff; }
+
+/** vma_set_page_prot: shared writable mappings that want write-notify start read-only. */
+export function vmaSetPageProt(v: Vma): void {
+  let f = v.flags;
+  if ((f & VM_SHARED) != 0 && v.file != 0 && fileWantsWritenotify(v.file)) f &= ~VM_SHARED;
+  v.pageProt = vmGetPageProt(f);
+}
+
+/** Index of the first VMA ending above addr (find_vma), or nrVmas. */
+export function findVmaIndex(mm: Mm, addr: u64): u32 {
+  const c = mm.vmaCache;
+  if (c < mm.nrVmas) {
+    const v = vmaAt(mm, c);
+    if (v.start <= addr && addr < v.end) return c;
+  }
+  let lo: u32 = 0, hi = mm.nrVmas;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (vmaAt(mm, mid).end <= addr) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+/** vma_lookup: the VMA containing addr, or null. */
+export function vmaLookup(mm: Mm, addr: u64): Vma | null {
+  const i = findVmaIndex(mm, addr);
+  if (i >= mm.nrVmas) return null;
+  const v = vmaAt(mm, i);
+  if (v.start > addr) return null;
+  mm.vmaCache = i;
+  return v;
+}
+
+function ensureCapacity(mm: Mm, n: u32): bool {
+  if (n <= mm.capVmas) return true;
+  let cap: u32 = mm.capVmas == 0 ? 16 : mm.capVmas * 2;
+  while (cap < n) cap *= 2;
+  const p = kmalloc(<usize>cap * VMA_BYTES);
+  if (p == 0) return false;
+  if (mm.vmas != 0) {
+    memory.copy(p, mm.vmas, <usize>mm.nrVmas * VMA_BYTES);
+    kfree(mm.vmas, <usize>mm.capVmas * VMA_BYTES);
+  }
+  mm.vmas = p;
+  mm.capVmas = cap;
+  return true;
+}
+
+/** Makes room for `extra` more VMAs so that a later split or insert cannot fail. */
+export function vmaReserve(mm: Mm, extra: u32): bool { return ensureCapacity(mm, mm.nrVmas + extra); }
+
+/** Inserts a new VMA at its sorted position (capacity must be reserved); returns its index. */
+export function vmaInsert(mm: Mm, start: u64, end: u64, flags: u32, file: u32, pgoff: u64): u32 {
+  const i = findVmaIndex(mm, start);
+  const at = mm.vmas + <usize>i * VMA_BYTES;
+  memory.copy(at + VMA_BYTES, at, <usize>(mm.nrVmas - i) * VMA_BYTES);
+  mm.nrVmas++;
+  const v = changetype<Vma>(at);
+  v.start = start; v.end = end; v.flags = flags; v.file = file;
+  v.pgoff = file != 0 ? pgoff : start >> 12;
+  v.anonVma = 0; v.uffd = 0;
+  vmaSetPageProt(v);
+  if (file != 0) fileGet(file);
+  mm.vmaCache = i;
+  return i;
+}
+
+/** Splits VMA i at addr (strictly inside); both halves keep every attribute. Capacity must be reserved. */
+export function vmaSplit(mm: Mm, i: u32, addr: u64): void {
+  const at = mm.vmas + <usize>i * VMA_BYTES;
+  memory.copy(at + VMA_BYTES, at, <usize>(mm.nrVmas - i) * VMA_BYTES);
+  mm.nrVmas++;
+  const lo = changetype<Vma>(at), hi = changetype<Vma>(at + VMA_BYTES);
+  lo.end = addr;
+  hi.pgoff = lo.pgoff + ((addr - lo.start) >> 12);
+  hi.start = addr;
+  if (lo.file != 0) fileGet(lo.file);
+  mm.vmaCache = 0;
+}
+
+/** Removes VMA i (page tables must already be zapped). */
+export function vmaRemove(mm: Mm, i: u32): void {
+  const at = mm.vmas + <usize>i * VMA_BYTES;
+  const f = changetype<Vma>(at).file;
+  memory.copy(at, at + VMA_BYTES, <usize>(mm.nrVmas - i - 1) * VMA_BYTES);
+  mm.nrVmas--;
+  mm.vmaCache = 0;
+  if (f != 0) filePut(f);
+}
+
+/** is_mergeable_vma + anon_vma compatibility + contiguous pgoff. */
+function canMerge(a: Vma, b: Vma): bool {
+  if (a.end != b.start) return false;
+  if (((a.flags ^ b.flags) & ~VM_SOFTDIRTY) != 0) return false;
+  if (a.file != b.file || a.uffd != b.uffd) return false;
+  if ((a.flags & (VM_UFFD_WP | VM_UFFD_MISSING)) != 0) return false;
+  if (a.pgoff + vmaPages(a) != b.pgoff) return false;
+  return a.anonVma == 0 || b.anonVma == 0 || a.anonVma == b.anonVma;
+}
+
+/** Merges VMA i with its successor when compatible; returns true if merged. */
+export function vmaTryMergeNext(mm: Mm, i: u32): bool {
+  if (i + 1 >= mm.nrVmas) return false;
+  const a = vmaAt(mm, i), b = vmaAt(mm, i + 1);
+  if (!canMerge(a, b)) return false;
+  a.end = b.end;
+  a.flags |= b.flags & VM_SOFTDIRTY;
+  if (a.anonVma == 0) a.anonVma = b.anonVma;
+  vmaRemove(mm, i + 1);
+  return true;
+}
+
+/** anon_vma_prepare: gives the VMA an anon_vma identity on its first anonymous page. */
+export function anonVmaPrepare(v: Vma): void {
+  if (v.anonVma == 0) v.anonVma = ++anonVmaIds;
+}

@@ -1,0 +1,131 @@
+// The range walker (mm/pagewalk.c): one walker, behaviour plugged in as an op.
+//
+// An op is a class with these methods; walkers are generic, so each op gets its
+// own monomorphized walker with the calls inlined (no indirect call per entry):
+//
+//   pteEntry(ptep, addr): i32           every PTE slot in range, none ones included
+//   upperEntry(level, ep, addr, next): i32   every non-none PMD/PUD/P4D/PGD entry;
+//                                       may set walkAction (SUBTREE, CONTINUE, AGAIN)
+//   hole(addr, next, depth): i32        a none upper entry, or (depth -1) a gap between VMAs
+//   testWalk(vma): i32                  VMA walks: 0 walk, 1 skip, < 0 abort
+//   preVma(vma, start, end): i32        before a VMA's tables (error aborts)
+//   postVma(vma, start, end): void      after them, even when the walk failed
+//
+// Return convention, written down once: 0 continue, > 0 stop and return it,
+// < 0 stop with -errno. Levels: 0 PTE, 1 PMD, 2 PUD, 3 P4D/PGD, 4 PGD (5-level).
+// pte_hole depth follows the kernel (pgd 0, p4d 1, pud 2, pmd 3), folded
+// levels reporting their real depth, so depth = 4 - level.
+//
+// A huge leaf reached with walkAction still SUBTREE is split (VMA walks only,
+// PMD level), then walked as a table, as walk_pmd_range does.
+
+import { Mm } from "./mm";
+import { Vma, findVmaIndex, vmaAt } from "./vma";
+import { tablePtr, levelAddrEnd, levelShift } from "./pgtable";
+import { isTableEntry, isUpperLeaf, tableEntryPfn } from "./arch/index";
+import { splitHugePmd } from "./thp";
+import { ENOMEM } from "./constants";
+
+export const ACTION_SUBTREE: i32 = 0;
+export const ACTION_CONTINUE: i32 = 1;
+export const ACTION_AGAIN: i32 = 2;
+
+/** walk->action for the entry being visited. */
+export let walkAction: i32 = ACTION_SUBTREE;
+/** The VMA being walked (null for table-only walks). */
+export let walkVma: Vma | null = null;
+export let walkMm: Mm = changetype<Mm>(0);
+/** pfn of the table holding the entry being visited (the PMD table, at level 1). */
+export let walkTablePfn: u32 = 0;
+
+export function setWalkAction(a: i32): void { walkAction = a; }
+
+/** Walks the page tables of mm over [start, end) regardless of VMAs (walk_page_range_novma). */
+export function walkTables<T>(op: T, mm: Mm, start: u64, end: u64): i32 {
+  if (start >= end) return 0;
+  walkMm = mm;
+  return walkLevel<T>(op, mm.levels - 1, mm.root, start, end);
+}
+
+/** walk_page_range: each VMA overlapping [start, end), holes between them reported at depth -1. */
+export function walkPageRange<T>(op: T, mm: Mm, start: u64, end: u64): i32 {
+  walkMm = mm;
+  let addr = start;
+  let i = findVmaIndex(mm, start);
+  let r: i32 = 0;
+  while (addr < end) {
+    if (i >= mm.nrVmas || vmaAt(mm, i).start >= end) {
+      walkVma = null;
+      r = op.hole(addr, end, -1);
+      break;
+    }
+    const v = vmaAt(mm, i);
+    if (addr < v.start) {
+      walkVma = null;
+      r = op.hole(addr, v.start, -1);
+      if (r != 0) break;
+      addr = v.start;
+    }
+    const next = v.end < end ? v.end : end;
+    walkVma = v;
+    r = op.testWalk(v);
+    if (r < 0) break;
+    if (r == 0) {
+      r = op.preVma(v, addr, next);
+      if (r != 0) break;
+      r = walkLevel<T>(op, mm.levels - 1, mm.root, addr, next);
+      // The op may have split or merged VMAs: re-find ours by address.
+      i = findVmaIndex(mm, addr);
+      op.postVma(vmaAt(mm, i), addr, next);
+      if (r != 0) break;
+    }
+    r = 0;
+    addr = next;
+    i = findVmaIndex(mm, addr);
+  }
+  walkVma = null;
+  return r;
+}
+
+function walkLevel<T>(op: T, level: u32, table: u32, start: u64, end: u64): i32 {
+  const base = tablePtr(table);
+  if (level == 0) {
+    let ptep = base + (<usize>((start >> 12) & 511) << 3);
+    for (let addr = start; addr < end; addr += 4096, ptep += 8) {
+      const r = op.pteEntry(ptep, addr);
+      if (r != 0) return r;
+    }
+    return 0;
+  }
+  const shift = levelShift(level);
+  let addr = start;
+  while (addr < end) {
+    const next = levelAddrEnd(addr, end, level);
+    const ep = base + (<usize>((addr >> shift) & 511) << 3);
+    const e = load<u64>(ep);
+    if (e == 0) {
+      const r = op.hole(addr, next, 4 - <i32>level);
+      if (r != 0) return r;
+      addr = next;
+      continue;
+    }
+    walkAction = ACTION_SUBTREE;
+    walkTablePfn = table;
+    const r = op.upperEntry(level, ep, addr, next);
+    if (r != 0) return r;
+    if (walkAction == ACTION_AGAIN) continue;
+    if (walkAction == ACTION_SUBTREE) {
+      let cur = load<u64>(ep);
+      if (isUpperLeaf(cur) && level == 1 && walkVma != null) {
+        if (!splitHugePmd(walkMm, changetype<Vma>(walkVma), ep, table)) return -ENOMEM;
+        cur = load<u64>(ep);
+      }
+      if (isTableEntry(cur)) {
+        const r2 = walkLevel<T>(op, level - 1, <u32>tableEntryPfn(cur), addr, next);
+        if (r2 != 0) return r2;
+      }
+    }
+    addr = next;
+  }
+  return 0;
+}

@@ -1,0 +1,281 @@
+/**
+ * Naive TypeScript peer for the ptemu benchmarks.
+ *
+ * Implements the same model as the WASM core and the C peer (x86-64 4-level
+ * page tables, a frame pool with a free list, per-page fault-in, mprotect,
+ * a read-only walk and MADV_DONTNEED) the way one would write it in
+ * idiomatic TypeScript without thinking about performance: nested Maps for
+ * the tables, a plain object per PTE and per frame, and JS numbers for
+ * addresses (48-bit virtual addresses fit a double exactly, but not the
+ * 32-bit bitwise operators, hence the divisions).
+ *
+ * It exists to show what the WASM core buys over the obvious
+ * implementation, so it must do the same work: frames really come from and
+ * return to the allocator, page-table pages take frames too, and tables
+ * survive MADV_DONTNEED.
+ */
+
+/** 2 MiB aligned start of the benchmarked range, shared by all peers. */
+export const RANGE_START = 0x7f00_0000_0000;
+
+export const PAGE_SIZE = 4096;
+const ENTRIES_PER_TABLE = 512;
+
+/** Bytes covered by one entry of a table at `level` (0 = PT ... 3 = PML4). */
+function levelSpan(level: number): number {
+  return 2 ** (12 + 9 * level);
+}
+
+/** Tag of a frame holding a page table (anonymous frames use 0). */
+const TAG_PAGETABLE = 1;
+
+export interface Pte {
+  present: boolean;
+  write: boolean;
+  user: boolean;
+  accessed: boolean;
+  dirty: boolean;
+  nx: boolean;
+  pfn: number;
+}
+
+export interface Frame {
+  refcount: number;
+  mapcount: number;
+  anon: boolean;
+  exclusive: boolean;
+  tag: number;
+}
+
+/** A page-table page: the frame backing it and its populated entries. */
+interface Table<Entry> {
+  pfn: number;
+  entries: Map<number, Entry>;
+}
+
+type PageTable = Table<Pte>;
+type PageDirectory = Table<PageTable>;
+type Pdpt = Table<PageDirectory>;
+type Pml4 = Table<Pdpt>;
+
+function indexAt(va: number, level: number): number {
+  return Math.floor(va / levelSpan(level)) % ENTRIES_PER_TABLE;
+}
+
+/** Frames needed for a range: 25% spare, like the C peer, plus tables. */
+export function framesForRange(pages: number): number {
+  const tables = Math.floor(pages / 512) + Math.floor(pages / (512 * 512)) + 8;
+  return pages + Math.floor(pages / 4) + tables;
+}
+
+export class NaivePageTables {
+  private readonly frames: Frame[] = [];
+  /** Free pfns, used as a stack so recently freed frames are reused first. */
+  private readonly freeList: number[] = [];
+  private readonly root: Pml4;
+
+  constructor(frameCount: number) {
+    for (let pfn = 0; pfn < frameCount; pfn++) {
+      this.frames.push({ refcount: 0, mapcount: 0, anon: false, exclusive: false, tag: 0 });
+    }
+    // Descending, so that popping hands out pfn 0 first.
+    for (let pfn = frameCount - 1; pfn >= 0; pfn--) {
+      this.freeList.push(pfn);
+    }
+    this.root = this.newTable<Pdpt>();
+  }
+
+  /** A machine sized for a range of `pages`, as the benchmarks use it. */
+  static forRange(pages: number): NaivePageTables {
+    return new NaivePageTables(framesForRange(pages));
+  }
+
+  get freeFrames(): number {
+    return this.freeList.length;
+  }
+
+  frame(pfn: number): Readonly<Frame> | undefined {
+    return this.frames[pfn];
+  }
+
+  /**
+   * Anonymous write fault on each page, walking from the root every time
+   * as the fault handler would, allocating missing tables on the way.
+   */
+  faultIn(start: number, pages: number): void {
+    for (let i = 0; i < pages; i++) {
+      const va = start + i * PAGE_SIZE;
+      const pdpt = this.childTable(this.root, indexAt(va, 3));
+      const pd = this.childTable(pdpt, indexAt(va, 2));
+      const pt = this.childTable(pd, indexAt(va, 1));
+      const index = indexAt(va, 0);
+      if (pt.entries.get(index)?.present) {
+        continue; // spurious fault: already mapped
+      }
+      const pfn = this.allocFrame();
+      const frame = this.frameAt(pfn);
+      frame.refcount = 1;
+      frame.mapcount = 1;
+      frame.anon = true;
+      frame.exclusive = true;
+      frame.tag = 0;
+      pt.entries.set(index, {
+        present: true,
+        write: true,
+        user: true,
+        accessed: true,
+        dirty: true,
+        nx: true,
+        pfn,
+      });
+    }
+  }
+
+  /**
+   * Change the protection of every present PTE, as pte_modify() does: the
+   * pfn, accessed and dirty are kept (the cache and software bits the
+   * kernel also keeps are not modelled here); present, user and NX come
+   * from the new protection, write from `writable`. Returns how many PTEs
+   * changed.
+   */
+  mprotect(start: number, pages: number, writable: boolean): number {
+    let changed = 0;
+    this.walkRange(start, pages, (pte) => {
+      if (!pte.present) {
+        return;
+      }
+      const unchanged = pte.write === writable && pte.user && pte.accessed && pte.nx;
+      if (!unchanged) {
+        pte.write = writable;
+        pte.user = true;
+        pte.accessed = true;
+        pte.nx = true;
+        changed++;
+      }
+    });
+    return changed;
+  }
+
+  /** Count present PTEs and sum their pfns. */
+  walk(start: number, pages: number): { present: number; pfnSum: number } {
+    let present = 0;
+    let pfnSum = 0;
+    this.walkRange(start, pages, (pte) => {
+      if (pte.present) {
+        present++;
+        pfnSum += pte.pfn;
+      }
+    });
+    return { present, pfnSum };
+  }
+
+  /**
+   * MADV_DONTNEED: unmap every present page, dropping the mapping and the
+   * reference it held, and free frames nobody references any more. Page
+   * tables stay. Returns the number of frames freed.
+   */
+  dontneed(start: number, pages: number): number {
+    let freed = 0;
+    this.walkRange(start, pages, (pte, pt, index) => {
+      if (!pte.present) {
+        return;
+      }
+      pt.entries.delete(index);
+      const frame = this.frameAt(pte.pfn);
+      frame.mapcount--;
+      frame.refcount--;
+      if (frame.refcount === 0) {
+        this.freeFrame(pte.pfn);
+        freed++;
+      }
+    });
+    return freed;
+  }
+
+  /**
+   * Visit every populated PTE in the range, each table once, skipping
+   * missing tables and entries.
+   */
+  private walkRange(
+    start: number,
+    pages: number,
+    visit: (pte: Pte, pt: PageTable, index: number) => void,
+  ): void {
+    const end = start + pages * PAGE_SIZE;
+    for (const [pdpt, pdptStart, pdptEnd] of this.children(this.root, 3, start, end)) {
+      for (const [pd, pdStart, pdEnd] of this.children(pdpt, 2, pdptStart, pdptEnd)) {
+        for (const [pt, ptStart, ptEnd] of this.children(pd, 1, pdStart, pdEnd)) {
+          const first = indexAt(ptStart, 0);
+          const count = (ptEnd - ptStart) / PAGE_SIZE;
+          for (let index = first; index < first + count; index++) {
+            const pte = pt.entries.get(index);
+            if (pte) {
+              visit(pte, pt, index);
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * The populated children of `table` (at `level`) within [start, end),
+   * each with the part of the range it covers.
+   */
+  private *children<Child>(
+    table: Table<Child>,
+    level: number,
+    start: number,
+    end: number,
+  ): Generator<[Child, number, number]> {
+    const span = levelSpan(level);
+    let addr = start;
+    while (addr < end) {
+      const next = Math.min((Math.floor(addr / span) + 1) * span, end);
+      const child = table.entries.get(indexAt(addr, level));
+      if (child !== undefined) {
+        yield [child, addr, next];
+      }
+      addr = next;
+    }
+  }
+
+  private childTable<Child>(table: Table<Table<Child>>, index: number): Table<Child> {
+    let child = table.entries.get(index);
+    if (child === undefined) {
+      child = this.newTable<Child>();
+      table.entries.set(index, child);
+    }
+    return child;
+  }
+
+  private newTable<Entry>(): Table<Entry> {
+    const pfn = this.allocFrame();
+    const frame = this.frameAt(pfn);
+    frame.refcount = 1;
+    frame.tag = TAG_PAGETABLE;
+    return { pfn, entries: new Map<number, Entry>() };
+  }
+
+  private frameAt(pfn: number): Frame {
+    const frame = this.frames[pfn];
+    if (frame === undefined) {
+      throw new Error(`no frame ${pfn}`);
+    }
+    return frame;
+  }
+
+  private allocFrame(): number {
+    const pfn = this.freeList.pop();
+    if (pfn === undefined) {
+      throw new Error('out of physical frames');
+    }
+    return pfn;
+  }
+
+  private freeFrame(pfn: number): void {
+    // Reset the frame the way the page allocator would on free.
+    this.frames[pfn] = { refcount: 0, mapcount: 0, anon: false, exclusive: false, tag: 0 };
+    this.freeList.push(pfn);
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Runs the native C peer (native.c): compiles it with the system C compiler
+ * into a temporary directory, runs it and parses the JSON it prints.
+ *
+ * The C peer is optional for the benchmarks: when no compiler is installed,
+ * or the build or run fails, the result is null and `note` says why, so the
+ * report can show the gap instead of failing.
+ */
+import { execFile } from 'node:child_process';
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface NativePeerResult {
+  pages: number;
+  /** Median nanoseconds per page of each operation. */
+  faultIn: number;
+  mprotect: number;
+  dontneed: number;
+  walk: number;
+}
+
+/** Tried in order; `cc` is whatever the system considers its C compiler. */
+const COMPILERS = ['cc', 'gcc', 'clang'] as const;
+
+/*
+ * native.c sits next to this file in the source tree; once compiled to
+ * dist/bench/peers/ the source is still found in the package's bench/peers/.
+ */
+const SOURCE_CANDIDATES = [
+  new URL('./native.c', import.meta.url),
+  new URL('../../../bench/peers/native.c', import.meta.url),
+];
+
+async function findSource(): Promise<string | null> {
+  for (const url of SOURCE_CANDIDATES) {
+    const path = fileURLToPath(url);
+    try {
+      await access(path);
+      return path;
+    } catch {
+      // try the next location
+    }
+  }
+  return null;
+}
+
+/** The first compiler that runs, with the first line of its version banner. */
+async function findCompiler(): Promise<{ command: string; version: string } | null> {
+  for (const command of COMPILERS) {
+    try {
+      const { stdout } = await run(command, ['--version']);
+      return { command, version: stdout.split('\n')[0]?.trim() ?? '' };
+    } catch {
+      // not installed (or not runnable): try the next one
+    }
+  }
+  return null;
+}
+
+function errorText(error: unknown): string {
+  if (error instanceof Error) {
+    // execFile errors carry the child's stderr, which is the useful part.
+    const stderr = (error as Error & { stderr?: unknown }).stderr;
+    if (typeof stderr === 'string' && stderr.trim() !== '') {
+      return stderr.trim();
+    }
+    return error.message;
+  }
+  return String(error);
+}
+
+function parseResult(stdout: string): NativePeerResult | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stdout);
+  } catch {
+    return null;
+  }
+  if (typeof parsed !== 'object' || parsed === null) {
+    return null;
+  }
+  const record = parsed as Record<string, unknown>;
+  const fields = ['pages', 'faultIn', 'mprotect', 'dontneed', 'walk'] as const;
+  const valid = fields.every((field) => {
+    const value = record[field];
+    return typeof value === 'number' && Number.isFinite(value);
+  });
+  if (!valid) {
+    return null;
+  }
+  const numbers = record as Record<(typeof fields)[number], number>;
+  return {
+    pages: numbers.pages,
+    faultIn: numbers.faultIn,
+    mprotect: numbers.mprotect,
+    dontneed: numbers.dontneed,
+    walk: numbers.walk,
+  };
+}
+
+/**
+ * Build and run the C peer over `pages` pages for `repeats` rounds.
+ * Never throws for a missing or failing toolchain: `result` is null and
+ * `note` explains; on success `note` names the compiler used.
+ */
+export async function runNativePeer(
+  pages: number,
+  repeats: number,
+): Promise<{ result: NativePeerResult | null; note: string }> {
+  if (!Number.isSafeInteger(pages) || pages < 1 || !Number.isSafeInteger(repeats) || repeats < 1) {
+    return { result: null, note: `invalid arguments: pages=${pages}, repeats=${repeats}` };
+  }
+  const source = await findSource();
+  if (source === null) {
+    return { result: null, note: 'native.c not found' };
+  }
+  const compiler = await findCompiler();
+  if (compiler === null) {
+    return { result: null, note: `no C compiler found (tried ${COMPILERS.join(', ')})` };
+  }
+
+  const dir = await mkdtemp(join(tmpdir(), 'ptemu-native-'));
+  try {
+    const exe = join(dir, process.platform === 'win32' ? 'native.exe' : 'native');
+    try {
+      await run(compiler.command, ['-O2', '-o', exe, source]);
+    } catch (error) {
+      return { result: null, note: `${compiler.command} failed to compile native.c: ${errorText(error)}` };
+    }
+
+    let stdout: string;
+    try {
+      ({ stdout } = await run(exe, [String(pages), String(repeats)], { maxBuffer: 1 << 20 }));
+    } catch (error) {
+      return { result: null, note: `native peer failed: ${errorText(error)}` };
+    }
+    const result = parseResult(stdout);
+    if (result === null) {
+      return { result: null, note: `native peer printed unexpected output: ${stdout.trim().slice(0, 200)}` };
+    }
+    return { result, note: `${compiler.command} -O2 (${compiler.version})` };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

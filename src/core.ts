@@ -1,0 +1,119 @@
+// Loading the WASM core and the typed view of its exports. One WebAssembly
+// instance (one linear memory) per Machine; the compiled module is shared.
+
+import { readFileSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** The core's flat ABI (assembly/index.ts). Page numbers are f64; i64 values arrive as bigint. */
+export interface CoreExports {
+  memory: WebAssembly.Memory;
+  resultPtr(): number;
+  init(frames: number, slots: number, arch: number, ha: number, dbm: number, softDirty: number, thp: number, thpZero: number, faultAround: number): number;
+  setThp(policy: number, useZero: number): void;
+  setFailAfter(n: number): void;
+  mmNew(levels: number, taskSizePages: number): number;
+  mmExit(id: number): number;
+  mmap(id: number, vpn: number, pages: number, flags: number, file: number, pgoff: number, replace: number): number;
+  unmappedArea(id: number, pages: number, alignPages: number, baseVpn: number): number;
+  munmap(id: number, vpn: number, pages: number): number;
+  mprotect(id: number, vpn: number, pages: number, prot: number): number;
+  madvise(id: number, vpn: number, pages: number, advice: number): number;
+  pageoutCount(): number;
+  access(id: number, vpn: number, kind: number, tag: number): number;
+  touch(id: number, vpn: number, pages: number, kind: number, tag: number): number;
+  entryAt(id: number, vpn: number): number;
+  pagemap(id: number, vpn: number, pages: number): number;
+  freeBuffer(ptr: number, bytes: number): void;
+  dump(id: number, vpn: number, pages: number): number;
+  dumpRecords(): number;
+  walkStats(id: number, vpn: number, pages: number): number;
+  mmInfo(id: number): number;
+  vmaInfo(id: number, i: number): number;
+  frameInfo(pfn: number): number;
+  machineInfo(): void;
+  swapInfo(slot: number): void;
+  fileNew(pages: number, flags: number): number;
+  fileClose(id: number): number;
+  fileTruncate(id: number, pages: number): number;
+  fileInfo(id: number): number;
+  fileLookup(id: number, pgoff: number): number;
+  check(): number;
+  checkProblems(): number;
+  corruptFrame(pfn: number, field: number, value: number): void;
+  corruptEntry(id: number, vpn: number, lo: number, hi: number): number;
+  encodePresent(pfn: number, flags: number, level: number): bigint;
+  encodeSwap(type: number, offset: number, flags: number): bigint;
+  encodeTable(pfn: number): bigint;
+  decode(raw: bigint, level: number): number;
+  archOnly(arch: number, softDirty: number): void;
+}
+
+let compiled: WebAssembly.Module | undefined;
+
+function wasmPath(): string {
+  for (const rel of ['../build/ptemu.wasm', '../../build/ptemu.wasm']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new Error('ptemu: build/ptemu.wasm not found; run `npm run build:wasm`');
+}
+
+/** Instantiates a fresh core. */
+export async function instantiateCore(): Promise<Core> {
+  compiled ??= await WebAssembly.compile(readFileSync(wasmPath()));
+  const instance = await WebAssembly.instantiate(compiled, {
+    env: {
+      abort(_msg: number, _file: number, line: number, col: number): never {
+        throw new Error(`ptemu core aborted at ${line}:${col}`);
+      },
+    },
+  });
+  return new Core(instance.exports as unknown as CoreExports);
+}
+
+/**
+ * The exports plus typed-array views on linear memory. Views are re-created
+ * whenever memory has grown (a grown buffer detaches the old one).
+ */
+export class Core {
+  readonly x: CoreExports;
+  private buffer: ArrayBuffer | undefined;
+  private u64: BigUint64Array = new BigUint64Array(0);
+  private u32: Uint32Array = new Uint32Array(0);
+
+  constructor(x: CoreExports) { this.x = x; }
+
+  private views(): void {
+    if (this.buffer !== this.x.memory.buffer) {
+      this.buffer = this.x.memory.buffer;
+      this.u64 = new BigUint64Array(this.buffer);
+      this.u32 = new Uint32Array(this.buffer);
+    }
+  }
+
+  /** Slot i of the result area, as a bigint. */
+  resultBig(i: number): bigint {
+    this.views();
+    return this.u64[(this.x.resultPtr() >>> 3) + i]!;
+  }
+
+  /** Slot i of the result area, as a number (values the core keeps below 2^53). */
+  result(i: number): number { return Number(this.resultBig(i)); }
+
+  /** Copies `count` u64 values starting at byte address ptr. */
+  copyU64(ptr: number, count: number): BigUint64Array {
+    this.views();
+    const start = (ptr >>> 0) >>> 3;
+    return this.u64.slice(start, start + count);
+  }
+
+  u32At(ptr: number): number {
+    this.views();
+    return this.u32[(ptr >>> 0) >>> 2]!;
+  }
+
+  u64At(ptr: number): bigint {
+    this.views();
+    return this.u64[(ptr >>> 0) >>> 3]!;
+  }
+}

@@ -1,0 +1,16 @@
+export { Machine } from './machine.js';
+export type { MachineOptions, ThpPolicy, FrameInfo, MachineStats } from './machine.js';
+export { Process } from './process.js';
+export type { MmapOptions, Mapping, Advice, AccessResult, TouchResult, Rss, VmaInfo, Prot, Signal, SignalCode } from './process.js';
+export { File } from './file.js';
+export type { CacheSlot, FileStats } from './file.js';
+export { EmuError } from './errors.js';
+export type { ErrnoCode } from './errors.js';
+export { ArchCodec, SWP, PTE_MARKER } from './arch.js';
+export type { ArchName, DecodedEntry, EntryKind, EntryLevel, PresentFields, SwapFields, MarkerKind } from './arch.js';
+export { decodePagemap } from './pagemap.js';
+export type { PagemapEntry } from './pagemap.js';
+export type { Problem } from './check.js';
+export type { Addr } from './addr.js';
+export { parseSize, formatSize } from './units.js';
+export type { Size } from './units.js';

@@ -1,0 +1,241 @@
+// The Machine: one emulated computer (physical memory, swap device, CPUs,
+// architecture) and its processes and files. It owns one WASM core instance.
+
+import { instantiateCore, type Core } from './core.js';
+import { EmuError } from './errors.js';
+import { parseSize, GiB, PAGE_SIZE, type Size } from './units.js';
+import { ArchCodec, type ArchName } from './arch.js';
+import type { Geometry } from './addr.js';
+import { Process } from './process.js';
+import { File, FILE_SHMEM, FILE_WRITENOTIFY } from './file.js';
+import { readProblems, type Problem } from './check.js';
+
+export type ThpPolicy = 'never' | 'madvise' | 'always';
+
+export interface MachineOptions {
+  arch?: ArchName;
+  /** Page-table levels: 4 (48-bit VA) or 5 (57-bit, x86-64 only). */
+  levels?: 4 | 5;
+  /** Emulated physical memory (frames carry metadata only). Default 4 GiB, at most 256 GiB. */
+  memory?: Size;
+  /** Swap device size. Default: the size of memory; 0 disables swap. */
+  swap?: Size;
+  cpus?: number;
+  /** /sys/kernel/mm/transparent_hugepage/enabled. Default 'madvise'. */
+  thp?: ThpPolicy;
+  /** transparent_hugepage/use_zero_page. Default true. */
+  thpZeroPage?: boolean;
+  /** CONFIG_MEM_SOFT_DIRTY (x86-64 only). Default true. */
+  softDirty?: boolean;
+  /** arm64 FEAT_HAFDBS: hardware access flag / dirty-bit management. Default true. */
+  hwAccessFlag?: boolean;
+  hwDirty?: boolean;
+  /** fault_around_bytes. Default 64 KiB. */
+  faultAround?: Size;
+  /** Seed for any randomised choice (results are deterministic for a seed). */
+  seed?: number;
+}
+
+const OPTION_KEYS = ['arch', 'levels', 'memory', 'swap', 'cpus', 'thp', 'thpZeroPage', 'softDirty', 'hwAccessFlag', 'hwDirty', 'faultAround', 'seed'];
+const THP: Record<ThpPolicy, number> = { never: 0, madvise: 1, always: 2 };
+const MAX_MEMORY = 256 * GiB;
+
+export interface FrameInfo {
+  pfn: number;
+  /** Refcount of the folio the frame belongs to. */
+  refcount: number;
+  mapcount: number;
+  tag: number;
+  /** page->index: pgoff of a page-cache page, swap slot of a swap-cache page. */
+  index: number;
+  kind: 'page' | 'tail' | 'table' | 'free';
+  order: number;
+  head: number;
+  entireMapcount: number;
+  pincount: number;
+  anon: boolean;
+  exclusive: boolean;
+  dirty: boolean;
+  swapbacked: boolean;
+  locked: boolean;
+  lru: boolean;
+  swapcache: boolean;
+  zero: boolean;
+}
+
+export interface MachineStats {
+  frames: number;
+  freeFrames: number;
+  swapSlots: number;
+  swapSlotsUsed: number;
+  thpFaultAlloc: number;
+  thpFaultFallback: number;
+  thpSplitPmd: number;
+  /** Bytes of the core's heap in use (tables, VMAs, caches) and of linear memory reserved. */
+  heapBytes: number;
+  wasmMemoryBytes: number;
+}
+
+export class Machine {
+  readonly arch: ArchCodec;
+  readonly options: Readonly<Required<Omit<MachineOptions, 'memory' | 'swap' | 'faultAround'>> & { memory: number; swap: number; faultAround: number }>;
+  readonly geometry: Geometry;
+  /** mmap_base: top of the default mmap window, below which mappings are placed top-down. */
+  readonly mmapBase: bigint;
+  /** @internal */ readonly core: Core;
+  private readonly processes = new Map<number, Process>();
+
+  private constructor(core: Core, opts: Machine['options']) {
+    this.core = core;
+    this.options = opts;
+    this.arch = new ArchCodec(core, opts.arch);
+    const vaBits = opts.levels === 5 ? 57 : 48;
+    // TASK_SIZE: x86-64 keeps the top page of the lower half unmapped; arm64 TTBR0 covers 2^48.
+    const taskSize = opts.arch === 'arm64' ? 1n << 48n : (1n << BigInt(vaBits - 1)) - 4096n;
+    this.geometry = { vaBits, taskSize };
+    // The default mmap window stays 47/48-bit even with 5 levels; mmap_base sits 128 MiB below it.
+    const window = opts.arch === 'arm64' ? 1n << 48n : (1n << 47n) - 4096n;
+    this.mmapBase = window - (128n << 20n);
+  }
+
+  static async create(options: MachineOptions = {}): Promise<Machine> {
+    if (options === null || typeof options !== 'object') throw new EmuError('EINVAL', 'options must be an object', 'options');
+    for (const k of Object.keys(options)) if (!OPTION_KEYS.includes(k)) throw new EmuError('EINVAL', `unknown machine option ${k}`, k);
+    const arch = options.arch ?? 'x86_64';
+    if (arch !== 'x86_64' && arch !== 'arm64') throw new EmuError('EINVAL', `arch must be 'x86_64' or 'arm64', got ${String(arch)}`, 'arch');
+    const levels = options.levels ?? 4;
+    if (levels !== 4 && levels !== 5) throw new EmuError('EINVAL', `levels must be 4 or 5, got ${String(levels)}`, 'levels');
+    if (arch === 'arm64' && levels !== 4) throw new EmuError('EINVAL', 'arm64 with a 4 KiB granule is modelled with 4 levels', 'levels');
+    const memory = parseSize(options.memory ?? '4GiB', 'memory');
+    if (memory % PAGE_SIZE !== 0 || memory < 16 * PAGE_SIZE || memory > MAX_MEMORY) {
+      throw new EmuError('EINVAL', `memory must be a page multiple between 64 KiB and 256 GiB, got ${memory}`, 'memory');
+    }
+    const swap = parseSize(options.swap ?? memory, 'swap');
+    if (swap % PAGE_SIZE !== 0 || swap > MAX_MEMORY) throw new EmuError('EINVAL', `swap must be a page multiple up to 256 GiB, got ${swap}`, 'swap');
+    const cpus = options.cpus ?? 1;
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 256) throw new EmuError('EINVAL', `cpus must be an integer in [1, 256], got ${String(cpus)}`, 'cpus');
+    const thp = options.thp ?? 'madvise';
+    if (!(thp in THP)) throw new EmuError('EINVAL', `thp must be never, madvise or always, got ${String(thp)}`, 'thp');
+    const bools = { thpZeroPage: true, softDirty: true, hwAccessFlag: true, hwDirty: true };
+    for (const k of Object.keys(bools) as (keyof typeof bools)[]) {
+      const v = options[k];
+      if (v !== undefined && typeof v !== 'boolean') throw new EmuError('EINVAL', `${k} must be a boolean`, k);
+      bools[k] = v ?? bools[k];
+    }
+    const faultAround = parseSize(options.faultAround ?? 65536, 'faultAround');
+    if (faultAround % PAGE_SIZE !== 0 || faultAround === 0 || faultAround > 2 * 1024 * 1024 || (faultAround & (faultAround - 1)) !== 0) {
+      throw new EmuError('EINVAL', `faultAround must be a power-of-two page multiple up to 2 MiB, got ${faultAround}`, 'faultAround');
+    }
+    const seed = options.seed ?? 0;
+    if (!Number.isInteger(seed)) throw new EmuError('EINVAL', `seed must be an integer, got ${String(seed)}`, 'seed');
+
+    const core = await instantiateCore();
+    const r = core.x.init(memory / PAGE_SIZE, swap / PAGE_SIZE, arch === 'arm64' ? 1 : 0, +bools.hwAccessFlag, +bools.hwDirty,
+      +(bools.softDirty && arch === 'x86_64'), THP[thp], +bools.thpZeroPage, faultAround / PAGE_SIZE);
+    if (r < 0) throw new EmuError('ENOMEM', `cannot hold ${memory} bytes of frame metadata in WebAssembly memory`, 'memory');
+    return new Machine(core, {
+      arch, levels, memory, swap, cpus, thp, seed, faultAround,
+      thpZeroPage: bools.thpZeroPage, softDirty: bools.softDirty && arch === 'x86_64', hwAccessFlag: bools.hwAccessFlag, hwDirty: bools.hwDirty,
+    });
+  }
+
+  /** A new process with an empty address space. */
+  spawn(): Process {
+    const id = this.core.x.mmNew(this.options.levels, Number(this.geometry.taskSize >> 12n));
+    if (id < 0) throw new EmuError('ENOMEM', 'no memory for a new mm', 'spawn');
+    const p = new Process(this, this.core, id);
+    this.processes.set(id, p);
+    return p;
+  }
+
+  /** Live processes. */
+  get procs(): Process[] { return [...this.processes.values()]; }
+
+  /** @internal */
+  forget(p: Process): void { this.processes.delete(p.pid); }
+
+  /** memfd_create + ftruncate: a shmem file. */
+  memfd(opts: { size: Size }): File {
+    return this.newFile(opts, FILE_SHMEM, 'memfd');
+  }
+
+  /**
+   * A regular file with a page cache. With `pageMkwrite` its shared writable
+   * mappings are write-notified: mapped read-only, and the first write to
+   * each page calls ->page_mkwrite (counted in file.stats).
+   */
+  file(opts: { size: Size; pageMkwrite?: boolean }): File {
+    return this.newFile(opts, opts?.pageMkwrite ? FILE_WRITENOTIFY : 0, 'file');
+  }
+
+  private newFile(opts: { size: Size }, flags: number, kind: 'memfd' | 'file'): File {
+    if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'file options must be an object', 'opts');
+    const size = parseSize(opts.size, 'size');
+    if (size % PAGE_SIZE !== 0) throw new EmuError('EINVAL', `size ${size} is not a multiple of the page size`, 'size');
+    const id = this.core.x.fileNew(size / PAGE_SIZE, flags);
+    if (id < 0) throw new EmuError('ENOMEM', 'no memory for a new file', 'size');
+    return new File(this.core, id, kind);
+  }
+
+  /** A frame's descriptor. */
+  frame(pfn: number): FrameInfo {
+    if (!Number.isInteger(pfn) || pfn < 0 || pfn >= this.options.memory / PAGE_SIZE) {
+      throw new EmuError('EINVAL', `pfn must be an integer below ${this.options.memory / PAGE_SIZE}, got ${String(pfn)}`, 'pfn');
+    }
+    const c = this.core;
+    c.x.frameInfo(pfn);
+    const info = c.result(4);
+    const kindBits = (info >>> 23) & 3;
+    c.x.machineInfo();
+    const zero = c.result(4), hugeZero = c.result(5);
+    c.x.frameInfo(pfn);
+    return {
+      pfn, refcount: c.result(0), mapcount: c.result(1), tag: c.result(2), index: c.result(3),
+      kind: (['page', 'tail', 'table', 'free'] as const)[kindBits]!,
+      order: (info >>> 18) & 31, head: c.result(5), entireMapcount: c.result(6), pincount: c.result(7),
+      anon: (info & (1 << 25)) !== 0, exclusive: (info & (1 << 26)) !== 0, dirty: (info & (1 << 27)) !== 0,
+      swapbacked: (info & (1 << 28)) !== 0, locked: (info & (1 << 29)) !== 0, lru: (info & (1 << 30)) !== 0,
+      swapcache: (info & (1 << 31)) !== 0,
+      zero: pfn === zero || (hugeZero !== 0 && pfn >= hugeZero && pfn < hugeZero + 512),
+    };
+  }
+
+  /** A swap slot: how many entries refer to it, the page caching it, the content written to it. */
+  swapSlot(slot: number): { count: number; cachedPfn: number; tag: number } {
+    if (!Number.isInteger(slot) || slot < 0) throw new EmuError('EINVAL', `slot must be a non-negative integer, got ${String(slot)}`, 'slot');
+    this.core.x.swapInfo(slot);
+    return { count: this.core.result(0), cachedPfn: this.core.result(1), tag: this.core.result(2) };
+  }
+
+  get stats(): MachineStats {
+    const c = this.core;
+    c.x.machineInfo();
+    return {
+      frames: c.result(0), freeFrames: c.result(1), swapSlots: c.result(2), swapSlotsUsed: c.result(3),
+      heapBytes: c.result(6), wasmMemoryBytes: c.result(7),
+      thpFaultAlloc: c.result(8), thpFaultFallback: c.result(9), thpSplitPmd: c.result(10),
+    };
+  }
+
+  /**
+   * The invariant checker: recounts every frame's references and mappings,
+   * every swap slot's users and every table's owner from the page tables,
+   * page caches and swap cache. Returns the problems found (none: []).
+   */
+  check(): Problem[] {
+    const n = this.core.x.check();
+    return readProblems(this.core, n);
+  }
+
+  /** Test hooks that corrupt state on purpose, to prove the checker catches it. */
+  readonly debug = {
+    corruptFrame: (pfn: number, field: 'refcount' | 'mapcount' | 'tag', value: number): void => {
+      this.core.x.corruptFrame(pfn, field === 'refcount' ? 0 : field === 'mapcount' ? 1 : 2, value);
+    },
+    corruptEntry: (p: Process, addr: number, raw: bigint): void => {
+      this.core.x.corruptEntry(p.pid, Math.floor(addr / PAGE_SIZE), Number(raw & 0xffffffffn), Number(raw >> 32n));
+    },
+    /** The next n frame allocations succeed, then every one fails (ENOMEM paths). -1 disables. */
+    failAllocationsAfter: (n: number): void => { this.core.x.setFailAfter(n); },
+  };
+}

@@ -1,0 +1,357 @@
+// A process: one mm (address space) of a Machine. Every method validates its
+// arguments completely before the core is called, so a thrown EmuError means
+// nothing changed.
+
+import type { Machine } from './machine.js';
+import type { Core } from './core.js';
+import { EmuError } from './errors.js';
+import { type Addr, toBigAddr, checkUserRange, checkAligned } from './addr.js';
+import { parseSize, PAGE_SIZE, type Size } from './units.js';
+import { File } from './file.js';
+import { decodePagemap, type PagemapEntry } from './pagemap.js';
+import { LEVEL_NAMES, type DecodedEntry } from './arch.js';
+import { formatDump } from './dump.js';
+
+export const VM_READ = 0x1;
+export const VM_WRITE = 0x2;
+export const VM_EXEC = 0x4;
+export const VM_SHARED = 0x8;
+export const VM_MAYREAD = 0x10;
+export const VM_MAYWRITE = 0x20;
+export const VM_MAYEXEC = 0x40;
+export const VM_MAYSHARE = 0x80;
+export const VM_DONTCOPY = 0x20000;
+export const VM_SOFTDIRTY = 0x8000000;
+export const VM_HUGEPAGE = 0x20000000;
+export const VM_NOHUGEPAGE = 0x40000000;
+
+/** Protection: any combination of the letters r, w, x (e.g. 'rw', 'r-x'), or 'none'. */
+export type Prot = string;
+
+export interface MmapOptions {
+  /** Where to map. Without `fixed`, an overlap fails with EEXIST (MAP_FIXED_NOREPLACE). */
+  addr?: Addr;
+  length: Size;
+  prot?: Prot;
+  /** MAP_SHARED (anonymous shared memory is shmem, as in the kernel). */
+  shared?: boolean;
+  file?: File;
+  /** File offset in bytes, page-aligned. */
+  offset?: Size;
+  /** MAP_FIXED: replace whatever is mapped there. */
+  fixed?: boolean;
+}
+
+export interface Mapping {
+  start: number;
+  end: number;
+  length: number;
+  /** Exact bounds, for addresses beyond 2^53 on 5-level machines. */
+  startBig: bigint;
+  endBig: bigint;
+}
+
+export type Advice = 'dontneed' | 'pageout' | 'dontfork' | 'dofork' | 'hugepage' | 'nohugepage';
+const ADVICE: Record<Advice, number> = { dontneed: 4, dontfork: 10, dofork: 11, hugepage: 14, nohugepage: 15, pageout: 21 };
+
+export type Signal = 'SIGSEGV' | 'SIGBUS';
+export type SignalCode = 'SEGV_MAPERR' | 'SEGV_ACCERR' | 'BUS_ADRERR' | 'BUS_MCEERR_AR' | 'OOM';
+
+/** The outcome of a user access: failures are values, as on real hardware. */
+export type AccessResult =
+  | { ok: true; tag: number; pfn: number; faults: number }
+  | { ok: false; signal: Signal; code: SignalCode; addr: bigint; faults: number };
+
+export type TouchResult =
+  | { ok: true; pages: number }
+  | { ok: false; pages: number; signal: Signal; code: SignalCode; addr: bigint };
+
+export interface Rss { anon: number; file: number; shmem: number; swap: number }
+
+export interface VmaInfo {
+  start: number;
+  end: number;
+  prot: string;
+  shared: boolean;
+  flags: number;
+  /** Mapped file id, 0 for anonymous. */
+  file: number;
+  pgoff: number;
+}
+
+const SIGNALS: Record<number, { signal: Signal; code: SignalCode }> = {
+  1: { signal: 'SIGSEGV', code: 'SEGV_MAPERR' },
+  2: { signal: 'SIGSEGV', code: 'SEGV_ACCERR' },
+  3: { signal: 'SIGBUS', code: 'BUS_ADRERR' },
+  4: { signal: 'SIGBUS', code: 'OOM' },
+  5: { signal: 'SIGBUS', code: 'BUS_MCEERR_AR' },
+};
+
+export function parseProt(prot: unknown, arg = 'prot'): number {
+  if (prot === undefined) return VM_READ | VM_WRITE;
+  if (typeof prot !== 'string') throw new EmuError('EINVAL', `${arg} must be a string like 'rw' or 'none', got ${typeof prot}`, arg);
+  if (prot === 'none' || prot === '') return 0;
+  let v = 0;
+  for (const c of prot) {
+    if (c === 'r') v |= VM_READ;
+    else if (c === 'w') v |= VM_WRITE;
+    else if (c === 'x') v |= VM_EXEC;
+    else if (c !== '-') throw new EmuError('EINVAL', `${arg} has unknown protection letter ${JSON.stringify(c)} in ${JSON.stringify(prot)}`, arg);
+  }
+  return v;
+}
+
+function checkTag(tag: unknown): number {
+  if (typeof tag !== 'number' || !Number.isInteger(tag) || tag < 0 || tag > 0xffffffff) {
+    throw new EmuError('EINVAL', `tag must be a 32-bit unsigned integer, got ${String(tag)}`, 'tag');
+  }
+  return tag;
+}
+
+export class Process {
+  readonly machine: Machine;
+  /** The mm id, used as the pid. */
+  readonly pid: number;
+  private readonly core: Core;
+  private alive = true;
+
+  /** @internal */
+  constructor(machine: Machine, core: Core, pid: number) {
+    this.machine = machine;
+    this.core = core;
+    this.pid = pid;
+  }
+
+  private live(): void {
+    if (!this.alive) throw new EmuError('EINVAL', `process ${this.pid} has exited`, 'process');
+  }
+
+  /** Validates (addr, len) for a range syscall and returns page numbers. */
+  private range(addr: unknown, len: unknown, code: 'EINVAL' | 'ENOMEM'): { vpn: number; pages: number; start: bigint; bytes: bigint } {
+    const start = toBigAddr(addr, 'addr');
+    checkAligned(start, 'addr');
+    const n = parseSize(len, 'length');
+    if (n === 0) throw new EmuError('EINVAL', 'length must not be zero', 'length');
+    const bytes = (BigInt(n) + 0xfffn) & ~0xfffn;
+    checkUserRange(this.machine.geometry, start, bytes, 'addr', code);
+    return { vpn: Number(start >> 12n), pages: Number(bytes >> 12n), start, bytes };
+  }
+
+  mmap(opts: MmapOptions): Mapping {
+    this.live();
+    if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'mmap needs an options object', 'opts');
+    for (const k of Object.keys(opts)) {
+      if (!['addr', 'length', 'prot', 'shared', 'file', 'offset', 'fixed'].includes(k)) throw new EmuError('EINVAL', `unknown mmap option ${k}`, k);
+    }
+    const prot = parseProt(opts.prot);
+    const len = parseSize(opts.length, 'length');
+    if (len === 0) throw new EmuError('EINVAL', 'length must not be zero', 'length');
+    const bytes = (BigInt(len) + 0xfffn) & ~0xfffn;
+    const pages = Number(bytes >> 12n);
+    const shared = opts.shared === true;
+    const offset = opts.offset === undefined ? 0 : parseSize(opts.offset, 'offset');
+    if (offset % PAGE_SIZE !== 0) throw new EmuError('EINVAL', `offset ${offset} is not page-aligned`, 'offset');
+    let file = opts.file;
+    if (file !== undefined) {
+      if (!(file instanceof File) || file.core !== this.core) throw new EmuError('EINVAL', 'file must be a File of this machine', 'file');
+      file.assertOpen('file');
+    } else if (offset !== 0) {
+      throw new EmuError('EINVAL', 'offset is only meaningful with a file', 'offset');
+    }
+    const g = this.machine.geometry;
+    let start: bigint;
+    if (opts.addr !== undefined) {
+      start = toBigAddr(opts.addr, 'addr');
+      checkAligned(start, 'addr');
+      checkUserRange(g, start, bytes, 'addr', 'ENOMEM');
+      if (start < 65536n) throw new EmuError('EPERM', `addr 0x${start.toString(16)} is below mmap_min_addr (0x10000)`, 'addr');
+    } else {
+      // THP-able anonymous private mappings of whole PMDs are PMD-aligned (thp_get_unmapped_area).
+      const align = !file && !shared && bytes % (2n << 20n) === 0n ? 512 : 1;
+      const vpn = this.core.x.unmappedArea(this.pid, pages, align, Number(this.machine.mmapBase >> 12n));
+      if (vpn === 0) throw new EmuError('ENOMEM', `no free range of ${bytes} bytes in the address space`, 'length');
+      start = BigInt(vpn) << 12n;
+    }
+
+    let flags = prot | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+    if (shared) flags |= VM_SHARED | VM_MAYSHARE;
+    let fileId = 0;
+    let ownFile: File | undefined;
+    if (file) {
+      fileId = file.id;
+    } else if (shared) {
+      // Shared anonymous memory is an unnamed shmem file (shmem_zero_setup).
+      ownFile = this.machine.memfd({ size: Number(bytes) });
+      fileId = ownFile.id;
+    }
+    const r = this.core.x.mmap(this.pid, Number(start >> 12n), pages, flags, fileId, offset / PAGE_SIZE, opts.fixed === true ? 1 : 0);
+    ownFile?.close();
+    if (r < 0) {
+      if (r === -17) throw new EmuError('EEXIST', `range 0x${start.toString(16)}+0x${bytes.toString(16)} overlaps an existing mapping (use fixed: true to replace)`, 'addr');
+      throw EmuError.fromErrno(r, `mmap at 0x${start.toString(16)} failed`, 'length');
+    }
+    const end = start + bytes;
+    return { start: Number(start), end: Number(end), length: Number(bytes), startBig: start, endBig: end };
+  }
+
+  munmap(addr: Addr, length: Size): void {
+    this.live();
+    const r = this.range(addr, length, 'EINVAL');
+    const e = this.core.x.munmap(this.pid, r.vpn, r.pages);
+    if (e < 0) throw EmuError.fromErrno(e, 'munmap failed', 'addr');
+  }
+
+  mprotect(addr: Addr, length: Size, prot: Prot): void {
+    this.live();
+    const p = parseProt(prot);
+    const r = this.range(addr, length, 'ENOMEM');
+    const e = this.core.x.mprotect(this.pid, r.vpn, r.pages, p);
+    if (e === -12) throw new EmuError('ENOMEM', `range 0x${r.start.toString(16)}+0x${r.bytes.toString(16)} is not fully mapped`, 'addr');
+    if (e === -13) throw new EmuError('EACCES', `protection ${prot} exceeds what the mapping allows`, 'prot');
+    if (e < 0) throw EmuError.fromErrno(e, 'mprotect failed', 'addr');
+  }
+
+  madvise(addr: Addr, length: Size, advice: Advice): void {
+    this.live();
+    const a = ADVICE[advice as Advice];
+    if (typeof advice !== 'string' || a === undefined) {
+      throw new EmuError('EINVAL', `unknown advice ${JSON.stringify(advice)} (${Object.keys(ADVICE).join(', ')})`, 'advice');
+    }
+    const r = this.range(addr, length, 'ENOMEM');
+    const e = this.core.x.madvise(this.pid, r.vpn, r.pages, a);
+    if (e === -12) throw new EmuError('ENOMEM', `range 0x${r.start.toString(16)}+0x${r.bytes.toString(16)} is not fully mapped`, 'addr');
+    if (e < 0) throw EmuError.fromErrno(e, `madvise ${advice} failed`, 'addr');
+  }
+
+  /** exit_mmap: everything unmapped, every table freed. The process object is dead afterwards. */
+  exit(): void {
+    this.live();
+    this.core.x.mmExit(this.pid);
+    this.alive = false;
+    this.machine.forget(this);
+  }
+
+  get exited(): boolean { return !this.alive; }
+
+  private access(addr: unknown, kind: number, tag: number): AccessResult {
+    this.live();
+    const a = toBigAddr(addr, 'addr');
+    if (a >= this.machine.geometry.taskSize) {
+      return { ok: false, signal: 'SIGSEGV', code: 'SEGV_MAPERR', addr: a, faults: 1 };
+    }
+    const r = this.core.x.access(this.pid, Number(a >> 12n), kind, tag);
+    const faults = this.core.result(2);
+    if (r === 0) return { ok: true, tag: this.core.result(1), pfn: this.core.result(0), faults };
+    const s = SIGNALS[r] ?? { signal: 'SIGBUS', code: 'BUS_ADRERR' };
+    return { ok: false, ...s, addr: a, faults };
+  }
+
+  /** A user read: the page's content tag, or the signal the process would get. */
+  read(addr: Addr): AccessResult { return this.access(addr, 0, 0); }
+
+  /** A user write of a content tag (a 32-bit stand-in for the page's bytes). */
+  write(addr: Addr, tag: number): AccessResult { return this.access(addr, 1, checkTag(tag)); }
+
+  /** Reads or writes every page of [addr, addr+length) in one call into the core. Writes store `tag`. */
+  touch(addr: Addr, length: Size, kind: 'r' | 'w' = 'r', tag = 0): TouchResult {
+    this.live();
+    if (kind !== 'r' && kind !== 'w') throw new EmuError('EINVAL', `kind must be 'r' or 'w', got ${String(kind)}`, 'kind');
+    checkTag(tag);
+    const start = toBigAddr(addr, 'addr');
+    const n = parseSize(length, 'length');
+    const first = start >> 12n;
+    const last = (start + BigInt(n) + 0xfffn) >> 12n;
+    const pages = Number(last - first);
+    if (pages === 0) return { ok: true, pages: 0 };
+    checkUserRange(this.machine.geometry, first << 12n, BigInt(pages) << 12n, 'addr', 'EINVAL');
+    const r = this.core.x.touch(this.pid, Number(first), pages, kind === 'w' ? 1 : 0, tag);
+    const done = this.core.result(0);
+    if (r === 0) return { ok: true, pages: done };
+    const s = SIGNALS[r] ?? { signal: 'SIGBUS', code: 'BUS_ADRERR' };
+    return { ok: false, pages: done, ...s, addr: (first + BigInt(done)) << 12n };
+  }
+
+  /** /proc/PID/pagemap for the page holding addr, decoded. */
+  pagemap(addr: Addr): PagemapEntry {
+    return decodePagemap(this.pagemapRange(addr, PAGE_SIZE)[0]!);
+  }
+
+  /** /proc/PID/pagemap for every page of [addr, addr+length): one raw value per page. */
+  pagemapRange(addr: Addr, length: Size): BigUint64Array {
+    this.live();
+    const start = toBigAddr(addr, 'addr') & ~0xfffn;
+    const n = parseSize(length, 'length');
+    const pages = Number((BigInt(n) + 0xfffn) >> 12n);
+    if (pages === 0) return new BigUint64Array(0);
+    checkUserRange(this.machine.geometry, start, BigInt(pages) << 12n, 'addr', 'EINVAL');
+    const ptr = this.core.x.pagemap(this.pid, Number(start >> 12n), pages);
+    if (ptr === 0) throw new EmuError('ENOMEM', 'no memory for the pagemap buffer', 'length');
+    const out = this.core.copyU64(ptr, pages);
+    this.core.x.freeBuffer(ptr, pages * 8);
+    return out;
+  }
+
+  /** The entry that maps addr, at whatever level maps it (a none entry reports the level where the walk stopped). */
+  entry(addr: Addr): DecodedEntry {
+    this.live();
+    const a = toBigAddr(addr, 'addr');
+    checkUserRange(this.machine.geometry, a & ~0xfffn, 4096n, 'addr', 'EINVAL');
+    const level = this.core.x.entryAt(this.pid, Number(a >> 12n));
+    return this.machine.arch.decode(this.core.resultBig(0), LEVEL_NAMES[level]!);
+  }
+
+  /** ptdump-style text of the page tables over [addr, addr+length) (default: all of user space). */
+  dump(addr?: Addr, length?: Size): string {
+    this.live();
+    const start = addr === undefined ? 0n : toBigAddr(addr, 'addr') & ~0xfffn;
+    const len = length === undefined ? this.machine.geometry.taskSize - start : BigInt(parseSize(length, 'length'));
+    const pages = Number((len + 0xfffn) >> 12n);
+    if (pages === 0) return '';
+    checkUserRange(this.machine.geometry, start, BigInt(pages) << 12n, 'addr', 'EINVAL');
+    const n = this.core.x.dump(this.pid, Number(start >> 12n), pages);
+    if (n < 0) throw new EmuError('ENOMEM', 'no memory for the dump records', 'length');
+    return formatDump(this.core, this.machine.arch, n, this.vmas);
+  }
+
+  /** RSS counters in pages (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS). */
+  get rss(): Rss {
+    this.live();
+    this.core.x.mmInfo(this.pid);
+    const c = this.core;
+    return { file: c.result(0), anon: c.result(1), swap: c.result(2), shmem: c.result(3) };
+  }
+
+  /** Bytes of page-table pages this process holds (every level, deposited THP tables included). */
+  get pageTableBytes(): number {
+    this.live();
+    this.core.x.mmInfo(this.pid);
+    return this.core.result(4) * PAGE_SIZE;
+  }
+
+  /** Page faults handled so far (getrusage minflt/majflt). */
+  get faults(): { minor: number; major: number } {
+    this.live();
+    this.core.x.mmInfo(this.pid);
+    return { minor: this.core.result(5), major: this.core.result(6) };
+  }
+
+  /** The VMAs, in address order. */
+  get vmas(): VmaInfo[] {
+    this.live();
+    this.core.x.mmInfo(this.pid);
+    const n = this.core.result(7);
+    const out: VmaInfo[] = [];
+    for (let i = 0; i < n; i++) {
+      this.core.x.vmaInfo(this.pid, i);
+      const c = this.core;
+      const flags = c.result(3);
+      out.push({
+        start: c.result(0), end: c.result(1), pgoff: c.result(2), flags, file: c.result(4),
+        prot: `${flags & VM_READ ? 'r' : '-'}${flags & VM_WRITE ? 'w' : '-'}${flags & VM_EXEC ? 'x' : '-'}`,
+        shared: (flags & VM_SHARED) !== 0,
+      });
+    }
+    return out;
+  }
+}
+

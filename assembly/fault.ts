@@ -38,8 +38,6 @@ export function setFaultAroundPages(n: u32): void { faultAroundPages = n == 0 ? 
 /** Counters for m.stats. */
 export let thpFaultAlloc: u64 = 0;
 export let thpFaultFallback: u64 = 0;
-export let thpSplitPmd: u64 = 0;
-export function countThpSplit(): void { thpSplitPmd++; }
 
 // ---- table access for one address -----------------------------------------------------
 
@@ -540,6 +538,5 @@ function huge_pmd_fault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable: u32,
 
 function splitToPtes(mm: Mm, vma: Vma, pmdp: usize, pmdTable: u32): u32 {
   if (!splitHugePmd(mm, vma, pmdp, pmdTable)) return VM_FAULT_OOM;
-  thpSplitPmd++;
   return VM_FAULT_FALLBACK;
 }

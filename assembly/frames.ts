@@ -234,6 +234,15 @@ export function getHugeZeroFolio(): u32 {
   return hugeZeroPfn;
 }
 
+/** Whether pfn lies inside a block on a free list (only block heads carry KIND_FREE). */
+export function frameIsFree(pfn: u32): bool {
+  for (let k: u32 = 0; k <= MAX_ORDER; k++) {
+    const h = pfn & ~((<u32>1 << k) - 1);
+    if (kindOf(h) == KIND_FREE && orderOf(h) >= k) return true;
+  }
+  return false;
+}
+
 export function setFailAfter(n: i32): void { failAfter = n; }
 export function freeBlocksOfOrder(order: u32): u32 { return unchecked(freeCounts[order]); }
 /** Head pfn + 1 of the first free block of `order` (0 = none), and the next one after `pfn`: for the checker. */

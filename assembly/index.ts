@@ -9,14 +9,14 @@
 import { heapInit, heapBytesInUse, heapBytesReserved, kmalloc, kfree } from "./heap";
 import {
   framesInit, nrFrames, freeFrames, refcount, mapcount, tagOf, indexOf, info, orderOf, kindOf, folioHead,
-  entireMapcount, pincount, zeroPfn, hugeZeroPfn, setFailAfter as framesSetFailAfter, setRefcount, setInfo, setTag,
+  entireMapcount, pincount, zeroPfn, frameIsFree, hugeZeroPfn, setFailAfter as framesSetFailAfter, setRefcount, setInfo, setTag,
 } from "./frames";
 import { archInit } from "./arch/index";
 import { Mm, mmById, getRss } from "./mm";
 import { vmaAt, Vma } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
 import { userAccess, touchRange, accessPfn, accessTag, accessFaults, touchDone } from "./access";
-import { leafLookup, lookupLevel, setThpPolicy, setFaultAroundPages, thpFaultAlloc, thpFaultFallback, thpSplitPmd } from "./fault";
+import { leafLookup, lookupLevel, setThpPolicy, setFaultAroundPages, thpFaultAlloc, thpFaultFallback } from "./fault";
 import { walkPageRange, walkTables } from "./walk";
 import { StatsOp } from "./ops/stats";
 import { PagemapOp } from "./ops/pagemap";
@@ -24,6 +24,7 @@ import { DumpOp } from "./ops/dump";
 import { swapInit, swapSlots, slotsInUse, swapCount, swapCachePfn, swapTag } from "./swap";
 import { fileCreate, fileById, filePut, File, cacheLookup } from "./file";
 import { truncateFile } from "./truncate";
+import { thpSplitPmd } from "./thp";
 import { checkAll, problems } from "./check";
 import { ENOMEM, EINVAL, ENOENT } from "./constants";
 import { makePresent, makeSwapEntry, makeTable, decodeEntry, decodedPfn, decodedFlags, decodedType, decodedOffset } from "./codec";
@@ -199,9 +200,15 @@ export function vmaInfo(id: u32, i: u32): i32 {
   return 0;
 }
 
-/** Frame descriptor: [0] refcount, [1] mapcount, [2] tag, [3] index, [4] info, [5] head, [6] entire, [7] pincount. */
+/** Frame descriptor: [0] refcount, [1] mapcount, [2] tag, [3] index, [4] info, [5] head, [6] entire, [7] pincount.
+ *  Returns 1 when the frame is free (inside a buddy block), 0 otherwise. */
 export function frameInfo(pfn: u32): i32 {
   if (pfn >= nrFrames) return -EINVAL;
+  if (frameIsFree(pfn)) {
+    for (let i = 0; i < 8; i++) unchecked(result[i] = 0);
+    unchecked(result[5] = <u64>pfn);
+    return 1;
+  }
   const head = folioHead(pfn);
   unchecked(result[0] = <u64>refcount(head));
   unchecked(result[1] = <u64>mapcount(pfn));

@@ -18,6 +18,9 @@ import {
   isZeroPfn, folioHead, addMapcount, addEntireMapcount, folioRefAdd, testFlag, setFlag, PG_EXCLUSIVE, PG_ANON, zeroPfn,
 } from "./frames";
 
+/** thp_split_pmd in /proc/vmstat. */
+export let thpSplitPmd: u64 = 0;
+
 /**
  * Splits the huge PMD at `ep` into a table of 512 PTEs (split_huge_pmd).
  * Returns false only if no deposited table exists and none can be allocated.
@@ -59,5 +62,6 @@ export function splitHugePmd(mm: Mm, vma: Vma, ep: usize, pmdTablePfn: u32): boo
     }
   }
   store<u64>(ep, mkTableEntry(<u64>table));
+  thpSplitPmd++;
   return true;
 }

@@ -183,12 +183,11 @@ export class Machine {
       throw new EmuError('EINVAL', `pfn must be an integer below ${this.options.memory / PAGE_SIZE}, got ${String(pfn)}`, 'pfn');
     }
     const c = this.core;
-    c.x.frameInfo(pfn);
-    const info = c.result(4);
-    const kindBits = (info >>> 23) & 3;
     c.x.machineInfo();
     const zero = c.result(4), hugeZero = c.result(5);
-    c.x.frameInfo(pfn);
+    const free = c.x.frameInfo(pfn) === 1;
+    const info = c.result(4);
+    const kindBits = free ? 3 : (info >>> 23) & 3;
     return {
       pfn, refcount: c.result(0), mapcount: c.result(1), tag: c.result(2), index: c.result(3),
       kind: (['page', 'tail', 'table', 'free'] as const)[kindBits]!,

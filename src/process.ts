@@ -313,6 +313,21 @@ export class Process {
     return formatDump(this.core, this.machine.arch, n, this.vmas);
   }
 
+  /**
+   * Counts what the page tables hold over [addr, addr+length) in one walk:
+   * present PTEs, swap entries, markers, huge leaves (and the pfn sum, a
+   * checksum of the frames mapped).
+   */
+  scan(addr: Addr, length: Size): { present: number; swap: number; markers: number; pmdLeaves: number; pudLeaves: number; pfnSum: number } {
+    this.live();
+    const start = toBigAddr(addr, 'addr') & ~0xfffn;
+    const pages = Number((BigInt(parseSize(length, 'length')) + 0xfffn) >> 12n);
+    if (pages > 0) checkUserRange(this.machine.geometry, start, BigInt(pages) << 12n, 'addr', 'EINVAL');
+    this.core.x.walkStats(this.pid, Number(start >> 12n), pages);
+    const c = this.core;
+    return { present: c.result(0), swap: c.result(1), markers: c.result(2), pmdLeaves: c.result(3), pudLeaves: c.result(4), pfnSum: c.result(5) };
+  }
+
   /** RSS counters in pages (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS). */
   get rss(): Rss {
     this.live();

@@ -11,7 +11,8 @@ import {
   framesInit, nrFrames, freeFrames, refcount, mapcount, tagOf, indexOf, info, orderOf, kindOf, folioHead,
   entireMapcount, pincount, zeroPfn, frameIsFree, hugeZeroPfn, setFailAfter as framesSetFailAfter, setRefcount, setInfo, setTag,
 } from "./frames";
-import { archInit } from "./arch/index";
+import { archInit, isTableEntry, tableEntryPfn } from "./arch/index";
+import { entryPtr } from "./pgtable";
 import { Mm, mmById, getRss } from "./mm";
 import { vmaAt, Vma } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
@@ -130,6 +131,37 @@ export function entryAt(id: u32, vpn: f64): i32 {
   unchecked(result[0] = load<u64>(ep));
   unchecked(result[1] = <u64>(ep >> 12));
   return <i32>lookupLevel;
+}
+
+/** The hardware walk for vpn: [0..n) the entries read from the top level down; returns n. */
+export function entryPath(id: u32, vpn: f64): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  const a = addr(vpn);
+  let table = m.root;
+  let n: i32 = 0;
+  for (let level = <i32>m.levels - 1; level >= 0; level--) {
+    const e = load<u64>(entryPtr(table, a, <u32>level));
+    unchecked(result[n++] = e);
+    if (level == 0 || !isTableEntry(e)) break;
+    table = <u32>tableEntryPfn(e);
+  }
+  return n;
+}
+
+/** Test-only: overwrite the entry at `level` of vpn's walk (tables must exist down to it). */
+export function corruptEntryAt(id: u32, vpn: f64, level: u32, lo: u32, hi: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  const a = addr(vpn);
+  let table = m.root;
+  for (let l = m.levels - 1; l > level; l--) {
+    const e = load<u64>(entryPtr(table, a, l));
+    if (!isTableEntry(e)) return -EINVAL;
+    table = <u32>tableEntryPfn(e);
+  }
+  store<u64>(entryPtr(table, a, level), (<u64>hi << 32) | <u64>lo);
+  return 0;
 }
 
 /** Fills a fresh buffer with pagemap values for `pages` pages; returns its pointer (0: out of memory). */
@@ -299,13 +331,6 @@ export function corruptFrame(pfn: u32, field: u32, value: u32): void {
   else setTag(pfn, value);
 }
 
-/** Test-only: overwrite a PTE (found like entryAt) with a raw value given as two halves. */
-export function corruptEntry(id: u32, vpn: f64, lo: u32, hi: u32): i32 {
-  const m = mm(id);
-  if (m == null) return -ENOENT;
-  store<u64>(leafLookup(m, addr(vpn)), (<u64>hi << 32) | <u64>lo);
-  return 0;
-}
 
 
 // ---- entry codec (m.arch) ---------------------------------------------------------------------

@@ -40,7 +40,8 @@ export interface CoreExports {
   check(): number;
   checkProblems(): number;
   corruptFrame(pfn: number, field: number, value: number): void;
-  corruptEntry(id: number, vpn: number, lo: number, hi: number): number;
+  corruptEntryAt(id: number, vpn: number, level: number, lo: number, hi: number): number;
+  entryPath(id: number, vpn: number): number;
   encodePresent(pfn: number, flags: number, level: number): bigint;
   encodeSwap(type: number, offset: number, flags: number): bigint;
   encodeTable(pfn: number): bigint;

@@ -4,7 +4,7 @@
 import { instantiateCore, type Core } from './core.js';
 import { EmuError } from './errors.js';
 import { parseSize, GiB, PAGE_SIZE, type Size } from './units.js';
-import { ArchCodec, type ArchName } from './arch.js';
+import { ArchCodec, LEVEL_NAMES, type ArchName, type EntryLevel } from './arch.js';
 import type { Geometry } from './addr.js';
 import { Process } from './process.js';
 import { File, FILE_SHMEM, FILE_WRITENOTIFY } from './file.js';
@@ -231,8 +231,10 @@ export class Machine {
     corruptFrame: (pfn: number, field: 'refcount' | 'mapcount' | 'tag', value: number): void => {
       this.core.x.corruptFrame(pfn, field === 'refcount' ? 0 : field === 'mapcount' ? 1 : 2, value);
     },
-    corruptEntry: (p: Process, addr: number, raw: bigint): void => {
-      this.core.x.corruptEntry(p.pid, Math.floor(addr / PAGE_SIZE), Number(raw & 0xffffffffn), Number(raw >> 32n));
+    /** Overwrites the entry at `level` ('pte' by default) on the walk to addr; the tables above must exist. */
+    corruptEntry: (p: Process, addr: number, raw: bigint, level: EntryLevel = 'pte'): void => {
+      const r = this.core.x.corruptEntryAt(p.pid, Math.floor(addr / PAGE_SIZE), LEVEL_NAMES.indexOf(level), Number(raw & 0xffffffffn), Number(raw >> 32n));
+      if (r < 0) throw new EmuError('EINVAL', `no table at ${level} level for 0x${addr.toString(16)}`, 'addr');
     },
     /** The next n frame allocations succeed, then every one fails (ENOMEM paths). -1 disables. */
     failAllocationsAfter: (n: number): void => { this.core.x.setFailAfter(n); },

@@ -9,7 +9,7 @@ import { type Addr, toBigAddr, checkUserRange, checkAligned } from './addr.js';
 import { parseSize, PAGE_SIZE, type Size } from './units.js';
 import { File } from './file.js';
 import { decodePagemap, type PagemapEntry } from './pagemap.js';
-import { LEVEL_NAMES, type DecodedEntry } from './arch.js';
+import { LEVEL_NAMES, type DecodedEntry, type EntryLevel } from './arch.js';
 import { formatDump } from './dump.js';
 
 export const VM_READ = 0x1;
@@ -297,7 +297,27 @@ export class Process {
     const a = toBigAddr(addr, 'addr');
     checkUserRange(this.machine.geometry, a & ~0xfffn, 4096n, 'addr', 'EINVAL');
     const level = this.core.x.entryAt(this.pid, Number(a >> 12n));
-    return this.machine.arch.decode(this.core.resultBig(0), LEVEL_NAMES[level]!);
+    return this.machine.arch.decode(this.core.resultBig(0), this.levelName(level));
+  }
+
+  /** Level names of this machine: the top table is the PGD (on 4 levels the P4D is folded into it). */
+  private levelName(level: number): EntryLevel {
+    return level === this.machine.options.levels - 1 ? 'pgd' : LEVEL_NAMES[level]!;
+  }
+
+  /**
+   * The page walk the MMU does for addr: the entry read at each level, from
+   * the top table down to the leaf (or to the none / non-table entry that
+   * ends the walk).
+   */
+  pageWalk(addr: Addr): DecodedEntry[] {
+    this.live();
+    const a = toBigAddr(addr, 'addr');
+    checkUserRange(this.machine.geometry, a & ~0xfffn, 4096n, 'addr', 'EINVAL');
+    const n = this.core.x.entryPath(this.pid, Number(a >> 12n));
+    const raws = Array.from({ length: n }, (_, i) => this.core.resultBig(i));
+    const top = this.machine.options.levels - 1;
+    return raws.map((raw, i) => this.machine.arch.decode(raw, this.levelName(top - i)));
   }
 
   /** ptdump-style text of the page tables over [addr, addr+length) (default: all of user space). */

@@ -18,8 +18,9 @@ import { vmaAt, Vma } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
 import { userAccess, touchRange, accessPfn, accessTag, accessFaults, touchDone } from "./access";
 import { leafLookup, lookupLevel, setThpPolicy, setFaultAroundPages, thpFaultAlloc, thpFaultFallback } from "./fault";
-import { walkPageRange, walkTables } from "./walk";
+import { walkPageRange, walkTables, setWalkAction } from "./walk";
 import { StatsOp } from "./ops/stats";
+import { JsOp, jsWalkEntry } from "./ops/jsop";
 import { PagemapOp } from "./ops/pagemap";
 import { DumpOp } from "./ops/dump";
 import { swapInit, swapSlots, slotsInUse, swapCount, swapCachePfn, swapTag } from "./swap";
@@ -33,6 +34,7 @@ import { makePresent, makeSwapEntry, makeTable, decodeEntry, decodedPfn, decoded
 const statsOp = new StatsOp();
 const pagemapOp = new PagemapOp();
 const dumpOp = new DumpOp();
+const jsOp = new JsOp();
 const result = new StaticArray<u64>(16);
 
 // @ts-ignore: decorator
@@ -189,6 +191,20 @@ export function dump(id: u32, vpn: f64, pages: f64): i32 {
   return dumpOp.failed ? -ENOMEM : <i32>dumpOp.count;
 }
 export function dumpRecords(): usize { return dumpOp.buf; }
+
+/**
+ * walk_page_range with JavaScript callbacks (`has` says which exist); returns
+ * what the walk returned. Callbacks may call walkAction / walkSetEntry.
+ */
+export function jsWalk(id: u32, vpn: f64, endVpn: f64, has: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  jsOp.has = has;
+  return walkPageRange<JsOp>(jsOp, m, addr(vpn), addr(endVpn));
+}
+export function walkSetActionExport(a: i32): void { setWalkAction(a); }
+/** Stores a raw value into the entry the current callback was given. */
+export function walkSetEntry(lo: u32, hi: u32): void { if (jsWalkEntry != 0) store<u64>(jsWalkEntry, (<u64>hi << 32) | <u64>lo); }
 
 /** Counts over a range: [0] present ptes, [1] swap, [2] markers, [3] pmd leaves, [4] pud leaves, [5] pfn sum. */
 export function walkStats(id: u32, vpn: f64, pages: f64): i32 {

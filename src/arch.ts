@@ -115,7 +115,7 @@ export class ArchCodec {
     if (f.protnone) flags |= F.protnone;
     if (f.exec) flags |= F.exec;
     if (f.cont) flags |= F.cont;
-    return this.core.x.encodePresent(pfn, flags, lv);
+    return BigInt.asUintN(64, this.core.x.encodePresent(pfn, flags, lv));
   }
 
   /** A swap-format entry: a genuine swap entry (type < 24) or any special type. */
@@ -126,7 +126,7 @@ export class ArchCodec {
     if (f.exclusive) flags |= F.swpExclusive;
     if (f.softDirty) flags |= F.swpSoftDirty;
     if (f.uffdWp) flags |= F.swpUffdWp;
-    return this.core.x.encodeSwap(type, offset, flags);
+    return BigInt.asUintN(64, this.core.x.encodeSwap(type, offset, flags));
   }
 
   /** make_pte_marker. */
@@ -139,7 +139,7 @@ export class ArchCodec {
       bits |= b;
     }
     if (bits === 0) throw new EmuError('EINVAL', 'a marker needs at least one kind', 'kinds');
-    return this.core.x.encodeSwap(SWP.PTE_MARKER, bits, 0);
+    return BigInt.asUintN(64, this.core.x.encodeSwap(SWP.PTE_MARKER, bits, 0));
   }
 
   /** A migration entry for pfn (read, read-exclusive or write). */
@@ -154,7 +154,7 @@ export class ArchCodec {
   }
 
   /** A table-pointing entry (what a PGD/PUD/PMD slot holds above a table at pfn). */
-  makeTable(pfn: number): bigint { return this.core.x.encodeTable(checkInt(pfn, 'pfn', 2 ** 36 - 1)); }
+  makeTable(pfn: number): bigint { return BigInt.asUintN(64, this.core.x.encodeTable(checkInt(pfn, 'pfn', 2 ** 36 - 1))); }
 
   /** Decodes a raw entry found at `level`. */
   decode(raw: bigint, level: EntryLevel | number = 'pte'): DecodedEntry {

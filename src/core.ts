@@ -47,7 +47,13 @@ export interface CoreExports {
   encodeTable(pfn: number): bigint;
   decode(raw: bigint, level: number): number;
   archOnly(arch: number, softDirty: number): void;
+  jsWalk(id: number, vpn: number, endVpn: number, has: number): number;
+  walkSetActionExport(a: number): void;
+  walkSetEntry(lo: number, hi: number): void;
 }
+
+/** Receives the core's walk callbacks (see assembly/ops/jsop.ts). */
+export type WalkHandler = (kind: number, level: number, vpn: number, nextVpn: number, entry: bigint, depth: number) => number;
 
 let compiled: WebAssembly.Module | undefined;
 
@@ -62,14 +68,20 @@ function wasmPath(): string {
 /** Instantiates a fresh core. */
 export async function instantiateCore(): Promise<Core> {
   compiled ??= await WebAssembly.compile(readFileSync(wasmPath()));
+  let core: Core | undefined;
   const instance = await WebAssembly.instantiate(compiled, {
     env: {
+      walkCallback(kind: number, level: number, vpn: number, nextVpn: number, entry: bigint, depth: number): number {
+        const h = core?.walkHandler;
+        return h ? h(kind, level, vpn, nextVpn, entry, depth) : 0;
+      },
       abort(_msg: number, _file: number, line: number, col: number): never {
         throw new Error(`ptemu core aborted at ${line}:${col}`);
       },
     },
   });
-  return new Core(instance.exports as unknown as CoreExports);
+  core = new Core(instance.exports as unknown as CoreExports);
+  return core;
 }
 
 /**
@@ -78,6 +90,8 @@ export async function instantiateCore(): Promise<Core> {
  */
 export class Core {
   readonly x: CoreExports;
+  /** Set for the duration of a JavaScript-callback walk. */
+  walkHandler: WalkHandler | undefined;
   private buffer: ArrayBuffer | undefined;
   private u64: BigUint64Array = new BigUint64Array(0);
   private u32: Uint32Array = new Uint32Array(0);

@@ -14,3 +14,5 @@ export type { Problem } from './check.js';
 export type { Addr } from './addr.js';
 export { parseSize, formatSize } from './units.js';
 export type { Size } from './units.js';
+export { Kernel } from './kernel.js';
+export type { WalkOps, WalkControl, WalkActionName, WalkVma } from './kernel.js';

@@ -9,6 +9,7 @@ import type { Geometry } from './addr.js';
 import { Process } from './process.js';
 import { File, FILE_SHMEM, FILE_WRITENOTIFY } from './file.js';
 import { readProblems, type Problem } from './check.js';
+import { Kernel } from './kernel.js';
 
 export type ThpPolicy = 'never' | 'madvise' | 'always';
 
@@ -83,12 +84,15 @@ export class Machine {
   /** mmap_base: top of the default mmap window, below which mappings are placed top-down. */
   readonly mmapBase: bigint;
   /** @internal */ readonly core: Core;
+  /** Kernel-level primitives (walkPageRange, ...). */
+  readonly kernel: Kernel;
   private readonly processes = new Map<number, Process>();
 
   private constructor(core: Core, opts: Machine['options']) {
     this.core = core;
     this.options = opts;
     this.arch = new ArchCodec(core, opts.arch);
+    this.kernel = new Kernel(this);
     const vaBits = opts.levels === 5 ? 57 : 48;
     // TASK_SIZE: x86-64 keeps the top page of the lower half unmapped; arm64 TTBR0 covers 2^48.
     const taskSize = opts.arch === 'arm64' ? 1n << 48n : (1n << BigInt(vaBits - 1)) - 4096n;

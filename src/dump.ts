@@ -14,7 +14,7 @@ function hex(v: number | bigint, width = 16): string { return `0x${v.toString(16
 export function describeEntry(d: DecodedEntry): string {
   switch (d.kind) {
     case 'present': {
-      const w: string[] = [d.protnone ? 'PROT_NONE' : d.write ? 'RW' : 'ro', d.exec ? 'x' : 'NX'];
+      const w: string[] = d.protnone ? ['PROT_NONE'] : [d.write ? 'RW' : 'ro', d.exec ? 'x' : 'NX'];
       if (d.young) w.push('young');
       if (d.dirty) w.push('dirty');
       if (d.special) w.push('special');

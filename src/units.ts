@@ -39,7 +39,7 @@ export const GiB = 1024 * MiB;
 /** Human-readable size, for reports. */
 export function formatSize(bytes: number): string {
   for (const [u, s] of [['GiB', GiB], ['MiB', MiB], ['KiB', KiB]] as const) {
-    if (bytes >= s && bytes % (s / 1024) === 0) return `${+(bytes / s).toFixed(2)}${u}`;
+    if (bytes >= s && bytes % s === 0) return `${bytes / s}${u}`;
   }
   return `${bytes}B`;
 }

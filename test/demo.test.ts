@@ -1,0 +1,20 @@
+// The tour that `npm start` prints must run and tell the story it promises.
+
+import { it, expect } from 'vitest';
+import { runDemo } from '../src/demo.js';
+
+it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, THP, ptdump and a clean check', async () => {
+  const lines: string[] = [];
+  await runDemo((l) => lines.push(l));
+  const text = lines.join('\n');
+  expect(text).toMatch(/read fault: shared zero page/);
+  expect(text).toMatch(/write -> SIGSEGV \(SEGV_ACCERR\)/);
+  expect(text).toMatch(/PROT_NONE .*pagemap: present,exclusive/);
+  expect(text).toMatch(/swap slot 1 +pagemap: swapped/);
+  expect(text).toMatch(/read -> tag 0xc0ffee \(major faults: 1\)/);
+  expect(text).toMatch(/p writes 111; q reads 111/);
+  expect(text).toMatch(/private mapping after its own write reads 222; the shared page now holds 333/);
+  expect(text).toMatch(/pmd 0x[0-9a-f]+ RW NX .*2 MiB folio mapped by one PMD/);
+  expect(text).toMatch(/pte x510/);
+  expect(text).toMatch(/m\.check\(\): clean/);
+});

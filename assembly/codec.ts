@@ -5,7 +5,7 @@
 import {
   ARM64, pteNone, ptePresent, pteProtnone, pteWrite, pteDirty, pteYoung, pteSpecial, pteSoftDirty, pteUffdWp, pteExec,
   pteCont, pteMkwrite, pteMkdirty, pteMkclean, pteMkyoung, pteMkold, pteMkspecial, pteMksoftDirty,
-  pteClearSoftDirty, pfnPte, leafPfn, vmGetPageProt, isTableEntry, isUpperLeaf, mkHuge, uffdWpBit,
+  pteClearSoftDirty, pfnPte, leafPfn, vmGetPageProt, isTableEntry, isUpperLeaf, pfnHuge, uffdWpBit,
   mkSwap, swpType, swpOffset, swpSoftDirtyBit, swpUffdWpBit, swpExclusiveBit, tableEntryPfn, mkTableEntry, pteMkcont,
   MAX_SWAPFILES, SWP_HWPOISON, SWP_DEVICE_EXCLUSIVE, isMigrationType, isDevicePrivateType,
 } from "./arch/index";
@@ -37,7 +37,7 @@ export const K_MARKER: i32 = 8;
 /** A present user leaf for pfn at `level` (0 pte, 1 pmd, 2 pud) from a read-only base, then the flags. */
 export function makePresent(pfn: u64, flags: u32, level: u32): u64 {
   const prot = vmGetPageProt((flags & F_PROTNONE) != 0 ? 0 : (VM_READ | ((flags & F_EXEC) != 0 ? VM_EXEC : 0)));
-  let e = pfnPte(pfn, prot);
+  let e = level == 0 ? pfnPte(pfn, prot) : pfnHuge(pfn, prot, level);
   if ((flags & F_WRITE) != 0) e = pteMkwrite(e);
   e = (flags & F_DIRTY) != 0 ? pteMkdirty(e) : pteMkclean(e);
   e = (flags & F_YOUNG) != 0 ? pteMkyoung(e) : pteMkold(e);
@@ -45,7 +45,6 @@ export function makePresent(pfn: u64, flags: u32, level: u32): u64 {
   e = (flags & F_SOFT_DIRTY) != 0 ? pteMksoftDirty(e) : pteClearSoftDirty(e);
   if ((flags & F_UFFD_WP) != 0) e |= uffdWpBit();
   if ((flags & F_CONT) != 0 && ARM64) e = pteMkcont(e);
-  if (level > 0) e = mkHuge(e);
   return e;
 }
 

@@ -472,7 +472,7 @@ function doHugePmdAnonymousPage(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTab
     const hz = getHugeZeroFolio();
     if (hz == 0) { freeTable(mm, pgtable); return VM_FAULT_FALLBACK; }
     depositTable(pmdTable, pgtable);
-    store<u64>(pmdp, pteMkspecial(pfnHuge(<u64>hz, vma.pageProt)));
+    store<u64>(pmdp, pteMkspecial(pfnHuge(<u64>hz, vma.pageProt, 1)));
     return 0;
   }
   const r = installAnonThp(mm, vma, pmdp, pmdTable);
@@ -487,7 +487,7 @@ function installAnonThp(mm: Mm, vma: Vma, pmdp: usize, pmdTable: u32): u32 {
   const pgtable = allocTable(mm);
   if (pgtable == 0) { folioPut(folio); return VM_FAULT_FALLBACK; }
   depositTable(pmdTable, pgtable);
-  let entry = pfnHuge(<u64>folio, vma.pageProt);
+  let entry = pfnHuge(<u64>folio, vma.pageProt, 1);
   if ((vma.flags & VM_WRITE) != 0) entry = pteMkwrite(pteMkdirty(entry));
   addNewAnonRmap(folio, 512, true);
   addRss(mm, MM_ANONPAGES, 512);
@@ -511,7 +511,7 @@ function huge_pmd_fault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable: u32,
       // do_huge_zero_wp_pmd: replace the huge zero page by a fresh THP, else fall back to PTEs.
       const folio = allocFolio(9);
       if (folio != 0) {
-        let entry = pfnHuge(<u64>folio, vma.pageProt);
+        let entry = pfnHuge(<u64>folio, vma.pageProt, 1);
         if ((vma.flags & VM_WRITE) != 0) entry = pteMkwrite(pteMkdirty(entry));
         addNewAnonRmap(folio, 512, true);
         addRss(mm, MM_ANONPAGES, 512);

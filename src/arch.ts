@@ -177,7 +177,8 @@ export class ArchCodec {
     if (present || kind === 'table' || kind === 'migration' || kind === 'device-private' || kind === 'device-exclusive' || kind === 'hwpoison') d.pfn = x.result(0);
     if (swapish) { d.swapType = x.result(2); d.swapOffset = x.result(3); }
     if (kind === 'marker') d.markers = (Object.keys(PTE_MARKER) as MarkerKind[]).filter((k) => (d.swapOffset! & PTE_MARKER[k]) !== 0);
-    if (present) d.size = d.cont ? 64 * 1024 : 4096 * 512 ** lv;
+    // A CONT pte covers a 64 KiB block (16 entries); a CONT pmd a 32 MiB one (CONT_PMDS = 16).
+    if (present) d.size = 4096 * 512 ** lv * (d.cont ? 16 : 1);
     return d;
   }
 }

@@ -175,7 +175,7 @@ export function hugeToPte(e: u64, level: u32, i: u64): u64 {
   const pfn = leafPfn(e, level) + i;
   return pfnPte(pfn, (e & ~PTE_ADDR_MASK) | PTE_TABLE_BIT);
 }
-export function pfnHuge(pfn: u64, prot: u64): u64 { return mkHuge(pfnPte(pfn, prot)); }
+export function pfnHuge(pfn: u64, prot: u64, level: u32): u64 { return mkHuge(pfnPte(pfn, prot)); }
 
 // ---- hardware (FEAT_HAFDBS) ---------------------------------------------------------
 /**

@@ -83,7 +83,7 @@ export function archInit(arch: u32, ha: bool, dbm: bool, softDirty: bool): void 
 @inline export function pteModify(e: u64, prot: u64): u64 { return ARM64 ? a64.pteModify(e, prot) : x86.pteModify(e, prot); }
 /** pmd_modify: like pte_modify, but x86 keeps PSE (_HPAGE_CHG_MASK); arm64 keeps the block type anyway. */
 // @ts-ignore: decorator
-@inline export function pmdModify(e: u64, prot: u64): u64 { return ARM64 ? a64.pteModify(e, prot) : x86.pteModify(e, prot) | (e & (x86._PAGE_PSE | x86._PAGE_PAT_LARGE)); }
+@inline export function pmdModify(e: u64, prot: u64): u64 { return ARM64 ? a64.pteModify(e, prot) : x86.hugeModify(e, prot, 1); }
 /** vm_get_page_prot: index is VM_READ|VM_WRITE|VM_EXEC|VM_SHARED (the low four VM flags). */
 // @ts-ignore: decorator
 @inline export function vmGetPageProt(vmFlags: u32): u64 { return ARM64 ? a64.protectionMap(vmFlags & 15) : x86.protectionMap(vmFlags & 15); }
@@ -109,7 +109,7 @@ export function archInit(arch: u32, ha: bool, dbm: bool, softDirty: bool): void 
 // @ts-ignore: decorator
 @inline export function pteMkcont(e: u64): u64 { return ARM64 ? a64.pteMkcont(e) : e; }
 // @ts-ignore: decorator
-@inline export function pfnHuge(pfn: u64, prot: u64): u64 { return ARM64 ? a64.pfnHuge(pfn, prot) : x86.pfnHuge(pfn, prot); }
+@inline export function pfnHuge(pfn: u64, prot: u64, level: u32): u64 { return ARM64 ? a64.pfnHuge(pfn, prot, level) : x86.pfnHuge(pfn, prot, level); }
 
 // ---- hardware ------------------------------------------------------------------------
 export const ACCESS_READ: u32 = 0;
@@ -144,7 +144,7 @@ export const PTE_MARKER_MASK: u64 = 7;
 @inline export function swpOffset(e: u64): u64 { return ARM64 ? a64.swpOffset(e) : x86.swpOffset(e); }
 /** The three swp flag bits kept outside type/offset (arm64 has no soft-dirty: 0). */
 // @ts-ignore: decorator
-@inline export function swpSoftDirtyBit(): u64 { return ARM64 ? 0 : x86._PAGE_SWP_SOFT_DIRTY; }
+@inline export function swpSoftDirtyBit(): u64 { return ARM64 ? 0 : x86.swpSoftDirtyBit; }
 // @ts-ignore: decorator
 @inline export function swpUffdWpBit(): u64 { return ARM64 ? a64.PTE_SWP_UFFD_WP : x86._PAGE_SWP_UFFD_WP; }
 // @ts-ignore: decorator

@@ -33,6 +33,14 @@ export const _PAGE_NX: u64 = 1 << 63;
 export const PTE_PFN_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
 export const _PAGE_SWP_SOFT_DIRTY: u64 = _PAGE_RW;
+
+/** CONFIG_MEM_SOFT_DIRTY: without it _PAGE_SOFT_DIRTY and _PAGE_SWP_SOFT_DIRTY are 0. */
+export let softDirtyBit: u64 = _PAGE_SOFT_DIRTY;
+export let swpSoftDirtyBit: u64 = _PAGE_SWP_SOFT_DIRTY;
+export function setSoftDirtySupport(on: bool): void {
+  softDirtyBit = on ? _PAGE_SOFT_DIRTY : 0;
+  swpSoftDirtyBit = on ? _PAGE_SWP_SOFT_DIRTY : 0;
+}
 export const _PAGE_SWP_UFFD_WP: u64 = _PAGE_USER;
 export const _PAGE_SWP_EXCLUSIVE: u64 = _PAGE_PWT;
 const SWP_TYPE_BITS: u64 = 5;
@@ -98,7 +106,7 @@ export function protectionMap(i: u32): u64 {
 // @ts-ignore: decorator
 @inline export function pteSpecial(e: u64): bool { return (e & _PAGE_SPECIAL) != 0; }
 // @ts-ignore: decorator
-@inline export function pteSoftDirty(e: u64): bool { return (e & _PAGE_SOFT_DIRTY) != 0; }
+@inline export function pteSoftDirty(e: u64): bool { return (e & softDirtyBit) != 0; }
 // @ts-ignore: decorator
 @inline export function pteUffdWp(e: u64): bool { return (e & _PAGE_UFFD_WP) != 0; }
 // @ts-ignore: decorator
@@ -108,9 +116,6 @@ export function protectionMap(i: u32): u64 {
 @inline export function pteMkwrite(e: u64): u64 { return e | _PAGE_RW; }
 // @ts-ignore: decorator
 @inline export function pteWrprotect(e: u64): u64 { return e & ~_PAGE_RW; }
-/** CONFIG_MEM_SOFT_DIRTY: without it _PAGE_SOFT_DIRTY is 0 and bit 11 is never set. */
-export let softDirtyBit: u64 = _PAGE_SOFT_DIRTY;
-export function setSoftDirtySupport(on: bool): void { softDirtyBit = on ? _PAGE_SOFT_DIRTY : 0; }
 
 /** pte_mkdirty also sets soft-dirty: that is how a write fault re-marks a page for CRIU-style tracking. */
 // @ts-ignore: decorator
@@ -138,17 +143,31 @@ export function setSoftDirtySupport(on: bool): void { softDirtyBit = on ? _PAGE_
   return (((pfn << 12) ^ protnoneMask(prot)) & PTE_PFN_MASK) | prot;
 }
 
+/** PTE_PFN_MASK, PHYSICAL_PMD_PAGE_MASK, PHYSICAL_PUD_PAGE_MASK: the address bits of a leaf at `level`. */
+// @ts-ignore: decorator
+@inline function leafAddrMask(level: u32): u64 {
+  return level == 0 ? PTE_PFN_MASK : PTE_PFN_MASK & ~((<u64>1 << (12 + 9 * <u64>level)) - 1);
+}
+
 /** pte_pfn / pmd_pfn / pud_pfn for a present leaf at `level` (0 pte, 1 pmd, 2 pud). */
 // @ts-ignore: decorator
 @inline export function leafPfn(e: u64, level: u32): u64 {
-  const mask = level == 0 ? PTE_PFN_MASK : PTE_PFN_MASK & ~((<u64>1 << (12 + 9 * level)) - 1);
-  return ((e ^ protnoneMask(e)) & mask) >> 12;
+  return ((e ^ protnoneMask(e)) & leafAddrMask(level)) >> 12;
 }
 
 /** pte_modify: keep _PAGE_CHG_MASK, take the rest from newprot, re-invert the pfn across PROT_NONE changes. */
 export function pteModify(e: u64, prot: u64): u64 {
   let v = (e & _PAGE_CHG_MASK) | (prot & ~_PAGE_CHG_MASK);
   if (needsInvert(e) != needsInvert(v)) v = (v & ~PTE_PFN_MASK) | (~v & PTE_PFN_MASK);
+  return v;
+}
+
+/** pmd_modify / pud_modify: PSE is kept (_HPAGE_CHG_MASK), and the PROT_NONE flip covers only the huge address bits. */
+export function hugeModify(e: u64, prot: u64, level: u32): u64 {
+  const keep = _PAGE_CHG_MASK | _PAGE_PSE;
+  let v = (e & keep) | (prot & ~keep);
+  const mask = leafAddrMask(level);
+  if (needsInvert(e) != needsInvert(v)) v = (v & ~mask) | (~v & mask);
   return v;
 }
 
@@ -172,8 +191,10 @@ export function hugeToPte(e: u64, level: u32, i: u64): u64 {
   const attrs = e & ~(PTE_PFN_MASK | _PAGE_PSE);
   return pfnPte(pfn, attrs);
 }
-/** A huge leaf for `pfn` (aligned) with pte-format protections `prot` at level 1 or 2. */
-export function pfnHuge(pfn: u64, prot: u64): u64 { return mkHuge(pfnPte(pfn, prot)); }
+/** pfn_pmd / pfn_pud: a huge leaf for an aligned pfn, PROT_NONE inverting only the huge address bits. */
+export function pfnHuge(pfn: u64, prot: u64, level: u32): u64 {
+  return mkHuge((((pfn << 12) ^ protnoneMask(prot)) & leafAddrMask(level)) | prot);
+}
 
 // ---- hardware ------------------------------------------------------------------------
 export const ACCESS_READ: u32 = 0;

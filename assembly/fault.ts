@@ -4,7 +4,7 @@
 
 import { Mm, addRss } from "./mm";
 import { Vma, vmaLookup, anonVmaPrepare, linearPageIndex } from "./vma";
-import { allocTable, freeTable, tablePtr, depositTable, entryPtr } from "./pgtable";
+import { allocTable, freeTable, tablePtr, depositTable, entryPtr, pmdTableLookup } from "./pgtable";
 import {
   pteNone, ptePresent, pteProtnone, pteWrite, pteMkwrite, pteMkdirty, pteMkyoung, pteMkold, pteMkspecial, pteModify,
   pfnPte, leafPfn, pmdModify, pteSoftDirty, pteUffdWp, isTableEntry, isUpperLeaf, mkTableEntry, tableEntryPfn, pfnHuge, isSwapPte, swpType, swpOffset,
@@ -46,26 +46,27 @@ export let faultPmdTable: u32 = 0;
 
 /** Walks to the PMD entry for addr, allocating upper tables; 0 when out of memory. */
 export function pmdOffsetAlloc(mm: Mm, addr: u64): usize {
-  let table = mm.root;
-  for (let level = mm.levels - 1; level > 1; level--) {
-    const ep = entryPtr(table, addr, level);
-    let e = load<u64>(ep);
-    if (e == 0) {
-      const t = allocTable(mm);
-      if (t == 0) return 0;
-      e = mkTableEntry(<u64>t);
-      store<u64>(ep, e);
-    }
-    if (!isTableEntry(e)) return 0;
-    table = <u32>tableEntryPfn(e);
-  }
+  const table = pmdTableLookup(mm, addr, true);
+  if (table == 0) return 0;
   faultPmdTable = table;
   return entryPtr(table, addr, 1);
 }
 
-/** Read-only walk to the leaf mapping addr; returns its pointer and sets lookupLevel, or 0 if none. */
+/**
+ * Read-only walk to the entry mapping addr: the PTE, or the upper entry that
+ * ends the walk (none or a huge leaf). Returns its pointer; lookupLevel says
+ * which level it is at.
+ */
 export let lookupLevel: u32 = 0;
 export function leafLookup(mm: Mm, addr: u64): usize {
+  const pmdTable = pmdTableLookup(mm, addr, false);
+  if (pmdTable != 0) {
+    const pmdp = entryPtr(pmdTable, addr, 1);
+    const pmd = load<u64>(pmdp);
+    if (!isTableEntry(pmd)) { lookupLevel = 1; return pmdp; }
+    lookupLevel = 0;
+    return tablePtr(<u32>tableEntryPfn(pmd)) + (<usize>((addr >> 12) & 511) << 3);
+  }
   let table = mm.root;
   for (let level = mm.levels - 1; ; level--) {
     const ep = entryPtr(table, addr, level);

@@ -180,7 +180,8 @@ export function allocPages(order: u32): u32 {
   }
   const n = <u32>1 << order;
   freeFrames -= n;
-  memory.fill(desc(pfn), 0, <usize>n << 4);
+  if (order == 0) { store<u64>(desc(pfn), 0); store<u64>(desc(pfn), 0, 8); }
+  else memory.fill(desc(pfn), 0, <usize>n << 4);
   const tailInfo = (order << ORDER_SHIFT) | (KIND_TAIL << KIND_SHIFT);
   setInfo(pfn, order << ORDER_SHIFT);
   for (let i: u32 = 1; i < n; i++) setInfo(pfn + i, tailInfo);
@@ -212,8 +213,8 @@ export function allocFolio(order: u32): u32 {
 /** Frees a folio whose references are gone. */
 export function freeFolio(head: u32): void {
   const order = orderOf(head);
-  const n = <u32>1 << order;
-  memory.fill(desc(head), 0, <usize>n << 4);
+  if (order == 0) { store<u64>(desc(head), 0); store<u64>(desc(head), 0, 8); }
+  else memory.fill(desc(head), 0, <usize>(<u32>1 << order) << 4);
   freePages(head, order);
 }
 

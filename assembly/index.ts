@@ -12,7 +12,7 @@ import {
   entireMapcount, pincount, zeroPfn, frameIsFree, hugeZeroPfn, setFailAfter as framesSetFailAfter, setRefcount, setInfo, setTag,
 } from "./frames";
 import { archInit, isTableEntry, tableEntryPfn } from "./arch/index";
-import { entryPtr } from "./pgtable";
+import { entryPtr, pmdCacheInvalidate } from "./pgtable";
 import { Mm, mmById, getRss } from "./mm";
 import { vmaAt, Vma } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
@@ -46,7 +46,7 @@ export function resultPtr(): usize { return changetype<usize>(result); }
 /** Boots the machine: frames, swap device, arch codec and policies. Returns 0 or -ENOMEM. */
 export function init(frames: u32, slots: u32, arch: u32, ha: bool, dbm: bool, softDirty: bool, thp: u32, thpZero: bool, faultAround: u32): i32 {
   heapInit();
-  archInit(arch, ha, dbm, softDirty);
+  if (!archInit(arch, ha, dbm, softDirty)) return -EINVAL;
   if (!framesInit(frames)) return -ENOMEM;
   if (!swapInit(slots)) return -ENOMEM;
   setThpPolicy(thp, thpZero);
@@ -163,6 +163,7 @@ export function corruptEntryAt(id: u32, vpn: f64, level: u32, lo: u32, hi: u32):
     table = <u32>tableEntryPfn(e);
   }
   store<u64>(entryPtr(table, a, level), (<u64>hi << 32) | <u64>lo);
+  pmdCacheInvalidate();
   return 0;
 }
 
@@ -204,7 +205,10 @@ export function jsWalk(id: u32, vpn: f64, endVpn: f64, has: u32): i32 {
 }
 export function walkSetActionExport(a: i32): void { setWalkAction(a); }
 /** Stores a raw value into the entry the current callback was given. */
-export function walkSetEntry(lo: u32, hi: u32): void { if (jsWalkEntry != 0) store<u64>(jsWalkEntry, (<u64>hi << 32) | <u64>lo); }
+export function walkSetEntry(lo: u32, hi: u32): void {
+  if (jsWalkEntry != 0) store<u64>(jsWalkEntry, (<u64>hi << 32) | <u64>lo);
+  pmdCacheInvalidate();
+}
 
 /** Counts over a range: [0] present ptes, [1] swap, [2] markers, [3] pmd leaves, [4] pud leaves, [5] pfn sum. */
 export function walkStats(id: u32, vpn: f64, pages: f64): i32 {
@@ -212,6 +216,7 @@ export function walkStats(id: u32, vpn: f64, pages: f64): i32 {
   if (m == null) return -ENOENT;
   statsOp.reset();
   walkTables<StatsOp>(statsOp, m, addr(vpn), addr(vpn + pages));
+  statsOp.finish();
   unchecked(result[0] = statsOp.present);
   unchecked(result[1] = statsOp.swap);
   unchecked(result[2] = statsOp.markers);
@@ -363,5 +368,3 @@ export function decode(raw: u64, level: u32): i32 {
   unchecked(result[3] = decodedOffset);
   return k;
 }
-/** Boots only the codec (no frames), for m.arch on its own. */
-export function archOnly(arch: u32, softDirty: bool): void { archInit(arch, true, true, softDirty); }

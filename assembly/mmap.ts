@@ -128,7 +128,7 @@ function splitHugeAt(mm: Mm, addr: u64): void {
 /** Visits nothing: walking into a huge PMD with SUBTREE is what splits it. */
 @final class SplitOp {
   // @ts-ignore: decorator
-  @inline pteEntry(ptep: usize, addr: u64): i32 { return 0; }
+  @inline pteRange(ptep: usize, addr: u64, end: u64): i32 { return 0; }
   // @ts-ignore: decorator
   @inline upperEntry(level: u32, ep: usize, addr: u64, next: u64): i32 { return 0; }
   // @ts-ignore: decorator

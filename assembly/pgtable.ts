@@ -12,6 +12,7 @@
 import { allocPages, desc, indexOf, setIndex, setInfo, setRefcount, freePages, KIND_TABLE, KIND_SHIFT, tagOf, setTag } from "./frames";
 import { kzalloc, kfree } from "./heap";
 import { Mm } from "./mm";
+import { isTableEntry, tableEntryPfn, mkTableEntry } from "./arch/index";
 
 // @ts-ignore: decorator
 @inline export function levelShift(level: u32): u64 { return 12 + 9 * <u64>level; }
@@ -47,6 +48,7 @@ export function allocTable(mm: Mm): u32 {
 
 /** Frees a table page (its entries must already be none). */
 export function freeTable(mm: Mm, pfn: u32): void {
+  pmdCacheMm = 0;
   kfree(tablePtr(pfn), 4096);
   memory.fill(desc(pfn), 0, 16);
   freePages(pfn, 0);
@@ -73,4 +75,43 @@ export function withdrawTable(pmdTablePfn: u32): u32 {
   setTag(pmdTablePfn, <u32>load<u64>(p));
   store<u64>(p, 0);
   return pfn;
+}
+
+// A one-entry cache of the PMD table covering the last 1 GiB region looked
+// up (the emulator's own paging-structure cache, for speed only: it is not
+// the modelled TLB). Tables are only ever freed through freeTable, which
+// drops the cache, so a cached pointer is never stale.
+let pmdCacheMm: u32 = 0;
+let pmdCacheRegion: u64 = 0;
+let pmdCacheTable: u32 = 0;
+
+/** Drops the PMD-table cache (after writing upper-level entries behind the core's back). */
+export function pmdCacheInvalidate(): void { pmdCacheMm = 0; }
+
+/**
+ * The PMD table covering addr, walking from the root; with `alloc`, missing
+ * upper tables are allocated. 0 when absent (or a huge PUD leaf is in the way),
+ * or when allocation fails.
+ */
+export function pmdTableLookup(mm: Mm, addr: u64, alloc: bool): u32 {
+  const region = addr >> 30;
+  if (pmdCacheMm == mm.id && pmdCacheRegion == region) return pmdCacheTable;
+  let table = mm.root;
+  for (let level = mm.levels - 1; level > 1; level--) {
+    const ep = entryPtr(table, addr, level);
+    let e = load<u64>(ep);
+    if (e == 0) {
+      if (!alloc) return 0;
+      const t = allocTable(mm);
+      if (t == 0) return 0;
+      e = mkTableEntry(<u64>t);
+      store<u64>(ep, e);
+    }
+    if (!isTableEntry(e)) return 0;
+    table = <u32>tableEntryPfn(e);
+  }
+  pmdCacheMm = mm.id;
+  pmdCacheRegion = region;
+  pmdCacheTable = table;
+  return table;
 }

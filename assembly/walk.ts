@@ -3,7 +3,9 @@
 // An op is a class with these methods; walkers are generic, so each op gets its
 // own monomorphized walker with the calls inlined (no indirect call per entry):
 //
-//   pteEntry(ptep, addr): i32           every PTE slot in range, none ones included
+//   pteRange(ptep, addr, end): i32      the PTE slots of [addr, end) in one table (ptep is the first):
+//                                       every slot, none ones included; one call per table so that
+//                                       the op's loop keeps its state in locals
 //   upperEntry(level, ep, addr, next): i32   every non-none PMD/PUD/P4D/PGD entry;
 //                                       may set walkAction (SUBTREE, CONTINUE, AGAIN)
 //   hole(addr, next, depth): i32        a none upper entry, or (depth -1) a gap between VMAs
@@ -89,14 +91,7 @@ export function walkPageRange<T>(op: T, mm: Mm, start: u64, end: u64): i32 {
 
 function walkLevel<T>(op: T, level: u32, table: u32, start: u64, end: u64): i32 {
   const base = tablePtr(table);
-  if (level == 0) {
-    let ptep = base + (<usize>((start >> 12) & 511) << 3);
-    for (let addr = start; addr < end; addr += 4096, ptep += 8) {
-      const r = op.pteEntry(ptep, addr);
-      if (r != 0) return r;
-    }
-    return 0;
-  }
+  if (level == 0) return op.pteRange(base + (<usize>((start >> 12) & 511) << 3), start, end);
   const shift = levelShift(level);
   let addr = start;
   while (addr < end) {

@@ -46,7 +46,6 @@ export interface CoreExports {
   encodeSwap(type: number, offset: number, flags: number): bigint;
   encodeTable(pfn: number): bigint;
   decode(raw: bigint, level: number): number;
-  archOnly(arch: number, softDirty: number): void;
   jsWalk(id: number, vpn: number, endVpn: number, has: number): number;
   walkSetActionExport(a: number): void;
   walkSetEntry(lo: number, hi: number): void;
@@ -55,21 +54,27 @@ export interface CoreExports {
 /** Receives the core's walk callbacks (see assembly/ops/jsop.ts). */
 export type WalkHandler = (kind: number, level: number, vpn: number, nextVpn: number, entry: bigint, depth: number) => number;
 
-let compiled: WebAssembly.Module | undefined;
+export type CoreArch = 'x86_64' | 'arm64';
+const compiled = new Map<CoreArch, WebAssembly.Module>();
 
-function wasmPath(): string {
-  for (const rel of ['../build/ptemu.wasm', '../../build/ptemu.wasm']) {
+/** The core is built once per architecture (the arch codec is a compile-time constant). */
+function wasmPath(arch: CoreArch): string {
+  for (const rel of [`../build/ptemu-${arch}.wasm`, `../../build/ptemu-${arch}.wasm`]) {
     const p = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(p)) return p;
   }
-  throw new Error('ptemu: build/ptemu.wasm not found; run `npm run build:wasm`');
+  throw new Error(`ptemu: build/ptemu-${arch}.wasm not found; run \`npm run build:wasm\``);
 }
 
-/** Instantiates a fresh core. */
-export async function instantiateCore(): Promise<Core> {
-  compiled ??= await WebAssembly.compile(readFileSync(wasmPath()));
+/** Instantiates a fresh core for an architecture. */
+export async function instantiateCore(arch: CoreArch): Promise<Core> {
+  let module = compiled.get(arch);
+  if (!module) {
+    module = await WebAssembly.compile(readFileSync(wasmPath(arch)));
+    compiled.set(arch, module);
+  }
   let core: Core | undefined;
-  const instance = await WebAssembly.instantiate(compiled, {
+  const instance = await WebAssembly.instantiate(module, {
     env: {
       walkCallback(kind: number, level: number, vpn: number, nextVpn: number, entry: bigint, depth: number): number {
         const h = core?.walkHandler;

@@ -133,7 +133,7 @@ export class Machine {
     const seed = options.seed ?? 0;
     if (!Number.isInteger(seed)) throw new EmuError('EINVAL', `seed must be an integer, got ${String(seed)}`, 'seed');
 
-    const core = await instantiateCore();
+    const core = await instantiateCore(arch);
     const r = core.x.init(memory / PAGE_SIZE, swap / PAGE_SIZE, arch === 'arm64' ? 1 : 0, +bools.hwAccessFlag, +bools.hwDirty,
       +(bools.softDirty && arch === 'x86_64'), THP[thp], +bools.thpZeroPage, faultAround / PAGE_SIZE);
     if (r < 0) throw new EmuError('ENOMEM', `cannot hold ${memory} bytes of frame metadata in WebAssembly memory`, 'memory');

@@ -32,13 +32,28 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
   tryChangeWritable: bool = false;
   pages: u64 = 0;
 
-  // @ts-ignore: decorator
-  @inline pteEntry(ptep: usize, addr: u64): i32 {
-    const e = load<u64>(ptep);
-    if (e == 0 || !ptePresent(e)) return 0;
-    let n = pteModify(e, this.prot);
-    if (this.tryChangeWritable && !pteWrite(n) && canChangePteWritable(changetype<Vma>(walkVma), n)) n = pteMkwrite(n);
-    if (n != e) { store<u64>(ptep, n); this.pages++; }
+  pteRange(ptep: usize, addr: u64, end: u64): i32 {
+    const prot = this.prot;
+    const last = ptep + <usize>((end - addr) >> 9);
+    let pages: u64 = 0;
+    if (!this.tryChangeWritable) {
+      for (let p = ptep; p < last; p += 8) {
+        const e = load<u64>(p);
+        if (e == 0 || !ptePresent(e)) continue;
+        const n = pteModify(e, prot);
+        if (n != e) { store<u64>(p, n); pages++; }
+      }
+    } else {
+      const vma = changetype<Vma>(walkVma);
+      for (let p = ptep; p < last; p += 8) {
+        const e = load<u64>(p);
+        if (e == 0 || !ptePresent(e)) continue;
+        let n = pteModify(e, prot);
+        if (!pteWrite(n) && canChangePteWritable(vma, n)) n = pteMkwrite(n);
+        if (n != e) { store<u64>(p, n); pages++; }
+      }
+    }
+    this.pages += pages;
     return 0;
   }
 

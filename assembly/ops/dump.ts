@@ -64,6 +64,11 @@ export const DUMP_RECORD_BYTES: usize = 32;
     this.runLen = 0;
   }
 
+  pteRange(ptep: usize, addr: u64, end: u64): i32 {
+    for (let a = addr; a < end; a += 4096, ptep += 8) this.pteEntry(ptep, a);
+    return 0;
+  }
+
   // @ts-ignore: decorator
   @inline pteEntry(ptep: usize, addr: u64): i32 {
     const e = load<u64>(ptep);

@@ -40,10 +40,14 @@ export let jsWalkEntry: usize = 0;
 @final export class JsOp {
   has: u32 = 0;
 
-  pteEntry(ptep: usize, addr: u64): i32 {
+  pteRange(ptep: usize, addr: u64, end: u64): i32 {
     if ((this.has & HAS_PTE) == 0) return 0;
-    jsWalkEntry = ptep;
-    return walkCallback(CB_PTE, 0, vpnOf(addr), vpnOf(addr + 4096), load<u64>(ptep), 4);
+    for (let a = addr; a < end; a += 4096, ptep += 8) {
+      jsWalkEntry = ptep;
+      const r = walkCallback(CB_PTE, 0, vpnOf(a), vpnOf(a + 4096), load<u64>(ptep), 4);
+      if (r != 0) return r;
+    }
+    return 0;
   }
 
   upperEntry(level: u32, ep: usize, addr: u64, next: u64): i32 {

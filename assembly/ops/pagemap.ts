@@ -64,6 +64,11 @@ export function pagemapOfPte(e: u64, vma: Vma): u64 {
   // @ts-ignore: decorator
   @inline slot(addr: u64): usize { return this.buf + (<usize>((addr - this.start) >> 12) << 3); }
 
+  pteRange(ptep: usize, addr: u64, end: u64): i32 {
+    for (let a = addr; a < end; a += 4096, ptep += 8) this.pteEntry(ptep, a);
+    return 0;
+  }
+
   // @ts-ignore: decorator
   @inline pteEntry(ptep: usize, addr: u64): i32 {
     store<u64>(this.slot(addr), pagemapOfPte(load<u64>(ptep), changetype<Vma>(walkVma)));

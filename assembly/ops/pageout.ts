@@ -26,6 +26,11 @@ import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constan
 @final export class PageoutOp {
   reclaimed: u64 = 0;
 
+  pteRange(ptep: usize, addr: u64, end: u64): i32 {
+    for (let a = addr; a < end; a += 4096, ptep += 8) this.pteEntry(ptep, a);
+    return 0;
+  }
+
   // @ts-ignore: decorator
   @inline pteEntry(ptep: usize, addr: u64): i32 {
     const e = load<u64>(ptep);

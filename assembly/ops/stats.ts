@@ -13,18 +13,26 @@ import { ptePresent, isUpperLeaf, isPteMarker, leafPfn } from "../arch/index";
   pudLeaves: u64 = 0;
   pfnSum: u64 = 0;
 
+  /** swap counts every non-present entry first; markers are moved out of it in finish(). */
+  finish(): void { this.swap -= this.markers; }
+
   reset(): void {
     this.present = 0; this.swap = 0; this.markers = 0; this.pmdLeaves = 0; this.pudLeaves = 0; this.pfnSum = 0;
   }
 
-  // @ts-ignore: decorator
-  @inline pteEntry(ptep: usize, addr: u64): i32 {
-    const e = load<u64>(ptep);
-    if (e != 0) {
-      if (ptePresent(e)) { this.present++; this.pfnSum += leafPfn(e, 0); }
-      else if (isPteMarker(e)) this.markers++;
-      else this.swap++;
+  pteRange(ptep: usize, addr: u64, end: u64): i32 {
+    let present: u64 = 0, other: u64 = 0, sum: u64 = 0;
+    const last = ptep + <usize>((end - addr) >> 9);
+    for (let p = ptep; p < last; p += 8) {
+      const e = load<u64>(p);
+      if (e == 0) continue;
+      if (ptePresent(e)) { present++; sum += leafPfn(e, 0); continue; }
+      other++;
+      if (isPteMarker(e)) this.markers++;
     }
+    this.present += present;
+    this.pfnSum += sum;
+    this.swap += other;
     return 0;
   }
 

@@ -9,11 +9,17 @@ import {
   ptePresent, pteSpecial, pteDirty, pteUffdWp, leafPfn, isUpperLeaf, swpType, swpOffset, mkPteMarker,
   MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON, PTE_MARKER_UFFD_WP, PTE_MARKER_GUARD, PTE_MARKER_POISONED, swpUffdWpBit,
 } from "../arch/index";
-import { isZeroPfn, folioHead, testFlag, setFlag, addEntireMapcount, PG_ANON, PG_DIRTY } from "../frames";
+import {
+  isZeroPfn, folioHead, testFlag, setFlag, addEntireMapcount, info, setInfo, folioPut, zeroPfn,
+  PG_ANON, PG_DIRTY, PG_SWAPCACHE, ORDER_SHIFT, KIND_SHIFT,
+} from "../frames";
 import { zapPageRmap, mmCounter, putMappedFolio, deleteFromSwapCache, folioMapcount } from "../rmap";
 import { swapFree, swapCount, swapCachePfn } from "../swap";
 import { withdrawTable, freeTable } from "../pgtable";
-import { MM_SWAPENTS, PMD_SIZE, VM_UFFD_WP } from "../constants";
+import { MM_SWAPENTS, MM_ANONPAGES, PMD_SIZE, VM_UFFD_WP } from "../constants";
+
+/** Descriptor bits that take a page off the fast path: large folio, tail, table/free kinds, swap cache. */
+const FAST_MASK: u32 = (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_SWAPCACHE;
 
 @final export class ZapOp {
   /** ZAP_FLAG_DROP_MARKER: munmap, exit and locked truncation destroy markers. */
@@ -23,10 +29,29 @@ import { MM_SWAPENTS, PMD_SIZE, VM_UFFD_WP } from "../constants";
   /** Pages and swap entries removed. */
   zapped: u64 = 0;
 
-  // @ts-ignore: decorator
-  @inline pteEntry(ptep: usize, addr: u64): i32 {
-    const e = load<u64>(ptep);
-    if (e != 0) this.zapOne(ptep, e, changetype<Vma>(walkVma));
+  pteRange(ptep: usize, addr: u64, end: u64): i32 {
+    const vma = changetype<Vma>(walkVma);
+    const last = ptep + <usize>((end - addr) >> 9);
+    let anon: i64 = 0;     // rss delta, added once per table as zap_pte_range does
+    for (let p = ptep; p < last; p += 8) {
+      const e = load<u64>(p);
+      if (e == 0) continue;
+      // The common case inline: a small anonymous folio mapped here once, not in the swap cache.
+      if (ptePresent(e) && !pteSpecial(e) && !pteUffdWp(e)) {
+        const pfn = <u32>leafPfn(e, 0);
+        const inf = info(pfn);
+        if ((inf & (FAST_MASK | PG_ANON)) == PG_ANON && pfn != zeroPfn) {
+          store<u64>(p, 0);
+          setInfo(pfn, inf - 1);
+          anon--;
+          folioPut(pfn);
+          this.zapped++;
+          continue;
+        }
+      }
+      this.zapOne(p, e, vma);
+    }
+    if (anon != 0) addRss(walkMm, MM_ANONPAGES, anon);
     return 0;
   }
 

@@ -33,7 +33,11 @@ export interface MachineOptions {
   hwDirty?: boolean;
   /** fault_around_bytes. Default 64 KiB. */
   faultAround?: Size;
-  /** Seed for any randomised choice (results are deterministic for a seed). */
+  /**
+   * Seed for randomised choices. 0 (the default) disables them, as
+   * `norandmaps` does; any other value randomises mmap_base (ASLR), the same
+   * way for the same seed.
+   */
   seed?: number;
 }
 
@@ -77,6 +81,14 @@ export interface MachineStats {
   wasmMemoryBytes: number;
 }
 
+/** splitmix64: a well-mixed 64-bit value from a seed (deterministic across runs and hosts). */
+function splitmix64(seed: bigint): bigint {
+  let z = BigInt.asUintN(64, seed + 0x9e3779b97f4a7c15n);
+  z = BigInt.asUintN(64, (z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n);
+  z = BigInt.asUintN(64, (z ^ (z >> 27n)) * 0x94d049bb133111ebn);
+  return z ^ (z >> 31n);
+}
+
 export class Machine {
   readonly arch: ArchCodec;
   readonly options: Readonly<Required<Omit<MachineOptions, 'memory' | 'swap' | 'faultAround'>> & { memory: number; swap: number; faultAround: number }>;
@@ -97,9 +109,13 @@ export class Machine {
     // TASK_SIZE: x86-64 keeps the top page of the lower half unmapped; arm64 TTBR0 covers 2^48.
     const taskSize = opts.arch === 'arm64' ? 1n << 48n : (1n << BigInt(vaBits - 1)) - 4096n;
     this.geometry = { vaBits, taskSize };
-    // The default mmap window stays 47/48-bit even with 5 levels; mmap_base sits 128 MiB below it.
+    // The default mmap window stays 47/48-bit even with 5 levels; mmap_base sits 128 MiB
+    // below it, lowered by a random number of pages (mmap_rnd_bits: 28 on x86-64, 18 on
+    // arm64) when a non-zero seed asks for address-space randomisation.
     const window = opts.arch === 'arm64' ? 1n << 48n : (1n << 47n) - 4096n;
-    this.mmapBase = window - (128n << 20n);
+    const rndBits = opts.arch === 'arm64' ? 18n : 28n;
+    const rnd = opts.seed === 0 ? 0n : splitmix64(BigInt(opts.seed)) & ((1n << rndBits) - 1n);
+    this.mmapBase = window - (128n << 20n) - (rnd << 12n);
   }
 
   static async create(options: MachineOptions = {}): Promise<Machine> {

@@ -173,3 +173,19 @@ describe('exit', () => {
     expectClean(m);
   });
 });
+
+describe('address-space layout', () => {
+  it('places mappings top-down below mmap_base; a seed randomises mmap_base deterministically', async () => {
+    const fixed = (await machine()).spawn();
+    const a = fixed.mmap({ length: PAGE });
+    expect(a.start).toBe(0x7ffff7fff000 - PAGE);                    // TASK_SIZE - 128 MiB, no randomisation
+    expect(fixed.mmap({ length: PAGE }).start).toBe(a.start - PAGE);
+    const s1 = (await machine({ seed: 42 })).spawn().mmap({ length: PAGE }).start;
+    const s2 = (await machine({ seed: 42 })).spawn().mmap({ length: PAGE }).start;
+    const s3 = (await machine({ seed: 43 })).spawn().mmap({ length: PAGE }).start;
+    expect(s1).toBe(s2);
+    expect(s1).not.toBe(s3);
+    expect(s1).toBeLessThan(a.start);
+    expect(a.start - s1).toBeLessThan(2 ** 40);                        // 28 random bits of pages
+  });
+});

@@ -9,7 +9,7 @@
 import { heapInit, heapBytesInUse, heapBytesReserved, kmalloc, kfree } from "./heap";
 import {
   framesInit, nrFrames, freeFrames, refcount, mapcount, tagOf, indexOf, info, orderOf, kindOf, folioHead,
-  entireMapcount, pincount, zeroPfn, frameIsFree, hugeZeroPfn, setFailAfter as framesSetFailAfter, setRefcount, setInfo, setTag,
+  entireMapcount, pincount, zeroPfn, frameIsFree, testFlag, PG_ANON, KIND_PAGE, hugeZeroPfn, setFailAfter as framesSetFailAfter, setRefcount, setInfo, setTag,
 } from "./frames";
 import { archInit, isTableEntry, tableEntryPfn } from "./arch/index";
 import { entryPtr, pmdCacheInvalidate } from "./pgtable";
@@ -24,7 +24,7 @@ import { JsOp, jsWalkEntry } from "./ops/jsop";
 import { PagemapOp } from "./ops/pagemap";
 import { DumpOp } from "./ops/dump";
 import { swapInit, swapSlots, slotsInUse, swapCount, swapCachePfn, swapTag } from "./swap";
-import { fileCreate, fileById, filePut, File, cacheLookup } from "./file";
+import { fileCreate, fileById, filePut, File, cacheLookup, fileTableCapacity, CACHE_PAGE } from "./file";
 import { truncateFile } from "./truncate";
 import { thpSplitPmd } from "./thp";
 import { checkAll, problems } from "./check";
@@ -170,7 +170,7 @@ export function corruptEntryAt(id: u32, vpn: f64, level: u32, lo: u32, hi: u32):
 /** Fills a fresh buffer with pagemap values for `pages` pages; returns its pointer (0: out of memory). */
 export function pagemap(id: u32, vpn: f64, pages: f64): usize {
   const m = mm(id);
-  if (m == null) return 0;
+  if (m == null || pages > <f64>(1 << 28)) return 0;
   const bytes = <usize>pages << 3;
   const buf = kmalloc(bytes);
   if (buf == 0) return 0;
@@ -253,7 +253,8 @@ export function vmaInfo(id: u32, i: u32): i32 {
   return 0;
 }
 
-/** Frame descriptor: [0] refcount, [1] mapcount, [2] tag, [3] index, [4] info, [5] head, [6] entire, [7] pincount.
+/** Frame descriptor: [0] refcount, [1] mapcount, [2] tag, [3] index, [4] info, [5] head, [6] entire, [7] pincount,
+ *  [8] owning file.
  *  Returns 1 when the frame is free (inside a buddy block), 0 otherwise. */
 export function frameInfo(pfn: u32): i32 {
   if (pfn >= nrFrames) return -EINVAL;
@@ -271,6 +272,22 @@ export function frameInfo(pfn: u32): i32 {
   unchecked(result[5] = <u64>head);
   unchecked(result[6] = <u64>entireMapcount(head));
   unchecked(result[7] = <u64>pincount(head));
+  unchecked(result[8] = <u64>pageCacheOwner(pfn));
+  return 0;
+}
+
+/**
+ * The file whose page cache holds pfn (0: none). Descriptors keep the pgoff
+ * (index) but not the owner, to stay at 16 bytes; the owner is the file
+ * whose cache slot at that index points back at the page.
+ */
+function pageCacheOwner(pfn: u32): u32 {
+  if (testFlag(pfn, PG_ANON) || kindOf(pfn) != KIND_PAGE) return 0;
+  const want = (<u64>pfn << 2) | CACHE_PAGE;
+  for (let id: u32 = 1; id < fileTableCapacity(); id++) {
+    const f = fileById(id);
+    if (f != null && cacheLookup(changetype<File>(f), <u64>indexOf(pfn)) == want) return id;
+  }
   return 0;
 }
 

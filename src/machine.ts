@@ -53,6 +53,8 @@ export interface FrameInfo {
   tag: number;
   /** page->index: pgoff of a page-cache page, swap slot of a swap-cache page. */
   index: number;
+  /** The file (id) whose page cache holds the page, 0 for none. */
+  owner: number;
   kind: 'page' | 'tail' | 'table' | 'free';
   order: number;
   head: number;
@@ -209,7 +211,7 @@ export class Machine {
     const info = c.result(4);
     const kindBits = free ? 3 : (info >>> 23) & 3;
     return {
-      pfn, refcount: c.result(0), mapcount: c.result(1), tag: c.result(2), index: c.result(3),
+      pfn, refcount: c.result(0), mapcount: c.result(1), tag: c.result(2), index: c.result(3), owner: c.result(8),
       kind: (['page', 'tail', 'table', 'free'] as const)[kindBits]!,
       order: (info >>> 18) & 31, head: c.result(5), entireMapcount: c.result(6), pincount: c.result(7),
       anon: (info & (1 << 25)) !== 0, exclusive: (info & (1 << 26)) !== 0, dirty: (info & (1 << 27)) !== 0,

@@ -87,6 +87,9 @@ const SIGNALS: Record<number, { signal: Signal; code: SignalCode }> = {
   5: { signal: 'SIGBUS', code: 'BUS_MCEERR_AR' },
 };
 
+/** One pagemap buffer of 8 bytes per page stays under 512 MiB of the core's memory. */
+const MAX_PAGEMAP_PAGES = 1 << 26;
+
 export function parseProt(prot: unknown, arg = 'prot'): number {
   if (prot === undefined) return VM_READ | VM_WRITE;
   if (typeof prot !== 'string') throw new EmuError('EINVAL', `${arg} must be a string like 'rw' or 'none', got ${typeof prot}`, arg);
@@ -283,6 +286,7 @@ export class Process {
     const n = parseSize(length, 'length');
     const pages = Number((BigInt(n) + 0xfffn) >> 12n);
     if (pages === 0) return new BigUint64Array(0);
+    if (pages > MAX_PAGEMAP_PAGES) throw new EmuError('EINVAL', `length covers ${pages} pages; read at most ${MAX_PAGEMAP_PAGES} per call`, 'length');
     checkUserRange(this.machine.geometry, start, BigInt(pages) << 12n, 'addr', 'EINVAL');
     const ptr = this.core.x.pagemap(this.pid, Number(start >> 12n), pages);
     if (ptr === 0) throw new EmuError('ENOMEM', 'no memory for the pagemap buffer', 'length');

@@ -59,6 +59,7 @@ describe('bad arguments leave the machine unchanged', () => {
       [() => p.write(-4096, 1), 'EINVAL', 'addr'],
       [() => p.touch(a.start, PAGE, 'x' as never), 'EINVAL', 'kind'],
       [() => p.pagemap('0x1000' as never), 'EINVAL', 'addr'],
+      [() => p.pagemapRange(0, 2 ** 46), 'EINVAL', 'length'],
     ];
     for (const [fn, code, arg] of cases) expectError(fn, code, arg);
     expect(snapshot(m, p)).toEqual(before);

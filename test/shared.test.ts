@@ -23,7 +23,7 @@ describe('memfd shared by two processes', () => {
     expect(p2.write(a2.start + 3 * PAGE, 222).ok).toBe(true);
     expect(p1.read(a1.start + 3 * PAGE)).toMatchObject({ tag: 222, pfn: w.pfn });
     expect(f.lookup(3)).toEqual({ state: 'page', pfn: w.pfn });
-    expect(m.frame(w.pfn)).toMatchObject({ anon: false, swapbacked: true, mapcount: 2, refcount: 3, index: 3 });
+    expect(m.frame(w.pfn)).toMatchObject({ anon: false, swapbacked: true, mapcount: 2, refcount: 3, index: 3, owner: f.id });
     expect(p1.pagemap(a1.start + 3 * PAGE)).toMatchObject({ present: true, file: true, exclusive: false });
     expect(p1.rss).toMatchObject({ shmem: 1, anon: 0 });
 

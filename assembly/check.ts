@@ -8,7 +8,7 @@
 import { kmalloc, kfree } from "./heap";
 import {
   nrFrames, refcount, mapcount, orderOf, kindOf, testFlag, indexOf, isZeroPfn, zeroPfn, hugeZeroPfn, freeFrames,
-  freeListFirst, freeListNext, folioHead, entireMapcount, tagOf, KIND_PAGE, KIND_TAIL, KIND_TABLE, KIND_FREE, MAX_ORDER,
+  freeListFirst, freeListNext, folioHead, entireMapcount, tagOf, KIND_PAGE, KIND_TABLE, KIND_FREE, MAX_ORDER,
   PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE,
 } from "./frames";
 import { Mm, mmById, mmTableCapacity, getRss } from "./mm";

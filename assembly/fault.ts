@@ -7,24 +7,24 @@ import { Vma, vmaLookup, anonVmaPrepare, linearPageIndex } from "./vma";
 import { allocTable, freeTable, tablePtr, depositTable, entryPtr, pmdTableLookup } from "./pgtable";
 import {
   pteNone, ptePresent, pteProtnone, pteWrite, pteMkwrite, pteMkdirty, pteMkyoung, pteMkold, pteMkspecial, pteModify,
-  pfnPte, leafPfn, pmdModify, pteSoftDirty, pteUffdWp, isTableEntry, isUpperLeaf, mkTableEntry, tableEntryPfn, pfnHuge, isSwapPte, swpType, swpOffset,
-  isPteMarker, swpExclusiveBit, swpSoftDirtyBit, swpUffdWpBit, pteMksoftDirty, pteMkuffdWp, pteSpecial, ARM64, hwAF,
-  SWP_PTE_MARKER, SWP_HWPOISON, MAX_SWAPFILES, PTE_MARKER_POISONED, PTE_MARKER_GUARD, PTE_MARKER_UFFD_WP, pmdPresent,
+  pfnPte, leafPfn, pmdModify, pteSoftDirty, pteUffdWp, isTableEntry, isUpperLeaf, mkTableEntry, tableEntryPfn,
+  pfnHuge, swpType, swpOffset, swpExclusiveBit, swpSoftDirtyBit, swpUffdWpBit, pteMksoftDirty, pteMkuffdWp,
+  pteSpecial, ARM64, hwAF, SWP_PTE_MARKER, SWP_HWPOISON, MAX_SWAPFILES, PTE_MARKER_POISONED, PTE_MARKER_GUARD,
+  PTE_MARKER_UFFD_WP,
 } from "./arch/index";
 import {
-  allocFolio, zeroPfn, isZeroPfn, getHugeZeroFolio, hugeZeroPfn, folioHead, tagOf, setTag, testFlag, setFlag, clearFlag,
-  refcount, folioRefAdd, setIndex, indexOf, orderOf, mapcount, addMapcount, addEntireMapcount, entireMapcount, folioPut,
-  PG_ANON, PG_EXCLUSIVE, PG_SWAPBACKED, PG_SWAPCACHE, PG_DIRTY, PG_LRU,
+  allocFolio, zeroPfn, isZeroPfn, getHugeZeroFolio, folioHead, tagOf, setTag, testFlag, setFlag, refcount,
+  folioRefAdd, setIndex, indexOf, orderOf, mapcount, addMapcount, entireMapcount, folioPut, PG_ANON, PG_EXCLUSIVE,
+  PG_SWAPBACKED, PG_SWAPCACHE, PG_DIRTY, PG_LRU,
 } from "./frames";
 import { addNewAnonRmap, mmCounter, putMappedFolio, addFileRmap, deleteFromSwapCache, folioMapcount } from "./rmap";
 import { File, fileOf, cacheLookup, cacheSlot, CACHE_PAGE, CACHE_SWAP, FILE_WRITENOTIFY } from "./file";
 import { swapCachePfn, swapTag, swapFree, swapCacheSet, swapCount } from "./swap";
 import { splitHugePmd } from "./thp";
 import {
-  VM_WRITE, VM_SHARED, VM_MAYSHARE, VM_EXEC, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_UFFD_WP,
-  VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_FAULT_MAJOR, VM_FAULT_HWPOISON, VM_FAULT_FALLBACK,
-  FAULT_FLAG_WRITE, FAULT_FLAG_INSTRUCTION, FAULT_FLAG_UNSHARE,
-  MM_ANONPAGES, MM_SWAPENTS, THP_ALWAYS, THP_MADVISE, PMD_SIZE,
+  VM_WRITE, VM_SHARED, VM_MAYSHARE, VM_EXEC, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_UFFD_WP, VM_FAULT_OOM,
+  VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_FAULT_MAJOR, VM_FAULT_HWPOISON, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE,
+  FAULT_FLAG_INSTRUCTION, FAULT_FLAG_UNSHARE, MM_ANONPAGES, MM_SWAPENTS, THP_ALWAYS, THP_MADVISE, PMD_SIZE,
 } from "./constants";
 
 /** /sys/kernel/mm/transparent_hugepage/enabled and use_zero_page. */

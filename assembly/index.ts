@@ -8,13 +8,14 @@
 
 import { heapInit, heapBytesInUse, heapBytesReserved, kmalloc, kfree } from "./heap";
 import {
-  framesInit, nrFrames, freeFrames, refcount, mapcount, tagOf, indexOf, info, orderOf, kindOf, folioHead,
-  entireMapcount, pincount, zeroPfn, frameIsFree, testFlag, PG_ANON, KIND_PAGE, hugeZeroPfn, setFailAfter as framesSetFailAfter, setRefcount, setInfo, setTag,
+  framesInit, nrFrames, freeFrames, refcount, mapcount, tagOf, indexOf, info, kindOf, folioHead, entireMapcount,
+  pincount, zeroPfn, frameIsFree, testFlag, PG_ANON, KIND_PAGE, hugeZeroPfn, setFailAfter as framesSetFailAfter,
+  setRefcount, setInfo, setTag,
 } from "./frames";
 import { archInit, isTableEntry, tableEntryPfn } from "./arch/index";
 import { entryPtr, pmdCacheInvalidate } from "./pgtable";
 import { Mm, mmById, getRss } from "./mm";
-import { vmaAt, Vma } from "./vma";
+import { vmaAt } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
 import { userAccess, touchRange, accessPfn, accessTag, accessFaults, touchDone } from "./access";
 import { leafLookup, lookupLevel, setThpPolicy, setFaultAroundPages, thpFaultAlloc, thpFaultFallback } from "./fault";
@@ -29,7 +30,9 @@ import { truncateFile } from "./truncate";
 import { thpSplitPmd } from "./thp";
 import { checkAll, problems } from "./check";
 import { ENOMEM, EINVAL, ENOENT } from "./constants";
-import { makePresent, makeSwapEntry, makeTable, decodeEntry, decodedPfn, decodedFlags, decodedType, decodedOffset } from "./codec";
+import {
+  makePresent, makeSwapEntry, makeTable, decodeEntry, decodedPfn, decodedFlags, decodedType, decodedOffset,
+} from "./codec";
 
 const statsOp = new StatsOp();
 const pagemapOp = new PagemapOp();

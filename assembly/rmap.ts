@@ -3,9 +3,8 @@
 // through page tables and files, so it only keeps the counts).
 
 import {
-  setFlag, clearFlag, testFlag, addMapcount, addEntireMapcount, folioHead, folioRefAdd, folioPut, refcount,
-  indexOf, setIndex, mapcount, entireMapcount, orderOf,
-  PG_ANON, PG_EXCLUSIVE, PG_SWAPBACKED, PG_SWAPCACHE, PG_LRU,
+  setFlag, clearFlag, testFlag, addMapcount, addEntireMapcount, folioHead, folioRefAdd, folioPut, indexOf, setIndex,
+  mapcount, entireMapcount, orderOf, PG_ANON, PG_EXCLUSIVE, PG_SWAPBACKED, PG_SWAPCACHE, PG_LRU,
 } from "./frames";
 import { swapCount, swapCacheSet } from "./swap";
 import { Mm, addRss } from "./mm";

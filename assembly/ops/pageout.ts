@@ -13,9 +13,9 @@ import {
   mkPteMarker, PTE_MARKER_UFFD_WP,
 } from "../arch/index";
 import {
-  isZeroPfn, folioHead, testFlag, clearFlag, orderOf, refcount, mapcount, tagOf, indexOf, freeFolio, addMapcount,
-  setRefcount, setInfo, info, PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, PG_SWAPBACKED, ORDER_SHIFT, KIND_SHIFT, MAPCOUNT_MASK,
-  entireMapcount, setIndex,
+  isZeroPfn, folioHead, testFlag, orderOf, refcount, mapcount, tagOf, indexOf, freeFolio, setRefcount, setInfo, info,
+  PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, PG_SWAPBACKED, ORDER_SHIFT, KIND_SHIFT, MAPCOUNT_MASK, entireMapcount,
+  setIndex,
 } from "../frames";
 import { folioMapcount } from "../rmap";
 import { swapAlloc, swapWrite, swapDup, swapCacheSet, swapSlots } from "../swap";

@@ -18,7 +18,8 @@ import { Mm, mmById, getRss } from "./mm";
 import { vmaAt } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
 import { userAccess, touchRange, accessPfn, accessTag, accessFaults, touchDone } from "./access";
-import { leafLookup, lookupLevel, setThpPolicy, setFaultAroundPages, thpFaultAlloc, thpFaultFallback } from "./fault";
+import { leafLookup, lookupLevel } from "./fault";
+import { setFaultAroundPages } from "./filemap";
 import { walkPageRange, walkTables, setWalkAction } from "./walk";
 import { StatsOp } from "./ops/stats";
 import { JsOp, jsWalkEntry } from "./ops/jsop";
@@ -27,7 +28,7 @@ import { DumpOp } from "./ops/dump";
 import { swapInit, swapSlots, slotsInUse, swapCount, swapCachePfn, swapTag } from "./swap";
 import { fileCreate, fileById, filePut, File, cacheLookup, fileTableCapacity, CACHE_PAGE } from "./file";
 import { truncateFile } from "./truncate";
-import { thpSplitPmd } from "./thp";
+import { thpSplitPmd, thpFaultAlloc, thpFaultFallback, setThpPolicy } from "./thp";
 import { checkAll, problems } from "./check";
 import { ENOMEM, EINVAL, ENOENT } from "./constants";
 import {

@@ -1,4 +1,5 @@
-// Transparent huge pages: splitting huge leaves into tables of smaller ones.
+// Transparent huge pages (mm/huge_memory.c): PMD-size anonymous faults with
+// the huge zero page, write faults on huge PMDs, and splitting a huge PMD.
 //
 // __split_huge_pmd_locked: the 512 PTEs map consecutive pages of the same
 // folio with the PMD's attributes (write, young, dirty, soft-dirty, uffd-wp)
@@ -7,19 +8,123 @@
 // one reference becomes 512. The PTE table is the one deposited when the huge
 // PMD was created, so a split never allocates.
 
-import { Mm } from "./mm";
-import { Vma } from "./vma";
-import { allocTable, tablePtr, withdrawTable } from "./pgtable";
+import { Mm, addRss } from "./mm";
+import { Vma, anonVmaPrepare, maybeMkwrite } from "./vma";
+import { allocTable, freeTable, tablePtr, depositTable, withdrawTable } from "./pgtable";
 import {
-  leafPfn, pfnPte, pteWrite, pteYoung, pteDirty, pteSoftDirty, pteUffdWp, pteMkwrite, pteMkold, pteMkdirty,
-  pteMksoftDirty, pteMkuffdWp, pteMkspecial, mkTableEntry, ptePresent,
+  leafPfn, pfnPte, pfnHuge, pteWrite, pteYoung, pteDirty, pteSoftDirty, pteUffdWp, pteMkwrite, pteMkold, pteMkdirty,
+  pteMkyoung, pteMksoftDirty, pteMkuffdWp, pteMkspecial, pteProtnone, pmdModify, mkTableEntry, ptePresent,
 } from "./arch/index";
 import {
-  isZeroPfn, folioHead, addMapcount, addEntireMapcount, folioRefAdd, testFlag, setFlag, PG_EXCLUSIVE, PG_ANON, zeroPfn,
+  allocFolio, folioPut, getHugeZeroFolio, isZeroPfn, folioHead, addMapcount, addEntireMapcount, folioRefAdd, testFlag,
+  setFlag, refcount, zeroPfn, PG_EXCLUSIVE, PG_ANON,
 } from "./frames";
+import { addNewAnonRmap } from "./rmap";
+import {
+  VM_WRITE, VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE,
+  MM_ANONPAGES, THP_ALWAYS, THP_MADVISE, PMD_SIZE,
+} from "./constants";
 
-/** thp_split_pmd in /proc/vmstat. */
+/** /sys/kernel/mm/transparent_hugepage/enabled and use_zero_page. */
+export let thpPolicy: u32 = 1;
+export let thpUseZeroPage = true;
+export function setThpPolicy(p: u32, useZero: bool): void { thpPolicy = p; thpUseZeroPage = useZero; }
+
+/** /proc/vmstat counters: thp_fault_alloc, thp_fault_fallback, thp_split_pmd. */
+export let thpFaultAlloc: u64 = 0;
+export let thpFaultFallback: u64 = 0;
 export let thpSplitPmd: u64 = 0;
+
+/** thp_vma_allowable_order for an anonymous fault at PMD order. */
+export function thpVmaAllowable(vma: Vma, addr: u64): bool {
+  if (vma.file != 0 || (vma.flags & VM_SHARED) != 0) return false;
+  if ((vma.flags & VM_NOHUGEPAGE) != 0) return false;
+  if (thpPolicy == THP_ALWAYS) {} else if (thpPolicy == THP_MADVISE) {
+    if ((vma.flags & VM_HUGEPAGE) == 0) return false;
+  } else return false;
+  if ((vma.flags & VM_UFFD_WP) != 0) return false;    // uffd-armed VMAs fault per page
+  const haddr = addr & ~(PMD_SIZE - 1);
+  return haddr >= vma.start && haddr + PMD_SIZE <= vma.end;
+}
+
+/** do_huge_pmd_anonymous_page: the huge zero page on a read, a fresh PMD-size folio on a write. */
+export function doHugePmdAnonymousPage(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable: u32, flags: u32): u32 {
+  const write = (flags & FAULT_FLAG_WRITE) != 0;
+  anonVmaPrepare(vma);
+  if (!write && thpUseZeroPage) {
+    const pgtable = allocTable(mm);
+    if (pgtable == 0) return VM_FAULT_OOM;
+    const hz = getHugeZeroFolio();
+    if (hz == 0) { freeTable(mm, pgtable); return VM_FAULT_FALLBACK; }
+    depositTable(pmdTable, pgtable);
+    store<u64>(pmdp, pteMkspecial(pfnHuge(<u64>hz, vma.pageProt, 1)));
+    return 0;
+  }
+  const r = installAnonThp(mm, vma, pmdp, pmdTable);
+  if (r == VM_FAULT_FALLBACK) thpFaultFallback++;
+  return r;
+}
+
+/** Allocates a PMD-size anonymous folio with its deposited table and maps it at pmdp. */
+function installAnonThp(mm: Mm, vma: Vma, pmdp: usize, pmdTable: u32): u32 {
+  const folio = allocFolio(9);
+  if (folio == 0) return VM_FAULT_FALLBACK;
+  const pgtable = allocTable(mm);
+  if (pgtable == 0) { folioPut(folio); return VM_FAULT_FALLBACK; }
+  depositTable(pmdTable, pgtable);
+  mapAnonThp(mm, vma, pmdp, folio);
+  return 0;
+}
+
+/** The huge PMD of a new anonymous folio: young, and writable and dirty where the VMA allows writes. */
+function mapAnonThp(mm: Mm, vma: Vma, pmdp: usize, folio: u32): void {
+  let entry = pfnHuge(<u64>folio, vma.pageProt, 1);
+  if ((vma.flags & VM_WRITE) != 0) entry = pteMkwrite(pteMkdirty(entry));
+  addNewAnonRmap(folio, 512, true);
+  addRss(mm, MM_ANONPAGES, 512);
+  store<u64>(pmdp, entry);
+  thpFaultAlloc++;
+}
+
+/** Faults on a huge PMD: write-protect handling (do_huge_pmd_wp_page), access flags, or fallback to PTEs. */
+export function hugePmdFault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable: u32, flags: u32): u32 {
+  const pmd = load<u64>(pmdp);
+  const write = (flags & FAULT_FLAG_WRITE) != 0;
+  if (pteProtnone(pmd)) {
+    // do_huge_pmd_numa_page: the VMA is accessible, restore its protection.
+    store<u64>(pmdp, pteMkyoung(pmdModify(pmd, vma.pageProt)));
+    return 0;
+  }
+  if (write && !pteWrite(pmd)) {
+    const pfn = <u32>leafPfn(pmd, 1);
+    if (isZeroPfn(pfn)) {
+      // do_huge_zero_wp_pmd: replace the huge zero page by a fresh THP, else fall back to PTEs.
+      const folio = allocFolio(9);
+      if (folio != 0) {
+        mapAnonThp(mm, vma, pmdp, folio);   // the deposited table stays with the PMD
+        return 0;
+      }
+      return splitToPtes(mm, vma, pmdp, pmdTable);
+    }
+    const head = folioHead(pfn);
+    if (testFlag(head, PG_ANON) && (testFlag(head, PG_EXCLUSIVE) || refcount(head) == 1)) {
+      setFlag(head, PG_EXCLUSIVE);
+      store<u64>(pmdp, maybeMkwrite(pteMkdirty(pteMkyoung(pmd)), vma));
+      return 0;
+    }
+    return splitToPtes(mm, vma, pmdp, pmdTable);
+  }
+  // huge_pmd_set_accessed
+  let entry = pteMkyoung(pmd);
+  if (write) entry = pteMkdirty(entry);
+  store<u64>(pmdp, entry);
+  return 0;
+}
+
+function splitToPtes(mm: Mm, vma: Vma, pmdp: usize, pmdTable: u32): u32 {
+  if (!splitHugePmd(mm, vma, pmdp, pmdTable)) return VM_FAULT_OOM;
+  return VM_FAULT_FALLBACK;
+}
 
 /**
  * Splits the huge PMD at `ep` into a table of 512 PTEs (split_huge_pmd).

@@ -4,8 +4,8 @@
 
 import { kmalloc, kfree } from "./heap";
 import { Mm } from "./mm";
-import { VM_SOFTDIRTY, VM_SHARED, VM_MAYWRITE, VM_UFFD_WP, VM_UFFD_MISSING } from "./constants";
-import { vmGetPageProt } from "./arch/index";
+import { VM_SOFTDIRTY, VM_SHARED, VM_MAYWRITE, VM_WRITE, VM_UFFD_WP, VM_UFFD_MISSING } from "./constants";
+import { vmGetPageProt, pteMkwrite } from "./arch/index";
 import { fileGet, filePut, fileWantsWritenotify } from "./file";
 
 @unmanaged export class Vma {
@@ -33,6 +33,10 @@ let anonVmaIds: u32 = 0;
 /** linear_page_index: the file page `addr` maps. */
 // @ts-ignore: decorator
 @inline export function linearPageIndex(v: Vma, addr: u64): u64 { return ((addr - v.start) >> 12) + v.pgoff; }
+
+/** maybe_mkwrite: write permission only where the VMA allows writes. */
+// @ts-ignore: decorator
+@inline export function maybeMkwrite(e: u64, vma: Vma): u64 { return (vma.flags & VM_WRITE) != 0 ? pteMkwrite(e) : e; }
 
 /** vma_set_page_prot: shared writable mappings that want write-notify start read-only. */
 export function vmaSetPageProt(v: Vma): void {

@@ -1,0 +1,107 @@
+// Write-protect faults (mm/memory.c do_wp_page and its helpers): a write, or
+// an unshare request, on a present read-only PTE. Shared mappings call
+// ->page_mkwrite and reuse the page; private ones reuse an exclusive anonymous
+// page and copy anything else.
+
+import { Mm, addRss } from "./mm";
+import { Vma, anonVmaPrepare, maybeMkwrite } from "./vma";
+import { pteMkdirty, pteMkyoung, pteSoftDirty, pteUffdWp, pteMksoftDirty, pteMkuffdWp, pfnPte, leafPfn, pteSpecial } from "./arch/index";
+import {
+  allocFolio, isZeroPfn, folioHead, tagOf, setTag, testFlag, setFlag, refcount, indexOf, orderOf, mapcount,
+  addMapcount, entireMapcount, PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, PG_DIRTY,
+} from "./frames";
+import { addNewAnonRmap, mmCounter, putMappedFolio, deleteFromSwapCache, folioMapcount } from "./rmap";
+import { fileOf, FILE_WRITENOTIFY } from "./file";
+import { swapCount } from "./swap";
+import { VM_SHARED, VM_MAYSHARE, VM_FAULT_OOM, FAULT_FLAG_UNSHARE, MM_ANONPAGES } from "./constants";
+
+/**
+ * do_wp_page: a write (or unshare) fault on a present, read-only PTE.
+ * Shared mappings call ->page_mkwrite and reuse the page; private ones reuse
+ * an exclusive anonymous page and copy anything else (COW).
+ */
+export function doWpPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): u32 {
+  const e = load<u64>(ptep);
+  const pfn = <u32>leafPfn(e, 0);
+  const normal = !pteSpecial(e) && !isZeroPfn(pfn);
+
+  if ((vma.flags & (VM_SHARED | VM_MAYSHARE)) != 0) {
+    if (normal && vma.file != 0) {
+      const f = fileOf(vma.file);
+      if ((f.flags & FILE_WRITENOTIFY) != 0) f.mkwriteCount++;   // wp_page_shared -> do_page_mkwrite
+      setFlag(folioHead(pfn), PG_DIRTY);
+    }
+    wpPageReuse(vma, ptep, e);
+    return 0;
+  }
+
+  if (normal) {
+    const head = folioHead(pfn);
+    if (testFlag(head, PG_ANON)) {
+      if (testFlag(pfn, PG_EXCLUSIVE) || wpCanReuseAnonFolio(head)) {
+        setFlag(pfn, PG_EXCLUSIVE);
+        if ((flags & FAULT_FLAG_UNSHARE) != 0) return 0;
+        wpPageReuse(vma, ptep, e);
+        return 0;
+      }
+    }
+  }
+  return wpPageCopy(mm, vma, addr, ptep, e, pfn, normal, (flags & FAULT_FLAG_UNSHARE) != 0);
+}
+
+/** wp_page_reuse: young, dirty, writable where the VMA allows; no copy and no flush (a permission upgrade). */
+function wpPageReuse(vma: Vma, ptep: usize, e: u64): void {
+  store<u64>(ptep, maybeMkwrite(pteMkdirty(pteMkyoung(e)), vma));
+}
+
+/**
+ * wp_can_reuse_anon_folio. Small folios: only when our mapping holds the only
+ * reference (after letting an unused swap-cache copy go). Large folios: only
+ * when every reference is a mapping and no page is mapped twice (an
+ * approximation of the kernel's per-mm mapcount tracking).
+ */
+function wpCanReuseAnonFolio(head: u32): bool {
+  if (orderOf(head) > 0) {
+    if (entireMapcount(head) != 0) return false;
+    const n = <u32>1 << orderOf(head);
+    for (let i: u32 = 0; i < n; i++) if (mapcount(head + i) > 1) return false;
+    return refcount(head) == folioMapcount(head);
+  }
+  const swapcache: u32 = testFlag(head, PG_SWAPCACHE) ? 1 : 0;
+  if (refcount(head) > 3) return false;
+  if (refcount(head) > 1 + swapcache) return false;
+  if (swapcache != 0 && swapCount(indexOf(head)) == 0) deleteFromSwapCache(head);
+  return refcount(head) == 1;
+}
+
+/**
+ * wp_page_copy: a new exclusive anonymous page (zeroed when the old one is the
+ * zero page, else a copy), mapped in place of the old one, whose mapping
+ * reference is then dropped. An unshare fault maps the copy read-only.
+ */
+function wpPageCopy(mm: Mm, vma: Vma, addr: u64, ptep: usize, e: u64, oldPfn: u32, normal: bool, unshare: bool): u32 {
+  anonVmaPrepare(vma);
+  const pfn = allocFolio(0);
+  if (pfn == 0) return VM_FAULT_OOM;
+  if (normal) setTag(pfn, tagOf(oldPfn));
+  let entry = pfnPte(<u64>pfn, vma.pageProt);
+  if (unshare) {
+    if (pteSoftDirty(e)) entry = pteMksoftDirty(entry);
+    if (pteUffdWp(e)) entry = pteMkuffdWp(entry);
+  } else {
+    entry = maybeMkwrite(pteMkdirty(entry), vma);
+  }
+  if (normal) {
+    const head = folioHead(oldPfn);
+    if (!testFlag(head, PG_ANON)) { addRss(mm, mmCounter(head), -1); addRss(mm, MM_ANONPAGES, 1); }
+    addNewAnonRmap(pfn, 1, false);
+    store<u64>(ptep, entry);
+    addMapcount(oldPfn, -1);
+    putMappedFolio(head);
+  } else {
+    addRss(mm, MM_ANONPAGES, 1);
+    addNewAnonRmap(pfn, 1, false);
+    store<u64>(ptep, entry);
+  }
+  return 0;
+}

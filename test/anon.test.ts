@@ -189,3 +189,29 @@ describe('address-space layout', () => {
     expect(a.start - s1).toBeLessThan(2 ** 40);                        // 28 random bits of pages
   });
 });
+
+describe('kernels without CONFIG_MEM_SOFT_DIRTY', () => {
+  it('match the host kernel\'s pagemap values bit for bit (probe_anon_basic.c scenarios 2-4)', async () => {
+    // Host (Linux 6.18, no soft-dirty): zero page 0x8000000000003b34 (present|pfn),
+    // written page 0x81000000001226b3 (present|exclusive|pfn), after DONTNEED 0.
+    const m = await machine({ softDirty: false });
+    const p = m.spawn();
+    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
+    p.read(a.start);
+    const zero = p.pagemap(a.start).pfn!;
+    expect(p.pagemap(a.start).raw).toBe((1n << 63n) | BigInt(zero));
+    const w = p.write(a.start + PAGE, 1);
+    if (!w.ok) throw new Error('write failed');
+    expect(p.pagemap(a.start + PAGE).raw).toBe((1n << 63n) | (1n << 56n) | BigInt(w.pfn));
+    expect(p.entry(a.start + PAGE).raw & (1n << 11n)).toBe(0n);
+    p.madvise(a.start + PAGE, PAGE, 'dontneed');
+    expect(p.pagemap(a.start + PAGE).raw).toBe(0n);
+    p.madvise(a.start, PAGE, 'pageout');
+    expect(p.pagemap(a.start).raw).toBe((1n << 63n) | BigInt(zero));       // the zero page is never swapped
+    p.write(a.start + 2 * PAGE, 2);
+    p.madvise(a.start + 2 * PAGE, PAGE, 'pageout');
+    // Host: 0x4000000000000020 = swapped, type 0, offset 1.
+    expect(p.pagemap(a.start + 2 * PAGE).raw).toBe(0x4000000000000020n);
+    expectClean(m);
+  });
+});

@@ -29,9 +29,14 @@ const MAX_RETRIES: u32 = 8;
  */
 export function userAccess(mm: Mm, addr: u64, kind: u32, tag: u32): i32 {
   accessFaults = 0;
+  let ep: usize = 0, level: u32 = 0;
   for (let attempt: u32 = 0; attempt <= MAX_RETRIES; attempt++) {
-    const ep = leafLookup(mm, addr);
-    const level = lookupLevel;
+    // A fault never frees a PTE table, so after one that left a PTE slot in
+    // place the retry can read the same slot instead of walking again.
+    if (ep == 0 || level != 0) {
+      ep = leafLookup(mm, addr);
+      level = lookupLevel;
+    }
     const e = load<u64>(ep);
     if (e != 0 && (level == 0 || isUpperLeaf(e))) {
       const n = hwAccess(e, kind);

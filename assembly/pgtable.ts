@@ -93,9 +93,14 @@ export function pmdCacheInvalidate(): void { pmdCacheMm = 0; }
  * upper tables are allocated. 0 when absent (or a huge PUD leaf is in the way),
  * or when allocation fails.
  */
-export function pmdTableLookup(mm: Mm, addr: u64, alloc: bool): u32 {
+// @ts-ignore: decorator
+@inline export function pmdTableLookup(mm: Mm, addr: u64, alloc: bool): u32 {
+  if (pmdCacheMm == mm.id && pmdCacheRegion == addr >> 30) return pmdCacheTable;
+  return pmdTableWalk(mm, addr, alloc);
+}
+
+function pmdTableWalk(mm: Mm, addr: u64, alloc: bool): u32 {
   const region = addr >> 30;
-  if (pmdCacheMm == mm.id && pmdCacheRegion == region) return pmdCacheTable;
   let table = mm.root;
   for (let level = mm.levels - 1; level > 1; level--) {
     const ep = entryPtr(table, addr, level);

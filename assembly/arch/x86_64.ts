@@ -149,10 +149,14 @@ export function protectionMap(i: u32): u64 {
   return level == 0 ? PTE_PFN_MASK : PTE_PFN_MASK & ~((<u64>1 << (12 + 9 * <u64>level)) - 1);
 }
 
-/** pte_pfn / pmd_pfn / pud_pfn for a present leaf at `level` (0 pte, 1 pmd, 2 pud). */
+/**
+ * pte_pfn / pmd_pfn / pud_pfn for a present leaf at `level` (0 pte, 1 pmd, 2 pud).
+ * A present entry is never 0, so protnone_mask reduces to "P clear": (e & P) - 1
+ * is all ones exactly then, which keeps the hot loops branch-free.
+ */
 // @ts-ignore: decorator
 @inline export function leafPfn(e: u64, level: u32): u64 {
-  return ((e ^ protnoneMask(e)) & leafAddrMask(level)) >> 12;
+  return ((e ^ ((e & _PAGE_PRESENT) - 1)) & leafAddrMask(level)) >> 12;
 }
 
 /** pte_modify: keep _PAGE_CHG_MASK, take the rest from newprot, re-invert the pfn across PROT_NONE changes. */

@@ -88,7 +88,8 @@ export function handleMmFault(mm: Mm, addr: u64, flags: u32): u32 {
   return ret;
 }
 
-function handleFaultInVma(mm: Mm, vma: Vma, addr: u64, flags: u32): u32 {
+// @ts-ignore: decorator
+@inline function handleFaultInVma(mm: Mm, vma: Vma, addr: u64, flags: u32): u32 {
   const pmdp = pmdOffsetAlloc(mm, addr);
   if (pmdp == 0) return VM_FAULT_OOM;
   const pmdTable = faultPmdTable;
@@ -115,7 +116,8 @@ function handleFaultInVma(mm: Mm, vma: Vma, addr: u64, flags: u32): u32 {
 
 // ---- PTE level ------------------------------------------------------------------------
 
-function handlePteFault(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): u32 {
+// @ts-ignore: decorator
+@inline function handlePteFault(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): u32 {
   const e = load<u64>(ptep);
   if (pteNone(e)) {
     if (vma.file == 0) return doAnonymousPage(mm, vma, addr, ptep, flags, false);

@@ -204,14 +204,16 @@ export function freePages(pfn: u32, order: u32): void {
 }
 
 /** Allocates a folio of 2^order pages with refcount 1. */
-export function allocFolio(order: u32): u32 {
+// @ts-ignore: decorator
+@inline export function allocFolio(order: u32): u32 {
   const pfn = allocPages(order);
   if (pfn != 0) setRefcount(pfn, 1);
   return pfn;
 }
 
 /** Frees a folio whose references are gone. */
-export function freeFolio(head: u32): void {
+// @ts-ignore: decorator
+@inline export function freeFolio(head: u32): void {
   const order = orderOf(head);
   if (order == 0) { store<u64>(desc(head), 0); store<u64>(desc(head), 0, 8); }
   else memory.fill(desc(head), 0, <usize>(<u32>1 << order) << 4);
@@ -219,7 +221,8 @@ export function freeFolio(head: u32): void {
 }
 
 /** folio_put: drops one reference, freeing the folio at zero. */
-export function folioPut(head: u32): void {
+// @ts-ignore: decorator
+@inline export function folioPut(head: u32): void {
   const r = refcount(head) - 1;
   setRefcount(head, r);
   if (r == 0) freeFolio(head);

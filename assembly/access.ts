@@ -1,58 +1,274 @@
-// User accesses: what the MMU and the kernel do together when a process
-// reads or writes a page. The MMU walks the tables (setting accessed/dirty
-// as hardware does); if it cannot complete, the fault handler runs and the
-// access is retried, as on real hardware. Data is a content tag per page.
-// (The TLB model in front of the walk arrives with the TLB engine.)
+// The MMU: user accesses on a CPU. A translation comes from the CPU's TLB
+// (model mode: the modelled arrays; functional mode: the fast cache) or from
+// a page walk that sets accessed/dirty as hardware does and fills the TLB.
+// If the access cannot complete, the CPU invalidates what it cached for the
+// address (as x86 does on #PF), the kernel's fault handler runs on this CPU,
+// and the access is retried. Data is a content tag per page.
+//
+// What a cached entry allows is what the PTE allowed at fill time: a write
+// through an entry that cached "writable and dirty" completes without
+// looking at the PTE, which is how a CPU keeps writing after the kernel has
+// write-protected or cleaned the PTE, until a flush reaches it.
 
 import { Mm } from "./mm";
 import { leafLookup, lookupLevel, handleMmFault } from "./fault";
-import { hwAccess, leafPfn, isUpperLeaf, ACCESS_WRITE, ACCESS_EXEC } from "./arch/index";
+import { hwAccess, leafPfn, isUpperLeaf, pteCont, tlbPerms, ACCESS_WRITE, ACCESS_EXEC } from "./arch/index";
 import { tagOf, setTag } from "./frames";
-import { levelShift } from "./pgtable";
+import {
+  Cpu, cpuAt, arrayAt, walkCacheAt, bumpStat, funcKey, cpuFlushPage, translationMode, MODE_FUNCTIONAL, FUNC_SLOTS,
+  ST_ACCESSES, ST_L1_HIT, ST_L2_HIT, ST_WALKS, ST_WALK_REFS, ST_WALK_CACHE_HITS, ST_PAGE_FAULTS, ST_DIRTY_REWALKS,
+  ST_WALK_SIZE, ST_FAULT_KIND, ST_SIGNALS,
+} from "./cpu";
+import {
+  TlbArray, tlbArrayLookup, tlbArrayFill, walkCacheLookup, walkCacheFill, entryPfn, entryVbase, entryPerms, entrySize,
+  setEntryPerms, invalidateEntry, sizeShift, TLB_READ, TLB_WRITE, TLB_WRITE_UPDATE, TLB_EXEC, KIND_DATA, KIND_INSTR,
+  KIND_UNIFIED, SIZE_4K, SIZE_64K, SIZE_2M, SIZE_1G,
+} from "./tlb";
 import {
   VM_FAULT_ERROR, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_HWPOISON, FAULT_FLAG_WRITE, FAULT_FLAG_INSTRUCTION,
   ACCESS_OK, ACCESS_SEGV_MAPERR, ACCESS_SEGV_ACCERR, ACCESS_SIGBUS, ACCESS_OOM, ACCESS_HWPOISON,
 } from "./constants";
 import { vmaLookup } from "./vma";
 
-/** Results of the last access: the frame touched and the tag read. */
+/** Results of the last access: the frame touched, the tag read, where the translation came from. */
 export let accessPfn: u32 = 0;
 export let accessTag: u32 = 0;
 /** Faults taken by the last access (retries included). */
 export let accessFaults: u32 = 0;
+/** 1 L1 hit, 2 L2 hit, 3 walk (model mode); 0 in functional mode or after a fault. */
+export let accessHit: u32 = 0;
+
+export const HIT_L1: u32 = 1;
+export const HIT_L2: u32 = 2;
+export const HIT_WALK: u32 = 3;
 
 const MAX_RETRIES: u32 = 8;
+const FAULT: u64 = <u64>-1;
+
+// Fault kinds for the counters.
+const FK_NOT_PRESENT: u32 = 0;
+const FK_WRITE_PROTECT: u32 = 1;
+const FK_PERMISSION: u32 = 2;
+const FK_DIRTY_UPDATE: u32 = 3;
+
+/** switch_mm: the CPU starts running mm; it joins mm_cpumask and becomes where its kernel work runs. */
+// @ts-ignore: decorator
+@inline function switchMm(c: Cpu, mm: Mm): void {
+  c.curMm = mm.id;
+  mm.cpumask |= <u64>1 << c.id;
+  mm.lastCpu = c.id;
+}
+
+/** Whether cached permissions allow the access outright. */
+// @ts-ignore: decorator
+@inline function permits(perms: u32, kind: u32): bool {
+  if ((perms & TLB_READ) == 0) return false;
+  if (kind == ACCESS_WRITE) return (perms & TLB_WRITE) != 0;
+  if (kind == ACCESS_EXEC) return (perms & TLB_EXEC) != 0;
+  return true;
+}
 
 /**
- * Performs one user access at addr: kind 0 read, 1 write (storing `tag`), 2 exec.
- * Returns ACCESS_OK or the signal the process would get.
+ * The hardware's atomic A/D update for a write through an entry that cached a
+ * writable but clean translation: re-walk, and set dirty in the PTE if it
+ * still allows the write. Returns the updated permissions or 0 (fault).
  */
-export function userAccess(mm: Mm, addr: u64, kind: u32, tag: u32): i32 {
+function dirtyRewalk(c: Cpu, mm: Mm, addr: u64): u32 {
+  bumpStat(c, ST_DIRTY_REWALKS);
+  const ep = leafLookup(mm, addr);
+  const level = lookupLevel;
+  const e = load<u64>(ep);
+  if (e == 0 || (level != 0 && !isUpperLeaf(e))) return 0;
+  const n = hwAccess(e, ACCESS_WRITE);
+  if (n == 0) return 0;
+  if (n != e) store<u64>(ep, n);
+  return tlbPerms(n);
+}
+
+/** Page-size code of a leaf at `level`. */
+// @ts-ignore: decorator
+@inline function leafSize(level: u32, e: u64): u32 { return level == 0 ? (pteCont(e) ? SIZE_64K : SIZE_4K) : level == 1 ? SIZE_2M : SIZE_1G; }
+
+/** Largest size the array holds that is no larger than `size` (a big page is cached in smaller fragments); -1 if none. */
+function fitSize(a: TlbArray, size: u32): i32 {
+  for (let s = <i32>size; s >= 0; s--) if ((a.sizes & (<u32>1 << <u32>s)) != 0) return s;
+  return -1;
+}
+
+// @ts-ignore: decorator
+@inline function kindMatches(a: TlbArray, kind: u32): bool {
+  return a.kind == KIND_UNIFIED || (a.kind == KIND_INSTR) == (kind == ACCESS_EXEC);
+}
+
+/** Probes the arrays of one level; returns the entry or 0 (and which size hit). */
+let probeSize: u32 = 0;
+function probeLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, stamp: u32): usize {
+  for (let i: u32 = 0; i < c.nArrays; i++) {
+    const a = arrayAt(c, i);
+    if (a.level != level || !kindMatches(a, kind)) continue;
+    for (let s: u32 = 0; s < 4; s++) {
+      if ((a.sizes & (<u32>1 << s)) == 0) continue;
+      const e = tlbArrayLookup(a, vpn, s, asid, stamp);
+      if (e != 0) { probeSize = s; return e; }
+    }
+  }
+  return 0;
+}
+
+/** Fills the first array of `level` that fits; returns the entry or 0 if none holds such pages. */
+function fillLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, size: u32, leafVbase: u64, leafPfnBase: u32, perms: u32, stamp: u32): usize {
+  for (let i: u32 = 0; i < c.nArrays; i++) {
+    const a = arrayAt(c, i);
+    if (a.level != level || !kindMatches(a, kind)) continue;
+    const s = fitSize(a, size);
+    if (s < 0) continue;
+    const fragVbase = (vpn >> sizeShift(<u32>s)) << sizeShift(<u32>s);
+    return tlbArrayFill(a, vpn, <u32>s, asid, leafPfnBase + <u32>(fragVbase - leafVbase), perms, stamp);
+  }
+  return 0;
+}
+
+/**
+ * Model-mode translation: L1, L2, then a walk that fills both. Returns the
+ * 4 KiB pfn, or FAULT with the entry (if any) invalidated.
+ */
+function translateModel(c: Cpu, mm: Mm, addr: u64, kind: u32): u64 {
+  const vpn = addr >> 12;
+  const asid = mm.id;
+  const stamp = ++c.stamp;
+  let e = probeLevel(c, 1, vpn, kind, asid, stamp);
+  if (e != 0) {
+    bumpStat(c, ST_L1_HIT + probeSize);
+    accessHit = HIT_L1;
+  } else {
+    e = probeLevel(c, 2, vpn, kind, asid, stamp);
+    if (e != 0) {
+      bumpStat(c, ST_L2_HIT + probeSize);
+      accessHit = HIT_L2;
+      const l1 = fillLevel(c, 1, vpn, kind, asid, entrySize(e), entryVbase(e), entryPfn(e), entryPerms(e) & 31, stamp);
+      if (l1 != 0) e = l1;
+    } else {
+      accessHit = HIT_WALK;
+      return walkAndFill(c, mm, addr, kind, stamp);
+    }
+  }
+  return checkEntry(c, mm, addr, kind, e);
+}
+
+/** Applies the cached permissions of a hit; a clean writable entry re-walks to set dirty. */
+function checkEntry(c: Cpu, mm: Mm, addr: u64, kind: u32, e: usize): u64 {
+  const perms = entryPerms(e);
+  if (!permits(perms, kind)) {
+    if (kind == ACCESS_WRITE && (perms & (TLB_READ | TLB_WRITE_UPDATE)) == (TLB_READ | TLB_WRITE_UPDATE)) {
+      const np = dirtyRewalk(c, mm, addr);
+      if (np != 0 && permits(np, kind)) { setEntryPerms(e, np); return <u64>entryPfn(e) + ((addr >> 12) - entryVbase(e)); }
+      bumpStat(c, ST_FAULT_KIND + FK_DIRTY_UPDATE);
+    } else {
+      bumpStat(c, ST_FAULT_KIND + (kind == ACCESS_WRITE ? FK_WRITE_PROTECT : FK_PERMISSION));
+    }
+    invalidateEntry(e);
+    return FAULT;
+  }
+  return <u64>entryPfn(e) + ((addr >> 12) - entryVbase(e));
+}
+
+/** The page walk: counts the memory references the paging-structure caches do not save, updates A/D, fills the TLB. */
+function walkAndFill(c: Cpu, mm: Mm, addr: u64, kind: u32, stamp: u32): u64 {
+  bumpStat(c, ST_WALKS);
+  const ep = leafLookup(mm, addr);
+  const level = lookupLevel;
+  const asid = mm.id;
+  // The deepest cached upper entry spares the reads above it.
+  const top = mm.levels - 1;
+  let refs = top - level + 1;
+  for (let k = level + 1; k <= top; k++) {
+    if (walkCacheLookup(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, stamp) != 0) {
+      refs = k - level;
+      bumpStat(c, ST_WALK_CACHE_HITS);
+      break;
+    }
+  }
+  bumpStat(c, ST_WALK_REFS, <u64>refs);
+  const e = load<u64>(ep);
+  if (e == 0 || (level != 0 && !isUpperLeaf(e))) { bumpStat(c, ST_FAULT_KIND + FK_NOT_PRESENT); return FAULT; }
+  const n = hwAccess(e, kind);
+  if (n == 0) { bumpStat(c, ST_FAULT_KIND + (kind == ACCESS_WRITE ? FK_WRITE_PROTECT : FK_NOT_PRESENT)); return FAULT; }
+  if (n != e) store<u64>(ep, n);
+  for (let k = level + 1; k <= top; k++) walkCacheFill(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, 1, stamp);
+  const size = leafSize(level, n);
+  bumpStat(c, ST_WALK_SIZE + size);
+  const shift = sizeShift(size);
+  const vpn = addr >> 12;
+  const vbase = (vpn >> shift) << shift;
+  const leafBase = <u32>leafPfn(n, level) & ~((<u32>1 << <u32>shift) - 1);
+  const perms = tlbPerms(n);
+  fillLevel(c, 2, vpn, kind, asid, size, vbase, leafBase, perms, stamp);
+  fillLevel(c, 1, vpn, kind, asid, size, vbase, leafBase, perms, stamp);
+  if (!permits(perms, kind)) return FAULT;
+  return <u64>leafBase + (vpn - vbase);
+}
+
+/**
+ * Functional-mode translation: a direct-mapped cache of 4 KiB translations
+ * with the same cached permissions (slot: key u64 | pfn u32 | perms u32).
+ */
+function translateFunctional(c: Cpu, mm: Mm, addr: u64, kind: u32): u64 {
+  const vpn = addr >> 12;
+  const slot = c.func + (<usize>(<u32>vpn & (FUNC_SLOTS - 1)) << 4);
+  const key = funcKey(vpn, mm.id);
+  if (load<u64>(slot) == key) {
+    const perms = load<u32>(slot, 12);
+    if (permits(perms, kind)) return <u64>load<u32>(slot, 8);
+    if (kind == ACCESS_WRITE && (perms & (TLB_READ | TLB_WRITE_UPDATE)) == (TLB_READ | TLB_WRITE_UPDATE)) {
+      const np = dirtyRewalk(c, mm, addr);
+      if (np != 0 && permits(np, kind)) { store<u32>(slot, np, 12); return <u64>load<u32>(slot, 8); }
+    }
+    store<u64>(slot, 0);
+    return FAULT;
+  }
+  const ep = leafLookup(mm, addr);
+  const level = lookupLevel;
+  const e = load<u64>(ep);
+  if (e == 0 || (level != 0 && !isUpperLeaf(e))) return FAULT;
+  const n = hwAccess(e, kind);
+  if (n == 0) return FAULT;
+  if (n != e) store<u64>(ep, n);
+  const pfn = <u32>leafPfn(n, level) + (level == 0 ? 0 : <u32>(vpn & ((<u64>1 << (9 * <u64>level)) - 1)));
+  const perms = tlbPerms(n);
+  store<u64>(slot, key);
+  store<u32>(slot, pfn, 8);
+  store<u32>(slot, perms, 12);
+  return permits(perms, kind) ? <u64>pfn : FAULT;
+}
+
+/**
+ * One user access on CPU `cpu` at addr: kind 0 read, 1 write (storing `tag`),
+ * 2 exec. Returns ACCESS_OK or the signal the process would get.
+ */
+export function userAccess(cpu: u32, mm: Mm, addr: u64, kind: u32, tag: u32): i32 {
+  const c = cpuAt(cpu);
+  if (c.curMm != mm.id || mm.lastCpu != cpu) switchMm(c, mm);
   accessFaults = 0;
-  let ep: usize = 0, level: u32 = 0;
+  const functional = translationMode == MODE_FUNCTIONAL;
+  if (!functional) bumpStat(c, ST_ACCESSES);
   for (let attempt: u32 = 0; attempt <= MAX_RETRIES; attempt++) {
-    // A fault never frees a PTE table, so after one that left a PTE slot in
-    // place the retry can read the same slot instead of walking again.
-    if (ep == 0 || level != 0) {
-      ep = leafLookup(mm, addr);
-      level = lookupLevel;
+    const pfn = functional ? translateFunctional(c, mm, addr, kind) : translateModel(c, mm, addr, kind);
+    if (pfn != FAULT) {
+      accessPfn = <u32>pfn;
+      if (kind == ACCESS_WRITE) setTag(<u32>pfn, tag);
+      accessTag = tagOf(<u32>pfn);
+      if (functional) accessHit = 0;
+      return ACCESS_OK;
     }
-    const e = load<u64>(ep);
-    if (e != 0 && (level == 0 || isUpperLeaf(e))) {
-      const n = hwAccess(e, kind);
-      if (n != 0) {
-        if (n != e) store<u64>(ep, n);
-        const pfn = <u32>(leafPfn(e, level) + ((addr >> 12) & ((<u64>1 << (levelShift(level) - 12)) - 1)));
-        accessPfn = pfn;
-        if (kind == ACCESS_WRITE) setTag(pfn, tag);
-        accessTag = tagOf(pfn);
-        return ACCESS_OK;
-      }
-    }
+    // #PF: the CPU drops what it cached for the address, the kernel handles the fault here.
     accessFaults++;
+    cpuFlushPage(c, mm.id, addr >> 12);
+    if (!functional) bumpStat(c, ST_PAGE_FAULTS);
     const flags: u32 = kind == ACCESS_WRITE ? FAULT_FLAG_WRITE : (kind == ACCESS_EXEC ? FAULT_FLAG_INSTRUCTION : 0);
     const r = handleMmFault(mm, addr, flags);
     if ((r & VM_FAULT_ERROR) != 0) {
+      accessHit = 0;
+      if (!functional) bumpStat(c, ST_SIGNALS);
       if ((r & VM_FAULT_OOM) != 0) return ACCESS_OOM;
       if ((r & VM_FAULT_HWPOISON) != 0) return ACCESS_HWPOISON;
       if ((r & VM_FAULT_SIGBUS) != 0) return ACCESS_SIGBUS;
@@ -65,11 +281,11 @@ export function userAccess(mm: Mm, addr: u64, kind: u32, tag: u32): i32 {
 /** Pages completed by the last touchRange. */
 export let touchDone: u64 = 0;
 
-/** Accesses every page of [start, end) in order; stops at the first failure and returns its code. */
-export function touchRange(mm: Mm, start: u64, end: u64, kind: u32, tag: u32): i32 {
+/** Accesses every page of [start, end) in order on one CPU; stops at the first failure and returns its code. */
+export function touchRange(cpu: u32, mm: Mm, start: u64, end: u64, kind: u32, tag: u32): i32 {
   touchDone = 0;
   for (let a = start; a < end; a += 4096) {
-    const r = userAccess(mm, a, kind, tag);
+    const r = userAccess(cpu, mm, a, kind, tag);
     if (r != ACCESS_OK) return r;
     touchDone++;
   }

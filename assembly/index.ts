@@ -17,7 +17,14 @@ import { entryPtr, pmdCacheInvalidate } from "./pgtable";
 import { Mm, mmById, getRss } from "./mm";
 import { vmaAt } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
-import { userAccess, touchRange, accessPfn, accessTag, accessFaults, touchDone } from "./access";
+import { userAccess, touchRange, accessPfn, accessTag, accessFaults, accessHit, touchDone } from "./access";
+import { cpusInit, cpusAddArray, cpusSetWalkCache, setTranslationMode, nrCpus, cpuAt, arrayAt, funcKey, FUNC_SLOTS } from "./cpu";
+import { tlbArrayCount, tlbArrayPeek, entryPfn, entryVbase, entryPerms } from "./tlb";
+import {
+  flushLogPtr, flushLogClear, logCount, logDropped, totalFlushes, totalIpis, flushTlbRange, flushTlbMm, flushTlbAll,
+  setFlushCeiling,
+} from "./flush";
+import { Gather, gatherAlloc, gatherFree, tlbGatherMmu, tlbFinishMmu, tlbFlushPteRange, tlbFlushPmdRange } from "./gather";
 import { leafLookup, lookupLevel } from "./fault";
 import { setFaultAroundPages } from "./filemap";
 import { walkPageRange, walkTables, setWalkAction } from "./walk";
@@ -47,12 +54,13 @@ function mm(id: u32): Mm | null { return mmById(id); }
 
 export function resultPtr(): usize { return changetype<usize>(result); }
 
-/** Boots the machine: frames, swap device, arch codec and policies. Returns 0 or -ENOMEM. */
-export function init(frames: u32, slots: u32, arch: u32, ha: bool, dbm: bool, softDirty: bool, thp: u32, thpZero: bool, faultAround: u32): i32 {
+/** Boots the machine: frames, swap device, CPUs, arch codec and policies. Returns 0 or -ENOMEM. */
+export function init(frames: u32, slots: u32, cpus: u32, arch: u32, ha: bool, dbm: bool, softDirty: bool, thp: u32, thpZero: bool, faultAround: u32): i32 {
   heapInit();
   if (!archInit(arch, ha, dbm, softDirty)) return -EINVAL;
   if (!framesInit(frames)) return -ENOMEM;
   if (!swapInit(slots)) return -ENOMEM;
+  if (!cpusInit(cpus)) return -ENOMEM;
   setThpPolicy(thp, thpZero);
   setFaultAroundPages(faultAround);
   return 0;
@@ -71,8 +79,7 @@ export function mmNew(levels: u32, taskSizePages: f64): i32 {
 export function mmExit(id: u32): i32 {
   const m = mm(id);
   if (m == null) return -ENOENT;
-  exitMmap(m);
-  return 0;
+  return exitMmap(m) ? 0 : -ENOMEM;
 }
 
 export function mmap(id: u32, vpn: f64, pages: f64, flags: u32, file: u32, pgoff: f64, replace: bool): i32 {
@@ -107,24 +114,163 @@ export function pageoutCount(): f64 { return <f64>pageoutReclaimed(); }
 
 // ---- accesses ----------------------------------------------------------------------------
 
-/** One user access; the frame and tag are left in the result area ([0] pfn, [1] tag, [2] faults). */
-export function access(id: u32, vpn: f64, kind: u32, tag: u32): i32 {
+/** One user access on a CPU; [0] pfn, [1] tag, [2] faults, [3] where the translation came from. */
+export function access(cpu: u32, id: u32, vpn: f64, kind: u32, tag: u32): i32 {
   const m = mm(id);
-  if (m == null) return -ENOENT;
-  const r = userAccess(m, addr(vpn), kind, tag);
+  if (m == null || cpu >= nrCpus) return -ENOENT;
+  const r = userAccess(cpu, m, addr(vpn), kind, tag);
   unchecked(result[0] = <u64>accessPfn);
   unchecked(result[1] = <u64>accessTag);
   unchecked(result[2] = <u64>accessFaults);
+  unchecked(result[3] = <u64>accessHit);
   return r;
 }
 
-/** Accesses every page of a range; [0] = pages completed. */
-export function touch(id: u32, vpn: f64, pages: f64, kind: u32, tag: u32): i32 {
+/** Accesses every page of a range on a CPU; [0] = pages completed. */
+export function touch(cpu: u32, id: u32, vpn: f64, pages: f64, kind: u32, tag: u32): i32 {
   const m = mm(id);
-  if (m == null) return -ENOENT;
-  const r = touchRange(m, addr(vpn), addr(vpn + pages), kind, tag);
+  if (m == null || cpu >= nrCpus) return -ENOENT;
+  const r = touchRange(cpu, m, addr(vpn), addr(vpn + pages), kind, tag);
   unchecked(result[0] = touchDone);
   return r;
+}
+
+/**
+ * Replays `count` trace records (u64: address with the access kind in bits
+ * 0-1) on a CPU, in one call. Signals do not stop the replay; they are
+ * counted. Returns the accesses that completed.
+ */
+export function replay(cpu: u32, id: u32, buf: usize, count: u32): i32 {
+  const m = mm(id);
+  if (m == null || cpu >= nrCpus) return -ENOENT;
+  let ok: i32 = 0;
+  for (let i: u32 = 0; i < count; i++) {
+    const rec = load<u64>(buf + (<usize>i << 3));
+    if (userAccess(cpu, m, rec & ~<u64>4095, <u32>(rec & 3), 0) == 0) ok++;
+  }
+  return ok;
+}
+
+/** A scratch buffer in the core's memory (for traces); 0 when out of memory. */
+export function allocBuffer(bytes: usize): usize { return kmalloc(bytes); }
+
+// ---- CPUs and TLBs -----------------------------------------------------------------------
+
+export function tlbAddArray(level: u32, kind: u32, sizes: u32, sets: u32, ways: u32, policy: u32): i32 {
+  return cpusAddArray(level, kind, sizes, sets, ways, policy) ? 0 : -ENOMEM;
+}
+export function tlbSetWalkCache(level: u32, n: u32): i32 { return cpusSetWalkCache(level, n) ? 0 : -ENOMEM; }
+export function setMode(mode: u32): void { setTranslationMode(mode); }
+export function setCeiling(n: u32): void { setFlushCeiling(n); }
+/** The CPU's counters (NR_STATS u64). */
+export function cpuStats(cpu: u32): usize { return cpu < nrCpus ? cpuAt(cpu).stats : 0; }
+/** [0] mm running, [1] valid entries per array packed 16 bits each (arrays 0..3), [2] (arrays 4..7). */
+export function cpuInfo(cpu: u32): i32 {
+  if (cpu >= nrCpus) return -EINVAL;
+  const c = cpuAt(cpu);
+  unchecked(result[0] = <u64>c.curMm);
+  let lo: u64 = 0, hi: u64 = 0;
+  for (let i: u32 = 0; i < c.nArrays; i++) {
+    const n = <u64>tlbArrayCount(arrayAt(c, i)) & 0xFFFF;
+    if (i < 4) lo |= n << (16 * <u64>i); else hi |= n << (16 * <u64>(i - 4));
+  }
+  unchecked(result[1] = lo);
+  unchecked(result[2] = hi);
+  return <i32>c.nArrays;
+}
+
+/**
+ * Looks for a cached translation of vpn for mm on a CPU without touching
+ * recency: returns 0 none, 1 in L1, 2 in L2, 3 in the functional cache;
+ * [0] pfn of the page, [1] permissions, [2] size code.
+ */
+export function cpuPeek(cpu: u32, id: u32, vpn: f64): i32 {
+  if (cpu >= nrCpus) return -EINVAL;
+  const c = cpuAt(cpu);
+  const v = <u64>vpn;
+  for (let level: u32 = 1; level <= 2; level++) {
+    for (let i: u32 = 0; i < c.nArrays; i++) {
+      const a = arrayAt(c, i);
+      if (a.level != level) continue;
+      for (let s: u32 = 0; s < 4; s++) {
+        if ((a.sizes & (<u32>1 << s)) == 0) continue;
+        const e = tlbArrayPeek(a, v, s, id);
+        if (e != 0) {
+          unchecked(result[0] = <u64>entryPfn(e) + (v - entryVbase(e)));
+          unchecked(result[1] = <u64>(entryPerms(e) & 31));
+          unchecked(result[2] = <u64>s);
+          return <i32>level;
+        }
+      }
+    }
+  }
+  const slot = c.func + (<usize>(<u32>v & (FUNC_SLOTS - 1)) << 4);
+  if (load<u64>(slot) == funcKey(v, id)) {
+    unchecked(result[0] = <u64>load<u32>(slot, 8));
+    unchecked(result[1] = <u64>load<u32>(slot, 12));
+    unchecked(result[2] = 0);
+    return 3;
+  }
+  return 0;
+}
+
+// ---- flushes (m.kernel) and the flush log ---------------------------------------------------
+
+export function flushLog(): usize { return flushLogPtr(); }
+export function flushLogLength(): u32 { return logCount; }
+export function flushLogReset(): void { flushLogClear(); }
+/** [0] flushes, [1] IPIs, [2] log records dropped. */
+export function flushTotals(): void {
+  unchecked(result[0] = totalFlushes);
+  unchecked(result[1] = totalIpis);
+  unchecked(result[2] = logDropped);
+}
+export function kFlushTlbRange(id: u32, vpn: f64, endVpn: f64, stride: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  flushTlbRange(m, addr(vpn), addr(endVpn), stride);
+  return 0;
+}
+export function kFlushTlbMm(id: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  flushTlbMm(m);
+  return 0;
+}
+export function kFlushTlbAll(cpu: u32): void { flushTlbAll(cpu); }
+/** inc/dec_tlb_flush_pending. */
+export function kFlushPending(id: u32, delta: i32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  if (delta < 0 && m.flushPending == 0) return -EINVAL;
+  m.flushPending += <u32>delta;
+  return <i32>m.flushPending;
+}
+/** tlb_gather_mmu: a gather for the kernel API; returns a handle or 0. */
+export function kGatherBegin(id: u32, fullmm: bool): usize {
+  const m = mm(id);
+  if (m == null) return 0;
+  const g = gatherAlloc();
+  if (g == null) return 0;
+  tlbGatherMmu(changetype<Gather>(g), m, fullmm);
+  return changetype<usize>(g);
+}
+/** tlb_remove_tlb_entry (level 0) / tlb_remove_pmd_tlb_entry (level 1). */
+export function kGatherRemove(g: usize, vpn: f64, level: u32): void {
+  if (level == 0) tlbFlushPteRange(changetype<Gather>(g), addr(vpn), 4096);
+  else tlbFlushPmdRange(changetype<Gather>(g), addr(vpn), <u64>1 << 21);
+}
+/** tlb_finish_mmu; the handle is freed. Returns the flushes it issued. */
+export function kGatherFinish(g: usize): i32 {
+  const gg = changetype<Gather>(g);
+  tlbFinishMmu(gg);
+  const n = <i32>gg.flushes;
+  gatherFree(gg);
+  return n;
+}
+/** set_pte_at / set_pmd_at with a raw value, no flush, no bookkeeping (tables down to `level` must exist). */
+export function kSetEntry(id: u32, vpn: f64, level: u32, lo: u32, hi: u32): i32 {
+  return corruptEntryAt(id, vpn, level, lo, hi);
 }
 
 // ---- inspection --------------------------------------------------------------------------

@@ -20,6 +20,9 @@ import { kzalloc, kfree } from "./heap";
   minFlt: u64;            // getrusage ru_minflt
   majFlt: u64;
   taskSize: u64;          // user VA limit (TASK_SIZE)
+  cpumask: u64;           // mm_cpumask: CPUs that have run this mm (shootdowns reach them)
+  lastCpu: u32;           // the CPU the mm last ran on: kernel work for it starts there
+  flushPending: u32;      // mm->tlb_flush_pending
 }
 
 export const MMF_HAS_PINNED: u32 = 1;

@@ -14,6 +14,8 @@ import { ZapOp } from "./ops/zap";
 import { ChangeProtOp } from "./ops/changeprot";
 import { PageoutOp } from "./ops/pageout";
 import { fileWantsWritenotify } from "./file";
+import { gatherBegin, gatherEnd, currentGather, tlbFreePteTable, tlbFreeUpperTable } from "./gather";
+import { forgetMm } from "./cpu";
 import {
   ENOMEM, EINVAL, EEXIST, EACCES, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_SOFTDIRTY, VM_LOCKED, VM_PFNMAP, VM_HUGETLB,
   VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, PMD_SIZE,
@@ -144,7 +146,7 @@ const splitOp = new SplitOp();
 
 /** munmap: split at the edges, zap (dropping markers), remove the VMAs, free the tables no VMA needs. */
 export function doMunmap(mm: Mm, start: u64, end: u64): i32 {
-  if (!vmaReserve(mm, 2)) return -ENOMEM;
+  if (!vmaReserve(mm, 2) || !gatherBegin(mm, false)) return -ENOMEM;
   splitAt(mm, start);
   splitAt(mm, end);
   zapOp.dropMarkers = true;
@@ -155,6 +157,7 @@ export function doMunmap(mm: Mm, start: u64, end: u64): i32 {
   const floor = i > 0 ? vmaAt(mm, i - 1).end : 0;
   const ceiling = i < mm.nrVmas ? vmaAt(mm, i).start : <u64>-1;
   freePgtables(mm, mm.levels - 1, mm.root, start, end, floor, ceiling);
+  gatherEnd();
   return 0;
 }
 
@@ -173,8 +176,10 @@ function freePgtables(mm: Mm, level: u32, table: u32, start: u64, end: u64, floo
     if (e != 0 && isTableEntry(e)) {
       const child = <u32>tableEntryPfn(e);
       if (addr >= floor && addr + size - 1 <= ceiling - 1) {
-        freeSubtree(mm, level - 1, child);
         store<u64>(ep, 0);
+        freeSubtree(mm, level - 1, child);
+        // pte_free_tlb / pmd_free_tlb: the flush must also drop cached paging structures.
+        if (level == 1) tlbFreePteTable(currentGather, addr); else tlbFreeUpperTable(currentGather, addr);
       } else if (level > 1) {
         const lo = addr > start ? addr : start;
         const hi = addr + size < end ? addr + size : end;
@@ -199,13 +204,18 @@ function freeSubtree(mm: Mm, level: u32, table: u32): void {
 }
 
 /** exit_mmap: unmap everything, free every table, free the mm. */
-export function exitMmap(mm: Mm): void {
+export function exitMmap(mm: Mm): bool {
+  if (!gatherBegin(mm, true)) return false;
   zapOp.dropMarkers = true;
   zapOp.evenCows = true;
   walkPageRange<ZapOp>(zapOp, mm, 0, mm.taskSize);
   while (mm.nrVmas > 0) vmaRemove(mm, mm.nrVmas - 1);
+  currentGather.freedTables = true;
+  gatherEnd();
   freeSubtree(mm, mm.levels - 1, mm.root);
+  forgetMm(mm);
   mmFreeStruct(mm);
+  return true;
 }
 
 /** vma_wants_manual_pte_write_upgrade. */
@@ -222,7 +232,7 @@ export function doMprotect(mm: Mm, start: u64, end: u64, prot: u32): i32 {
     // VM_MAYREAD/WRITE/EXEC sit four bits above READ/WRITE/EXEC.
     if ((prot & ~(v.flags >> 4) & (VM_READ | VM_WRITE | VM_EXEC)) != 0) return -EACCES;
   }
-  if (!vmaReserve(mm, 2)) return -ENOMEM;
+  if (!vmaReserve(mm, 2) || !gatherBegin(mm, false)) return -ENOMEM;
   splitAt(mm, start);
   splitAt(mm, end);
   for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
@@ -233,6 +243,7 @@ export function doMprotect(mm: Mm, start: u64, end: u64, prot: u32): i32 {
     changeProtOp.tryChangeWritable = wantsManualWriteUpgrade(v);
     walkPageRange<ChangeProtOp>(changeProtOp, mm, v.start, v.end);
   }
+  gatherEnd();
   mergeRange(mm, start, end);
   return 0;
 }
@@ -260,13 +271,22 @@ export function doMadvise(mm: Mm, start: u64, end: u64, advice: u32): i32 {
     for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
       if ((vmaAt(mm, i).flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) != 0) return -EINVAL;
     }
+    // madvise_dontneed_free: zap_page_range_single per VMA, each with its own gather.
     zapOp.dropMarkers = false;
     zapOp.evenCows = true;
-    walkPageRange<ZapOp>(zapOp, mm, start, end);
+    for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+      const v = vmaAt(mm, i);
+      if (!gatherBegin(mm, false)) return -ENOMEM;
+      walkPageRange<ZapOp>(zapOp, mm, v.start > start ? v.start : start, v.end < end ? v.end : end);
+      gatherEnd();
+    }
     return 0;
   }
   if (advice == MADV_PAGEOUT) {
+    // Reclaim unmaps with one batched flush of the mm, then frees.
+    if (!gatherBegin(mm, true)) return -ENOMEM;
     walkPageRange<PageoutOp>(pageoutOp, mm, start, end);
+    gatherEnd();
     return 0;
   }
   let set: u32 = 0, clear: u32 = 0;

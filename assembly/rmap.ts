@@ -55,14 +55,6 @@ export function deleteFromSwapCache(head: u32): void {
   folioPut(head);
 }
 
-/** Unmaps one PTE-mapped page: mapcount, rss, reference. */
-export function zapPageRmap(mm: Mm, pfn: u32): void {
-  const head = folioHead(pfn);
-  addMapcount(pfn, -1);
-  addRss(mm, mmCounter(head), -1);
-  putMappedFolio(head);
-}
-
 /** Maps one more PTE of a page-cache or shared page: reference, mapcount, rss. */
 export function addFileRmap(mm: Mm, pfn: u32): void {
   const head = folioHead(pfn);

@@ -20,6 +20,7 @@ import {
   setFlag, refcount, zeroPfn, PG_EXCLUSIVE, PG_ANON,
 } from "./frames";
 import { addNewAnonRmap } from "./rmap";
+import { flushTlbRange } from "./flush";
 import {
   VM_WRITE, VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE,
   MM_ANONPAGES, THP_ALWAYS, THP_MADVISE, PMD_SIZE,
@@ -101,10 +102,13 @@ export function hugePmdFault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable:
       // do_huge_zero_wp_pmd: replace the huge zero page by a fresh THP, else fall back to PTEs.
       const folio = allocFolio(9);
       if (folio != 0) {
-        mapAnonThp(mm, vma, pmdp, folio);   // the deposited table stays with the PMD
+        // pmdp_huge_clear_flush, then the new folio; the deposited table stays with the PMD.
+        store<u64>(pmdp, 0);
+        flushTlbRange(mm, addr & ~(PMD_SIZE - 1), (addr & ~(PMD_SIZE - 1)) + PMD_SIZE, 21);
+        mapAnonThp(mm, vma, pmdp, folio);
         return 0;
       }
-      return splitToPtes(mm, vma, pmdp, pmdTable);
+      return splitToPtes(mm, vma, pmdp, pmdTable, addr);
     }
     const head = folioHead(pfn);
     if (testFlag(head, PG_ANON) && (testFlag(head, PG_EXCLUSIVE) || refcount(head) == 1)) {
@@ -112,7 +116,7 @@ export function hugePmdFault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable:
       store<u64>(pmdp, maybeMkwrite(pteMkdirty(pteMkyoung(pmd)), vma));
       return 0;
     }
-    return splitToPtes(mm, vma, pmdp, pmdTable);
+    return splitToPtes(mm, vma, pmdp, pmdTable, addr);
   }
   // huge_pmd_set_accessed
   let entry = pteMkyoung(pmd);
@@ -121,20 +125,24 @@ export function hugePmdFault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable:
   return 0;
 }
 
-function splitToPtes(mm: Mm, vma: Vma, pmdp: usize, pmdTable: u32): u32 {
-  if (!splitHugePmd(mm, vma, pmdp, pmdTable)) return VM_FAULT_OOM;
+function splitToPtes(mm: Mm, vma: Vma, pmdp: usize, pmdTable: u32, addr: u64): u32 {
+  if (!splitHugePmd(mm, vma, pmdp, pmdTable, addr & ~(PMD_SIZE - 1))) return VM_FAULT_OOM;
   return VM_FAULT_FALLBACK;
 }
 
 /**
- * Splits the huge PMD at `ep` into a table of 512 PTEs (split_huge_pmd).
- * Returns false only if no deposited table exists and none can be allocated.
+ * Splits the huge PMD at `ep` (mapping haddr) into a table of 512 PTEs
+ * (split_huge_pmd). The PMD is invalidated and its 2 MiB flushed before the
+ * table goes in (pmdp_invalidate), so no CPU keeps a 2 MiB translation next
+ * to the new 4 KiB ones. Returns false only if no deposited table exists and
+ * none can be allocated.
  */
-export function splitHugePmd(mm: Mm, vma: Vma, ep: usize, pmdTablePfn: u32): bool {
+export function splitHugePmd(mm: Mm, vma: Vma, ep: usize, pmdTablePfn: u32, haddr: u64): bool {
   const e = load<u64>(ep);
   let table = withdrawTable(pmdTablePfn);
   if (table == 0) table = allocTable(mm);
   if (table == 0) return false;
+  flushTlbRange(mm, haddr, haddr + PMD_SIZE, 21);
   const base = tablePtr(table);
   const pfn = leafPfn(e, 1);
   {

@@ -7,10 +7,12 @@ import { vmaAt, vmaPages } from "./vma";
 import { walkPageRange } from "./walk";
 import { ZapOp } from "./ops/zap";
 import { File, cacheForEach, cacheRelease } from "./file";
+import { gatherBegin, gatherEnd } from "./gather";
 
 const zapOp = new ZapOp();
 
-export function truncateFile(f: File, newPages: u64): void {
+/** Returns false when memory for the flush bookkeeping ran out (before anything changed in that mapping). */
+export function truncateFile(f: File, newPages: u64): bool {
   if (newPages < f.sizePages) {
     zapOp.dropMarkers = true;
     zapOp.evenCows = true;
@@ -24,10 +26,13 @@ export function truncateFile(f: File, newPages: u64): void {
         const last = v.pgoff + vmaPages(v);
         if (last <= newPages) continue;
         const from = newPages > v.pgoff ? v.start + ((newPages - v.pgoff) << 12) : v.start;
+        if (!gatherBegin(mm, false)) return false;
         walkPageRange<ZapOp>(zapOp, mm, from, v.end);
+        gatherEnd();
       }
     }
     cacheForEach(f, newPages, cacheRelease);
   }
   f.sizePages = newPages;
+  return true;
 }

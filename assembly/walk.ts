@@ -112,7 +112,7 @@ function walkLevel<T>(op: T, level: u32, table: u32, start: u64, end: u64): i32 
     if (walkAction == ACTION_SUBTREE) {
       let cur = load<u64>(ep);
       if (isUpperLeaf(cur) && level == 1 && walkVma != null) {
-        if (!splitHugePmd(walkMm, changetype<Vma>(walkVma), ep, table)) return -ENOMEM;
+        if (!splitHugePmd(walkMm, changetype<Vma>(walkVma), ep, table, addr & ~((<u64>1 << 21) - 1))) return -ENOMEM;
         cur = load<u64>(ep);
       }
       if (isTableEntry(cur)) {

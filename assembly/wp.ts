@@ -13,6 +13,7 @@ import {
 import { addNewAnonRmap, mmCounter, putMappedFolio, deleteFromSwapCache, folioMapcount } from "./rmap";
 import { fileOf, FILE_WRITENOTIFY } from "./file";
 import { swapCount } from "./swap";
+import { flushTlbPage } from "./flush";
 import { VM_SHARED, VM_MAYSHARE, VM_FAULT_OOM, FAULT_FLAG_UNSHARE, MM_ANONPAGES } from "./constants";
 
 /**
@@ -95,13 +96,24 @@ function wpPageCopy(mm: Mm, vma: Vma, addr: u64, ptep: usize, e: u64, oldPfn: u3
     const head = folioHead(oldPfn);
     if (!testFlag(head, PG_ANON)) { addRss(mm, mmCounter(head), -1); addRss(mm, MM_ANONPAGES, 1); }
     addNewAnonRmap(pfn, 1, false);
+    clearFlushPte(mm, ptep, addr);
     store<u64>(ptep, entry);
     addMapcount(oldPfn, -1);
     putMappedFolio(head);
   } else {
     addRss(mm, MM_ANONPAGES, 1);
     addNewAnonRmap(pfn, 1, false);
+    clearFlushPte(mm, ptep, addr);
     store<u64>(ptep, entry);
   }
   return 0;
+}
+
+/**
+ * ptep_clear_flush: clear the old entry and flush it everywhere before the
+ * new one goes in, so no CPU sees the old and the new page at once.
+ */
+function clearFlushPte(mm: Mm, ptep: usize, addr: u64): void {
+  store<u64>(ptep, 0);
+  flushTlbPage(mm, addr);
 }

@@ -1,5 +1,5 @@
 export { Machine } from './machine.js';
-export type { MachineOptions, ThpPolicy, FrameInfo, MachineStats } from './machine.js';
+export type { MachineOptions, ThpPolicy, FrameInfo, MachineStats, TranslationMode, FlushRecord, ReplayStats } from './machine.js';
 export { Process } from './process.js';
 export type { MmapOptions, Mapping, Advice, AccessResult, TouchResult, Rss, VmaInfo, Prot, Signal, SignalCode } from './process.js';
 export { File } from './file.js';
@@ -15,4 +15,10 @@ export type { Addr } from './addr.js';
 export { parseSize, formatSize } from './units.js';
 export type { Size } from './units.js';
 export { Kernel } from './kernel.js';
-export type { WalkOps, WalkControl, WalkActionName, WalkVma } from './kernel.js';
+export type { WalkOps, WalkControl, WalkActionName, WalkVma, TlbGather } from './kernel.js';
+export { Cpu } from './cpu.js';
+export type { TlbStats, CachedTranslation, HitLevel, CpuAccessResult, BySize } from './cpu.js';
+export { Trace } from './trace.js';
+export type { AccessKind } from './trace.js';
+export { TLB_PRESETS } from './tlb.js';
+export type { TlbPreset, TlbConfig, TlbArrayConfig, WalkCacheConfig, PageSizeName, TlbKind, TlbPolicy } from './tlb.js';

@@ -44,11 +44,90 @@ const CALLBACK_BITS: [keyof WalkOps, number][] = [
   ['pteHole', 32], ['testWalk', 64], ['preVma', 128], ['postVma', 256],
 ];
 
+/** An mmu_gather opened with m.kernel.tlbGather(). */
+export interface TlbGather {
+  /** tlb_remove_tlb_entry: a PTE at addr was cleared. */
+  removeTlbEntry(addr: number | bigint): void;
+  /** tlb_remove_pmd_tlb_entry: a huge PMD at addr was cleared. */
+  removePmdTlbEntry(addr: number | bigint): void;
+  /** tlb_finish_mmu: flushes (nothing if nothing was removed); returns the flushes issued. */
+  finish(): number;
+}
+
 export class Kernel {
   private readonly machine: Machine;
 
   /** @internal */
   constructor(machine: Machine) { this.machine = machine; }
+
+  private live(p: Process): void {
+    if (p.machine !== this.machine || p.exited) throw new EmuError('EINVAL', 'p must be a live process of this machine', 'p');
+  }
+
+  /** flush_tlb_page: one page, on every CPU that ran p. */
+  flushTlbPage(p: Process, addr: number | bigint): void {
+    this.live(p);
+    const a = toBigAddr(addr, 'addr') >> 12n;
+    this.machine.core.x.kFlushTlbRange(p.pid, Number(a), Number(a) + 1, 12);
+  }
+
+  /** flush_tlb_range / flush_tlb_mm_range: above the ceiling (in strides) it flushes the whole mm. */
+  flushTlbRange(p: Process, start: number | bigint, end: number | bigint, opts: { stride?: '4K' | '2M' } = {}): void {
+    this.live(p);
+    const s = toBigAddr(start, 'start'), e = toBigAddr(end, 'end');
+    if (e <= s) throw new EmuError('EINVAL', 'end must be above start', 'end');
+    const shift = opts.stride === '2M' ? 21 : 12;
+    this.machine.core.x.kFlushTlbRange(p.pid, Number(s >> 12n), Number((e + 0xfffn) >> 12n), shift);
+  }
+
+  /** flush_tlb_mm. */
+  flushTlbMm(p: Process): void { this.live(p); this.machine.core.x.kFlushTlbMm(p.pid); }
+
+  /** flush_tlb_all (global entries included), issued from `cpu`. */
+  flushTlbAll(cpu = 0): void { this.machine.core.x.kFlushTlbAll(this.machine.cpuIndex(cpu)); }
+
+  /** inc_tlb_flush_pending / dec_tlb_flush_pending on p's mm; returns the new count. */
+  incTlbFlushPending(p: Process): number { this.live(p); return this.machine.core.x.kFlushPending(p.pid, 1); }
+  decTlbFlushPending(p: Process): number {
+    this.live(p);
+    const r = this.machine.core.x.kFlushPending(p.pid, -1);
+    if (r < 0) throw new EmuError('EINVAL', 'no flush is pending on this mm', 'p');
+    return r;
+  }
+
+  /** tlb_gather_mmu (or _fullmm): an mmu_gather on p's mm. */
+  tlbGather(p: Process, opts: { fullmm?: boolean } = {}): TlbGather {
+    this.live(p);
+    const core = this.machine.core;
+    const g = core.x.kGatherBegin(p.pid, opts.fullmm ? 1 : 0);
+    if (g === 0) throw new EmuError('ENOMEM', 'no memory for an mmu_gather', 'p');
+    let done = false;
+    const open = (): void => { if (done) throw new EmuError('EINVAL', 'this mmu_gather is finished', 'gather'); };
+    return {
+      removeTlbEntry: (addr) => { open(); core.x.kGatherRemove(g, Number(toBigAddr(addr, 'addr') >> 12n), 0); },
+      removePmdTlbEntry: (addr) => { open(); core.x.kGatherRemove(g, Number(toBigAddr(addr, 'addr') >> 12n), 1); },
+      finish: () => { open(); done = true; return core.x.kGatherFinish(g); },
+    };
+  }
+
+  /**
+   * set_pte_at / set_pmd_at with a raw value: no flush and no bookkeeping,
+   * exactly like the kernel primitive (callers own rmap and TLB obligations;
+   * m.check() judges the result). The tables down to `level` must exist.
+   */
+  setEntry(p: Process, addr: number | bigint, raw: bigint, level: 'pte' | 'pmd' = 'pte'): void {
+    this.live(p);
+    if (typeof raw !== 'bigint' || raw < 0n || raw >= 1n << 64n) throw new EmuError('EINVAL', 'raw must be a 64-bit bigint', 'raw');
+    const a = toBigAddr(addr, 'addr');
+    const r = this.machine.core.x.kSetEntry(p.pid, Number(a >> 12n), level === 'pmd' ? 1 : 0, Number(raw & 0xffffffffn), Number(raw >> 32n));
+    if (r < 0) throw new EmuError('EINVAL', `no page table holds the ${level} for 0x${a.toString(16)}`, 'addr');
+  }
+
+  /** ptep_get: the raw PTE for addr (0n when no table exists). */
+  ptepGet(p: Process, addr: number | bigint): bigint {
+    const e = p.entry(addr);
+    return e.level === 'pte' ? e.raw : 0n;
+  }
 
   /**
    * walk_page_range(mm, start, end, ops): visits each VMA overlapping

@@ -10,6 +10,12 @@ import { Process } from './process.js';
 import { File, FILE_SHMEM, FILE_WRITENOTIFY } from './file.js';
 import { readProblems, type Problem } from './check.js';
 import { Kernel } from './kernel.js';
+import { Cpu, readCpuStats, toTlbStats, type TlbStats } from './cpu.js';
+import { resolveTlb, type ResolvedTlb, type TlbPreset, type TlbConfig } from './tlb.js';
+import { Trace } from './trace.js';
+
+/** Trace records copied into the core per replay call. */
+const REPLAY_CHUNK = 1 << 20;
 
 export type ThpPolicy = 'never' | 'madvise' | 'always';
 
@@ -33,6 +39,16 @@ export interface MachineOptions {
   hwDirty?: boolean;
   /** fault_around_bytes. Default 64 KiB. */
   faultAround?: Size;
+  /** TLB hierarchy of every CPU: a preset or a custom config. Default: skylake on x86-64, neoverse-n1 on arm64. */
+  tlb?: TlbPreset | TlbConfig;
+  /**
+   * 'model' (default): every access goes through the modelled TLBs and is
+   * counted. 'functional': a host-speed translation cache, for when only the
+   * results matter (no TLB statistics are kept).
+   */
+  mode?: TranslationMode;
+  /** tlb_single_page_flush_ceiling: range flushes of more pages become whole-mm flushes. Default 33. */
+  flushCeiling?: number;
   /**
    * Seed for randomised choices. 0 (the default) disables them, as
    * `norandmaps` does; any other value randomises mmap_base (ASLR), the same
@@ -41,7 +57,7 @@ export interface MachineOptions {
   seed?: number;
 }
 
-const OPTION_KEYS = ['arch', 'levels', 'memory', 'swap', 'cpus', 'thp', 'thpZeroPage', 'softDirty', 'hwAccessFlag', 'hwDirty', 'faultAround', 'seed'];
+const OPTION_KEYS = ['arch', 'levels', 'memory', 'swap', 'cpus', 'thp', 'thpZeroPage', 'softDirty', 'hwAccessFlag', 'hwDirty', 'faultAround', 'tlb', 'mode', 'flushCeiling', 'seed'];
 const THP: Record<ThpPolicy, number> = { never: 0, madvise: 1, always: 2 };
 const MAX_MEMORY = 256 * GiB;
 
@@ -91,9 +107,41 @@ function splitmix64(seed: bigint): bigint {
   return z ^ (z >> 31n);
 }
 
+export type TranslationMode = 'model' | 'functional';
+
+/** One TLB invalidation the kernel issued, and the CPUs it reached. */
+export interface FlushRecord {
+  kind: 'page' | 'range' | 'mm' | 'all';
+  /** The process (mm) it was for; 0 for a global flush. */
+  pid: number;
+  start: number;
+  end: number;
+  /** log2 of the stride (12 for pages, 21 for PMDs); 0 for whole flushes. */
+  strideShift: number;
+  /** The CPU that issued it, and every CPU it reached (the others by IPI). */
+  initiator: number;
+  cpus: number[];
+}
+
+/** What a replay did, as deltas of the CPU's counters. TLB counters only exist in model mode. */
+export interface ReplayStats {
+  accesses: number;
+  /** Accesses that completed (the rest ended in a signal). */
+  completed: number;
+  mode: TranslationMode;
+  tlb?: TlbStats;
+  faults: { minor: number; major: number };
+  flushes: number;
+  ipis: number;
+}
+
+type ResolvedOptions = Required<Omit<MachineOptions, 'memory' | 'swap' | 'faultAround' | 'tlb'>> & {
+  memory: number; swap: number; faultAround: number; tlb: ResolvedTlb;
+};
+
 export class Machine {
   readonly arch: ArchCodec;
-  readonly options: Readonly<Required<Omit<MachineOptions, 'memory' | 'swap' | 'faultAround'>> & { memory: number; swap: number; faultAround: number }>;
+  readonly options: Readonly<ResolvedOptions>;
   readonly geometry: Geometry;
   /** mmap_base: top of the default mmap window, below which mappings are placed top-down. */
   readonly mmapBase: bigint;
@@ -101,12 +149,15 @@ export class Machine {
   /** Kernel-level primitives (walkPageRange, ...). */
   readonly kernel: Kernel;
   private readonly processes = new Map<number, Process>();
+  private readonly cpuObjects: Cpu[];
+  private replayBuf = 0;
 
   private constructor(core: Core, opts: Machine['options']) {
     this.core = core;
     this.options = opts;
     this.arch = new ArchCodec(core, opts.arch);
     this.kernel = new Kernel(this);
+    this.cpuObjects = Array.from({ length: opts.cpus }, (_, i) => new Cpu(this, core, i));
     const vaBits = opts.levels === 5 ? 57 : 48;
     // TASK_SIZE: x86-64 keeps the top page of the lower half unmapped; arm64 TTBR0 covers 2^48.
     const taskSize = opts.arch === 'arm64' ? 1n << 48n : (1n << BigInt(vaBits - 1)) - 4096n;
@@ -135,7 +186,12 @@ export class Machine {
     const swap = parseSize(options.swap ?? memory, 'swap');
     if (swap % PAGE_SIZE !== 0 || swap > MAX_MEMORY) throw new EmuError('EINVAL', `swap must be a page multiple up to 256 GiB, got ${swap}`, 'swap');
     const cpus = options.cpus ?? 1;
-    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 256) throw new EmuError('EINVAL', `cpus must be an integer in [1, 256], got ${String(cpus)}`, 'cpus');
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 64) throw new EmuError('EINVAL', `cpus must be an integer in [1, 64], got ${String(cpus)}`, 'cpus');
+    const tlb = resolveTlb(options.tlb, arch);
+    const mode = options.mode ?? 'model';
+    if (mode !== 'model' && mode !== 'functional') throw new EmuError('EINVAL', `mode must be 'model' or 'functional', got ${String(mode)}`, 'mode');
+    const flushCeiling = options.flushCeiling ?? 33;
+    if (!Number.isInteger(flushCeiling) || flushCeiling < 0) throw new EmuError('EINVAL', `flushCeiling must be a non-negative integer`, 'flushCeiling');
     const thp = options.thp ?? 'madvise';
     if (!(thp in THP)) throw new EmuError('EINVAL', `thp must be never, madvise or always, got ${String(thp)}`, 'thp');
     const bools = { thpZeroPage: true, softDirty: true, hwAccessFlag: true, hwDirty: true };
@@ -152,13 +208,99 @@ export class Machine {
     if (!Number.isInteger(seed)) throw new EmuError('EINVAL', `seed must be an integer, got ${String(seed)}`, 'seed');
 
     const core = await instantiateCore(arch);
-    const r = core.x.init(memory / PAGE_SIZE, swap / PAGE_SIZE, arch === 'arm64' ? 1 : 0, +bools.hwAccessFlag, +bools.hwDirty,
+    const r = core.x.init(memory / PAGE_SIZE, swap / PAGE_SIZE, cpus, arch === 'arm64' ? 1 : 0, +bools.hwAccessFlag, +bools.hwDirty,
       +(bools.softDirty && arch === 'x86_64'), THP[thp], +bools.thpZeroPage, faultAround / PAGE_SIZE);
     if (r < 0) throw new EmuError('ENOMEM', `cannot hold ${memory} bytes of frame metadata in WebAssembly memory`, 'memory');
+    for (const a of tlb.arrays) {
+      if (core.x.tlbAddArray(a.level, a.kind, a.sizes, a.sets, a.ways, a.policy) < 0) throw new EmuError('ENOMEM', 'no memory for the TLB arrays', 'tlb');
+    }
+    tlb.walkCache.forEach((n, i) => {
+      if (core.x.tlbSetWalkCache(i + 1, n) < 0) throw new EmuError('ENOMEM', 'no memory for the walk caches', 'tlb');
+    });
+    core.x.setMode(mode === 'functional' ? 1 : 0);
+    core.x.setCeiling(flushCeiling);
     return new Machine(core, {
-      arch, levels, memory, swap, cpus, thp, seed, faultAround,
+      arch, levels, memory, swap, cpus, thp, seed, faultAround, tlb, mode, flushCeiling,
       thpZeroPage: bools.thpZeroPage, softDirty: bools.softDirty && arch === 'x86_64', hwAccessFlag: bools.hwAccessFlag, hwDirty: bools.hwDirty,
     });
+  }
+
+  /** CPU i (0-based). */
+  cpu(i: number): Cpu {
+    return this.cpuObjects[this.cpuIndex(i)]!;
+  }
+
+  /** @internal Validates a CPU number (default 0). */
+  cpuIndex(i: number | undefined): number {
+    if (i === undefined) return 0;
+    if (!Number.isInteger(i) || i < 0 || i >= this.options.cpus) throw new EmuError('EINVAL', `cpu must be an integer in [0, ${this.options.cpus - 1}], got ${String(i)}`, 'cpu');
+    return i;
+  }
+
+  /** The TLB invalidations issued since the last clearFlushLog(), oldest first. */
+  get flushLog(): FlushRecord[] {
+    const c = this.core;
+    const n = c.x.flushLogLength();
+    const base = c.x.flushLog();
+    const kinds = ['page', 'range', 'mm', 'all'] as const;
+    const out: FlushRecord[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = base + i * 40;
+      const mask = c.u64At(r + 32);
+      const cpus: number[] = [];
+      for (let b = 0; b < this.options.cpus; b++) if ((mask >> BigInt(b)) & 1n) cpus.push(b);
+      const end = c.u64At(r + 24);
+      out.push({
+        kind: kinds[c.u32At(r)]!, pid: c.u32At(r + 4), initiator: c.u32At(r + 8), strideShift: c.u32At(r + 12),
+        start: Number(c.u64At(r + 16)), end: end === 0xffffffffffffffffn ? Infinity : Number(end), cpus,
+      });
+    }
+    return out;
+  }
+
+  clearFlushLog(): void { this.core.x.flushLogReset(); }
+
+  /**
+   * Replays a trace of accesses by p on one CPU, inside the core in large
+   * chunks (faults are handled there too). Signals do not stop the replay.
+   */
+  replay(p: Process, trace: Trace, opts: { cpu?: number; mode?: TranslationMode } = {}): ReplayStats {
+    if (p.machine !== this || p.exited) throw new EmuError('EINVAL', 'p must be a live process of this machine', 'p');
+    if (!(trace instanceof Trace)) throw new EmuError('EINVAL', 'trace must be a Trace', 'trace');
+    const cpu = this.cpuIndex(opts.cpu);
+    const mode = opts.mode ?? this.options.mode;
+    if (mode !== 'model' && mode !== 'functional') throw new EmuError('EINVAL', `mode must be 'model' or 'functional'`, 'mode');
+    const c = this.core;
+    const chunk = Math.min(trace.length, REPLAY_CHUNK);
+    if (this.replayBuf === 0 && chunk > 0) {
+      this.replayBuf = c.x.allocBuffer(REPLAY_CHUNK * 8);
+      if (this.replayBuf === 0) throw new EmuError('ENOMEM', 'no memory for the replay buffer', 'trace');
+    }
+    const before = readCpuStats(c, cpu);
+    const faults0 = p.faults;
+    c.x.flushTotals();
+    const fl0 = c.result(0), ipi0 = c.result(1);
+    c.x.setMode(mode === 'functional' ? 1 : 0);
+    let completed = 0;
+    try {
+      for (let i = 0; i < trace.length; i += REPLAY_CHUNK) {
+        const n = Math.min(REPLAY_CHUNK, trace.length - i);
+        new Uint32Array(c.x.memory.buffer, this.replayBuf >>> 0, n * 2).set(trace.view(i, n));
+        completed += c.x.replay(cpu, p.pid, this.replayBuf, n);
+      }
+    } finally {
+      c.x.setMode(this.options.mode === 'functional' ? 1 : 0);
+    }
+    const after = readCpuStats(c, cpu);
+    const faults1 = p.faults;
+    c.x.flushTotals();
+    const stats: ReplayStats = {
+      accesses: trace.length, completed, mode,
+      faults: { minor: faults1.minor - faults0.minor, major: faults1.major - faults0.major },
+      flushes: c.result(0) - fl0, ipis: c.result(1) - ipi0,
+    };
+    if (mode === 'model') stats.tlb = toTlbStats(after.map((v, i) => v - before[i]!));
+    return stats;
   }
 
   /** A new process with an empty address space. */

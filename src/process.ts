@@ -11,6 +11,7 @@ import { File } from './file.js';
 import { decodePagemap, type PagemapEntry } from './pagemap.js';
 import { LEVEL_NAMES, type DecodedEntry, type EntryLevel } from './arch.js';
 import { formatDump } from './dump.js';
+import { Cpu, type HitLevel } from './cpu.js';
 
 export const VM_READ = 0x1;
 export const VM_WRITE = 0x2;
@@ -229,35 +230,43 @@ export class Process {
   /** exit_mmap: everything unmapped, every table freed. The process object is dead afterwards. */
   exit(): void {
     this.live();
-    this.core.x.mmExit(this.pid);
+    if (this.core.x.mmExit(this.pid) < 0) throw new EmuError('ENOMEM', 'no memory for the exit flush bookkeeping', 'process');
     this.alive = false;
     this.machine.forget(this);
   }
 
   get exited(): boolean { return !this.alive; }
 
-  private access(addr: unknown, kind: number, tag: number): AccessResult {
+  /** @internal One access on a CPU (kind 0 read, 1 write, 2 exec). */
+  accessOn(cpu: number, addr: unknown, kind: number, tag: number): AccessResult & { hit?: HitLevel } {
     this.live();
+    checkTag(tag);
     const a = toBigAddr(addr, 'addr');
     if (a >= this.machine.geometry.taskSize) {
       return { ok: false, signal: 'SIGSEGV', code: 'SEGV_MAPERR', addr: a, faults: 1 };
     }
-    const r = this.core.x.access(this.pid, Number(a >> 12n), kind, tag);
+    const r = this.core.x.access(cpu, this.pid, Number(a >> 12n), kind, tag);
     const faults = this.core.result(2);
-    if (r === 0) return { ok: true, tag: this.core.result(1), pfn: this.core.result(0), faults };
+    const hit = Cpu.hitName(this.core.result(3));
+    if (r === 0) return { ok: true, tag: this.core.result(1), pfn: this.core.result(0), faults, ...(hit ? { hit } : {}) };
     const s = SIGNALS[r] ?? { signal: 'SIGBUS', code: 'BUS_ADRERR' };
     return { ok: false, ...s, addr: a, faults };
   }
 
-  /** A user read: the page's content tag, or the signal the process would get. */
-  read(addr: Addr): AccessResult { return this.access(addr, 0, 0); }
+  /** A user read on a CPU (default 0): the page's content tag, or the signal the process would get. */
+  read(addr: Addr, opts: { cpu?: number } = {}): AccessResult {
+    return this.accessOn(this.machine.cpuIndex(opts.cpu), addr, 0, 0);
+  }
 
   /** A user write of a content tag (a 32-bit stand-in for the page's bytes). */
-  write(addr: Addr, tag: number): AccessResult { return this.access(addr, 1, checkTag(tag)); }
+  write(addr: Addr, tag: number, opts: { cpu?: number } = {}): AccessResult {
+    return this.accessOn(this.machine.cpuIndex(opts.cpu), addr, 1, checkTag(tag));
+  }
 
   /** Reads or writes every page of [addr, addr+length) in one call into the core. Writes store `tag`. */
-  touch(addr: Addr, length: Size, kind: 'r' | 'w' = 'r', tag = 0): TouchResult {
+  touch(addr: Addr, length: Size, kind: 'r' | 'w' = 'r', tag = 0, opts: { cpu?: number } = {}): TouchResult {
     this.live();
+    const cpu = this.machine.cpuIndex(opts.cpu);
     if (kind !== 'r' && kind !== 'w') throw new EmuError('EINVAL', `kind must be 'r' or 'w', got ${String(kind)}`, 'kind');
     checkTag(tag);
     const start = toBigAddr(addr, 'addr');
@@ -267,7 +276,7 @@ export class Process {
     const pages = Number(last - first);
     if (pages === 0) return { ok: true, pages: 0 };
     checkUserRange(this.machine.geometry, first << 12n, BigInt(pages) << 12n, 'addr', 'EINVAL');
-    const r = this.core.x.touch(this.pid, Number(first), pages, kind === 'w' ? 1 : 0, tag);
+    const r = this.core.x.touch(cpu, this.pid, Number(first), pages, kind === 'w' ? 1 : 0, tag);
     const done = this.core.result(0);
     if (r === 0) return { ok: true, pages: done };
     const s = SIGNALS[r] ?? { signal: 'SIGBUS', code: 'BUS_ADRERR' };

@@ -107,7 +107,11 @@ describe('walkPageRange', () => {
     });
     expect(levels).toEqual(['pgd:table', 'pud:table', 'pmd:table']);
     expect(p.entry(a.start)).toMatchObject({ write: false, dirty: true });
-    expect(p.write(a.start, 8)).toMatchObject({ ok: true, faults: 1 });     // exclusive anon: reuse on the write fault
+    // Without a flush the CPU still holds the writable, dirty translation: the write completes.
+    expect(p.write(a.start, 8)).toMatchObject({ ok: true, faults: 0 });
+    expect(p.entry(a.start).write).toBe(false);
+    m.kernel.flushTlbPage(p, a.start);
+    expect(p.write(a.start, 9)).toMatchObject({ ok: true, faults: 1 });     // exclusive anon: reuse on the write fault
     expect(() => m.kernel.walkPageRange(p, a.start, a.end, { pteEntry: () => { throw new Error('boom'); } })).toThrow('boom');
     expectClean(m);
   });

@@ -199,6 +199,21 @@ export function hwAccess(e: u64, kind: u32, ha: bool, dbm: bool): u64 {
   return e;
 }
 
+/**
+ * What a TLB entry filled from leaf `e` allows: RDONLY clear means the cached
+ * entry accepts writes until invalidated; RDONLY set with DBM means a write
+ * re-walks to clear RDONLY in the PTE (hardware dirty).
+ */
+export function tlbPerms(e: u64, dbm: bool): u32 {
+  let p: u32 = 0;
+  if ((e & (PTE_VALID | PTE_USER | PTE_AF)) == (PTE_VALID | PTE_USER | PTE_AF)) p |= 1;    // TLB_READ
+  if ((e & PTE_RDONLY) == 0) p |= 2;                                                       // TLB_WRITE
+  else if ((e & PTE_DBM) != 0 && dbm) p |= 4;                                               // TLB_WRITE_UPDATE
+  if ((e & PTE_UXN) == 0) p |= 8;                                                           // TLB_EXEC
+  if ((e & PTE_NG) == 0) p |= 16;                                                           // TLB_GLOBAL
+  return p;
+}
+
 // ---- swap-format -----------------------------------------------------------------
 // @ts-ignore: decorator
 @inline export function mkSwap(type: u64, offset: u64): u64 {

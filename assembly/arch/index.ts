@@ -122,6 +122,14 @@ export const ACCESS_EXEC: u32 = 2;
 // @ts-ignore: decorator
 @inline export function hwAccess(e: u64, kind: u32): u64 { return ARM64 ? a64.hwAccess(e, kind, hwAF, hwDBM) : x86.hwAccess(e, kind); }
 
+/** pte_needs_flush: x86 skips upgrades; arm64 (the generic version) flushes every change of a present entry. */
+// @ts-ignore: decorator
+@inline export function pteNeedsFlush(old: u64, nw: u64): bool { return ARM64 ? old != nw : x86.pteNeedsFlush(old, nw); }
+
+/** TLB permissions cached from a leaf: TLB_READ 1, TLB_WRITE 2, TLB_WRITE_UPDATE 4, TLB_EXEC 8, TLB_GLOBAL 16. */
+// @ts-ignore: decorator
+@inline export function tlbPerms(e: u64): u32 { return ARM64 ? a64.tlbPerms(e, hwDBM) : x86.tlbPerms(e); }
+
 // ---- swap-format entries (include/linux/swapops.h, swap.h) ----------------------------------
 // Type numbers of the newest kernels: device-exclusive is one type.
 export const MAX_SWAPFILES: u32 = 24;

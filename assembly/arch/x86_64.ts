@@ -175,6 +175,21 @@ export function hugeModify(e: u64, prot: u64, level: u32): u64 {
   return v;
 }
 
+/**
+ * pte_needs_flush (arch/x86/include/asm/tlbflush.h): no flush from a
+ * non-present entry, a flush when the pfn changes, when any bit outside the
+ * "enable" set changes, or when an enable bit (RW, D, A, G) is cleared.
+ */
+export function pteNeedsFlush(old: u64, nw: u64): bool {
+  if ((old & _PAGE_PRESENT) == 0) return false;
+  if (leafPfn(old, 0) != leafPfn(nw, 0)) return true;
+  const ignore: u64 = _PAGE_SPECIAL | _PAGE_UFFD_WP | _PAGE_SOFT_DIRTY | _PAGE_DEVMAP | _PAGE_SAVED_DIRTY;
+  const enable: u64 = _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_GLOBAL;
+  const flagMask: u64 = ~PTE_PFN_MASK;
+  const diff = (old ^ nw) & flagMask & ~ignore;
+  return (diff & ~enable) != 0 || (diff & old & enable) != 0;
+}
+
 // ---- upper levels ----------------------------------------------------------------
 // @ts-ignore: decorator
 @inline export function mkTableEntry(pfn: u64): u64 { return (pfn << 12) | _PAGE_TABLE; }
@@ -217,6 +232,20 @@ export function hwAccess(e: u64, kind: u32): u64 {
   }
   if (kind == ACCESS_EXEC && (e & _PAGE_NX) != 0) return 0;
   return e | _PAGE_ACCESSED;
+}
+
+/**
+ * What a TLB entry filled from leaf `e` allows (see assembly/tlb.ts): a write
+ * completes without the PTE only when RW and D were both set at fill time; a
+ * writable clean entry must re-walk to set D.
+ */
+export function tlbPerms(e: u64): u32 {
+  let p: u32 = 0;
+  if ((e & (_PAGE_PRESENT | _PAGE_USER)) == (_PAGE_PRESENT | _PAGE_USER)) p |= 1;       // TLB_READ
+  if ((e & _PAGE_RW) != 0) p |= (e & _PAGE_DIRTY) != 0 ? 2 : 4;                         // TLB_WRITE / TLB_WRITE_UPDATE
+  if ((e & _PAGE_NX) == 0) p |= 8;                                                         // TLB_EXEC
+  if ((e & _PAGE_GLOBAL) != 0) p |= 16;                                                    // TLB_GLOBAL
+  return p;
 }
 
 // ---- swap-format -----------------------------------------------------------------

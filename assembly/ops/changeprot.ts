@@ -1,13 +1,15 @@
 // change_protection (mm/mprotect.c) for mprotect: every present entry gets the
 // VMA's new protection through pte_modify, keeping pfn, A/D, soft-dirty and
-// uffd-wp. With MM_CP_TRY_CHANGE_WRITABLE, entries the write-fault handler
+// uffd-wp; entries whose change needs a flush (pte_needs_flush) widen the
+// current mmu_gather's range. With MM_CP_TRY_CHANGE_WRITABLE, entries the write-fault handler
 // would map writable anyway are made writable now (can_change_pte_writable).
 
 import { setWalkAction, ACTION_CONTINUE, walkVma } from "../walk";
+import { currentGather, tlbFlushPteRange, tlbFlushPmdRange, tlbEndVma } from "../gather";
 import { Vma } from "../vma";
 import {
   ptePresent, pteModify, pmdModify, pteWrite, pteMkwrite, pteProtnone, pteSoftDirty, pteUffdWp, pteDirty, pteSpecial,
-  leafPfn, isUpperLeaf, softDirtySupported,
+  leafPfn, isUpperLeaf, softDirtySupported, pteNeedsFlush,
 } from "../arch/index";
 import { isZeroPfn, testFlag, folioHead, PG_ANON, PG_EXCLUSIVE } from "../frames";
 import { VM_WRITE, VM_SHARED, VM_SOFTDIRTY, VM_UFFD_WP, PMD_SIZE } from "../constants";
@@ -34,6 +36,7 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
 
   pteRange(ptep: usize, addr: u64, end: u64): i32 {
     const prot = this.prot;
+    const g = currentGather;
     const last = ptep + <usize>((end - addr) >> 9);
     let pages: u64 = 0;
     if (!this.tryChangeWritable) {
@@ -41,7 +44,11 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
         const e = load<u64>(p);
         if (e == 0 || !ptePresent(e)) continue;
         const n = pteModify(e, prot);
-        if (n != e) { store<u64>(p, n); pages++; }
+        if (n != e) {
+          store<u64>(p, n);
+          pages++;
+          if (pteNeedsFlush(e, n)) tlbFlushPteRange(g, addr + (<u64>(p - ptep) << 9), 4096);
+        }
       }
     } else {
       const vma = changetype<Vma>(walkVma);
@@ -50,7 +57,11 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
         if (e == 0 || !ptePresent(e)) continue;
         let n = pteModify(e, prot);
         if (!pteWrite(n) && canChangePteWritable(vma, n)) n = pteMkwrite(n);
-        if (n != e) { store<u64>(p, n); pages++; }
+        if (n != e) {
+          store<u64>(p, n);
+          pages++;
+          if (pteNeedsFlush(e, n)) tlbFlushPteRange(g, addr + (<u64>(p - ptep) << 9), 4096);
+        }
       }
     }
     this.pages += pages;
@@ -71,7 +82,11 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
           : (!isZeroPfn(pfn) && testFlag(folioHead(pfn), PG_ANON) && testFlag(folioHead(pfn), PG_EXCLUSIVE));
         if (ok && softOk && !((vma.flags & VM_UFFD_WP) != 0 && pteUffdWp(n))) n = pteMkwrite(n);
       }
-      if (n != e) { store<u64>(ep, n); this.pages += 512; }
+      if (n != e) {
+        store<u64>(ep, n);
+        this.pages += 512;
+        if (pteNeedsFlush(e, n)) tlbFlushPmdRange(currentGather, addr, PMD_SIZE);
+      }
       setWalkAction(ACTION_CONTINUE);
     }
     return 0;
@@ -82,6 +97,5 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
   @inline testWalk(vma: Vma): i32 { return 0; }
   // @ts-ignore: decorator
   @inline preVma(vma: Vma, start: u64, end: u64): i32 { return 0; }
-  // @ts-ignore: decorator
-  @inline postVma(vma: Vma, start: u64, end: u64): void {}
+  postVma(vma: Vma, start: u64, end: u64): void { tlbEndVma(currentGather); }
 }

@@ -1,11 +1,13 @@
 // MADV_PAGEOUT (madvise_cold_or_pageout_pte_range + reclaim_pages), done
-// synchronously: each page mapped only here is written to swap and freed.
+// synchronously: each page mapped only here is written to swap and freed
+// after one batched TLB flush of the mm (try_to_unmap_flush).
 // Anonymous pages leave a swap entry (exclusive if PageAnonExclusive,
 // soft-dirty and uffd-wp carried as swp flags); shmem pages move to swap
 // inside their file and the PTE becomes none (or a uffd-wp marker).
 // Pages with extra references (pins, GUP) cannot be reclaimed and stay.
 
 import { walkMm, walkVma } from "../walk";
+import { currentGather, tlbFlushPteRange, tlbRemovePage } from "../gather";
 import { Vma } from "../vma";
 import { addRss } from "../mm";
 import {
@@ -13,7 +15,7 @@ import {
   mkPteMarker, PTE_MARKER_UFFD_WP,
 } from "../arch/index";
 import {
-  isZeroPfn, folioHead, testFlag, orderOf, refcount, mapcount, tagOf, indexOf, freeFolio, setRefcount, setInfo, info,
+  isZeroPfn, folioHead, testFlag, clearFlag, orderOf, refcount, mapcount, tagOf, indexOf, freeFolio, folioRefAdd, addMapcount, setRefcount, setInfo, info,
   PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, PG_SWAPBACKED, ORDER_SHIFT, KIND_SHIFT, MAPCOUNT_MASK, entireMapcount,
   setIndex,
 } from "../frames";
@@ -62,9 +64,13 @@ import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constan
       store<u64>(ptep, swp);
       addRss(mm, MM_ANONPAGES, -1);
       addRss(mm, MM_SWAPENTS, 1);
-      if (cached) swapCacheSet(slot, 0);
-      freeFolio(pfn);
-      this.reclaimed++;
+      if (cached) {
+        swapCacheSet(slot, 0);
+        clearFlag(pfn, PG_SWAPCACHE);
+        setIndex(pfn, 0);
+        folioRefAdd(pfn, -1);
+      }
+      this.unmapped(pfn, addr);
       return;
     }
     if (!testFlag(pfn, PG_SWAPBACKED) || vma.file == 0) return;
@@ -85,7 +91,18 @@ import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constan
     store<u64>(ptep, pteUffdWp(e) && (vma.flags & VM_UFFD_WP) != 0 ? mkPteMarker(PTE_MARKER_UFFD_WP) : 0);
     addRss(mm, MM_SHMEMPAGES, -1);
     setIndex(pfn, 0);
-    freeFolio(pfn);
+    folioRefAdd(pfn, -1);                           // the page cache's reference
+    this.unmapped(pfn, addr);
+  }
+
+  /**
+   * try_to_unmap's batched flush: the page leaves its last mapping now, is
+   * freed only after the flush at the end of the pass (the gather).
+   */
+  unmapped(pfn: u32, addr: u64): void {
+    addMapcount(pfn, -1);
+    tlbFlushPteRange(currentGather, addr, 4096);
+    tlbRemovePage(currentGather, pfn);
     this.reclaimed++;
   }
   // @ts-ignore: decorator

@@ -1,6 +1,8 @@
 // zap_pte_range / zap_huge_pmd: unmapping a range (munmap, exit, MADV_DONTNEED,
-// truncation). Pages lose their mapping reference and are freed when it was
-// the last; swap entries release their slot; markers follow SEMANTICS §7.2.
+// truncation). Every cleared present entry is added to the current
+// mmu_gather's flush range, and its page's mapping reference is queued there,
+// to be dropped only after the TLB flush; swap entries release their slot;
+// markers follow SEMANTICS §7.2.
 
 import { setWalkAction, ACTION_CONTINUE, walkMm, walkVma, walkTablePfn } from "../walk";
 import { Vma, vmaIsAnonymous } from "../vma";
@@ -10,10 +12,11 @@ import {
   MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON, PTE_MARKER_UFFD_WP, PTE_MARKER_GUARD, PTE_MARKER_POISONED, swpUffdWpBit,
 } from "../arch/index";
 import {
-  isZeroPfn, folioHead, testFlag, setFlag, addEntireMapcount, info, setInfo, folioPut, zeroPfn,
+  isZeroPfn, folioHead, testFlag, setFlag, addEntireMapcount, addMapcount, info, setInfo, zeroPfn,
   PG_ANON, PG_DIRTY, PG_SWAPCACHE, ORDER_SHIFT, KIND_SHIFT,
 } from "../frames";
-import { zapPageRmap, mmCounter, putMappedFolio, deleteFromSwapCache, folioMapcount } from "../rmap";
+import { mmCounter, deleteFromSwapCache, folioMapcount } from "../rmap";
+import { currentGather, tlbFlushPteRange, tlbFlushPmdRange, tlbRemovePage, tlbEndVma } from "../gather";
 import { swapFree, swapCount, swapCachePfn } from "../swap";
 import { withdrawTable, freeTable } from "../pgtable";
 import { MM_SWAPENTS, MM_ANONPAGES, PMD_SIZE, VM_UFFD_WP } from "../constants";
@@ -32,6 +35,7 @@ const FAST_MASK: u32 = (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_SWAPCACHE;
   pteRange(ptep: usize, addr: u64, end: u64): i32 {
     const vma = changetype<Vma>(walkVma);
     const last = ptep + <usize>((end - addr) >> 9);
+    const g = currentGather;
     let anon: i64 = 0;     // rss delta, added once per table as zap_pte_range does
     for (let p = ptep; p < last; p += 8) {
       const e = load<u64>(p);
@@ -44,12 +48,13 @@ const FAST_MASK: u32 = (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_SWAPCACHE;
           store<u64>(p, 0);
           setInfo(pfn, inf - 1);
           anon--;
-          folioPut(pfn);
+          tlbFlushPteRange(g, addr + (<u64>(p - ptep) << 9), 4096);
+          tlbRemovePage(g, pfn);
           this.zapped++;
           continue;
         }
       }
-      this.zapOne(p, e, vma);
+      this.zapOne(p, e, vma, addr + (<u64>(p - ptep) << 9));
     }
     if (anon != 0) addRss(walkMm, MM_ANONPAGES, anon);
     return 0;
@@ -60,13 +65,16 @@ const FAST_MASK: u32 = (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_SWAPCACHE;
     if (!isUpperLeaf(e)) return 0;
     if (level != 1) { setWalkAction(ACTION_CONTINUE); return 0; }
     if ((addr & (PMD_SIZE - 1)) == 0 && next - addr == PMD_SIZE) {
-      if (this.evenCows || !testFlag(folioHead(<u32>leafPfn(e, 1)), PG_ANON)) zapHugePmd(walkMm, ep, walkTablePfn, e);
+      if (this.evenCows || !testFlag(folioHead(<u32>leafPfn(e, 1)), PG_ANON)) {
+        zapHugePmd(walkMm, ep, walkTablePfn, e);
+        tlbFlushPmdRange(currentGather, addr, PMD_SIZE);
+      }
       setWalkAction(ACTION_CONTINUE);
     }
     return 0;   // a partial range leaves SUBTREE: the walker splits the PMD
   }
 
-  zapOne(ptep: usize, e: u64, vma: Vma): void {
+  zapOne(ptep: usize, e: u64, vma: Vma, addr: u64): void {
     const mm = walkMm;
     if (ptePresent(e)) {
       const pfn = <u32>leafPfn(e, 0);
@@ -78,8 +86,11 @@ const FAST_MASK: u32 = (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_SWAPCACHE;
         if (!this.evenCows && anon) return;            // should_zap_folio
         store<u64>(ptep, 0);
         if (!anon && pteDirty(e)) setFlag(head, PG_DIRTY);
-        zapPageRmap(mm, pfn);
+        addMapcount(pfn, -1);
+        addRss(mm, mmCounter(head), -1);
+        tlbRemovePage(currentGather, head);
       }
+      tlbFlushPteRange(currentGather, addr, 4096);
       this.zapped++;
       if (pteUffdWp(e)) this.installUffdWpMarker(ptep, vma);
       return;
@@ -117,11 +128,10 @@ const FAST_MASK: u32 = (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_SWAPCACHE;
   @inline testWalk(vma: Vma): i32 { return 0; }
   // @ts-ignore: decorator
   @inline preVma(vma: Vma, start: u64, end: u64): i32 { return 0; }
-  // @ts-ignore: decorator
-  @inline postVma(vma: Vma, start: u64, end: u64): void {}
+  postVma(vma: Vma, start: u64, end: u64): void { tlbEndVma(currentGather); }
 }
 
-/** zap_huge_pmd: a whole huge PMD goes, with its deposited table. */
+/** zap_huge_pmd: a whole huge PMD goes, with its deposited table; the folio's reference waits for the flush. */
 export function zapHugePmd(mm: Mm, ep: usize, pmdTable: u32, e: u64): void {
   store<u64>(ep, 0);
   const t = withdrawTable(pmdTable);
@@ -132,8 +142,9 @@ export function zapHugePmd(mm: Mm, ep: usize, pmdTable: u32, e: u64): void {
   if (!testFlag(head, PG_ANON) && pteDirty(e)) setFlag(head, PG_DIRTY);
   addEntireMapcount(head, -1);
   addRss(mm, mmCounter(head), -512);
-  putMappedFolio(head);
+  tlbRemovePage(currentGather, head);
 }
+
 
 /** free_swap_and_cache: one entry fewer; an unmapped swap-cache page whose slot is now unused is freed. */
 export function freeSwapAndCache(slot: u32): void {

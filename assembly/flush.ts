@@ -1,0 +1,100 @@
+// TLB flushes the kernel issues (arch/x86/mm/tlb.c flush_tlb_mm_range and
+// friends), shot down to the CPUs that have run the mm, and logged.
+//
+// A range flush of more pages (in units of the stride) than the ceiling
+// becomes a flush of the whole address space, like x86's
+// tlb_single_page_flush_ceiling (33). Every CPU in mm_cpumask is reached:
+// the initiating CPU locally, the others by IPI (counted).
+//
+// Log record (40 bytes): kind u32 | mm u32 | initiator u32 | stride shift u32 |
+//                        start u64 | end u64 | cpus reached u64 (bit per CPU)
+
+import { kmalloc, kfree } from "./heap";
+import { Mm } from "./mm";
+import { Cpu, cpuAt, nrCpus, cpuFlushPage, cpuFlushAsid, bumpStat, ST_FLUSHES, ST_IPIS } from "./cpu";
+
+export const FLUSH_PAGE: u32 = 0;
+export const FLUSH_RANGE: u32 = 1;
+export const FLUSH_MM: u32 = 2;
+export const FLUSH_ALL: u32 = 3;
+
+export let flushCeiling: u32 = 33;
+export function setFlushCeiling(n: u32): void { flushCeiling = n; }
+
+const LOG_RECORD: usize = 40;
+const LOG_MAX: u32 = 1 << 20;
+let logBuf: usize = 0;
+let logCap: u32 = 0;
+export let logCount: u32 = 0;
+export let logDropped: u64 = 0;
+export let totalFlushes: u64 = 0;
+export let totalIpis: u64 = 0;
+
+export function flushLogPtr(): usize { return logBuf; }
+export function flushLogClear(): void { logCount = 0; logDropped = 0; }
+
+function logFlush(kind: u32, mm: u32, initiator: u32, stride: u32, start: u64, end: u64, cpus: u64): void {
+  if (logCount == logCap) {
+    if (logCap >= LOG_MAX) { logDropped++; return; }
+    const cap = logCap == 0 ? 256 : logCap * 2;
+    const nb = kmalloc(<usize>cap * LOG_RECORD);
+    if (nb == 0) { logDropped++; return; }
+    if (logBuf != 0) { memory.copy(nb, logBuf, <usize>logCount * LOG_RECORD); kfree(logBuf, <usize>logCap * LOG_RECORD); }
+    logBuf = nb; logCap = cap;
+  }
+  const r = logBuf + <usize>logCount * LOG_RECORD;
+  store<u32>(r, kind); store<u32>(r, mm, 4); store<u32>(r, initiator, 8); store<u32>(r, stride, 12);
+  store<u64>(r, start, 16); store<u64>(r, end, 24); store<u64>(r, cpus, 32);
+  logCount++;
+}
+
+/** Counts the flush on every reached CPU; returns the mask reached. */
+function reach(mask: u64, initiator: u32): u64 {
+  totalFlushes++;
+  for (let i: u32 = 0; i < nrCpus; i++) {
+    if ((mask & (<u64>1 << i)) == 0) continue;
+    const c = cpuAt(i);
+    bumpStat(c, ST_FLUSHES);
+    if (i != initiator) { bumpStat(c, ST_IPIS); totalIpis++; }
+  }
+  return mask;
+}
+
+/**
+ * flush_tlb_mm_range: [start, end) with the given stride (12 pages, 21 PMDs);
+ * more than the ceiling of entries becomes a whole-mm flush.
+ */
+export function flushTlbRange(mm: Mm, start: u64, end: u64, strideShift: u32): void {
+  if (end <= start) return;
+  const n = (end - start) >> strideShift;
+  if (n > <u64>flushCeiling) { flushTlbMm(mm); return; }
+  const mask = reach(mm.cpumask, mm.lastCpu);
+  const asid = mm.id;
+  for (let i: u32 = 0; i < nrCpus; i++) {
+    if ((mask & (<u64>1 << i)) == 0) continue;
+    const c = cpuAt(i);
+    for (let a = start; a < end; a += <u64>1 << strideShift) cpuFlushPage(c, asid, a >> 12);
+  }
+  logFlush(end - start == 4096 ? FLUSH_PAGE : FLUSH_RANGE, mm.id, mm.lastCpu, strideShift, start, end, mask);
+}
+
+/** flush_tlb_page. */
+export function flushTlbPage(mm: Mm, addr: u64): void { flushTlbRange(mm, addr & ~<u64>4095, (addr & ~<u64>4095) + 4096, 12); }
+
+/** flush_tlb_mm: every translation of the address space, on every CPU that ran it. */
+export function flushTlbMm(mm: Mm): void {
+  const mask = reach(mm.cpumask, mm.lastCpu);
+  for (let i: u32 = 0; i < nrCpus; i++) if ((mask & (<u64>1 << i)) != 0) cpuFlushAsid(cpuAt(i), <i32>mm.id);
+  logFlush(FLUSH_MM, mm.id, mm.lastCpu, 0, 0, mm.taskSize, mask);
+}
+
+/** flush_tlb_all: everything, everywhere (global entries included). */
+export function flushTlbAll(initiator: u32): void {
+  const all: u64 = nrCpus >= 64 ? <u64>-1 : (<u64>1 << nrCpus) - 1;
+  const mask = reach(all, initiator);
+  for (let i: u32 = 0; i < nrCpus; i++) cpuFlushAsid(cpuAt(i), -1);
+  logFlush(FLUSH_ALL, 0, initiator, 0, 0, <u64>-1, mask);
+}
+
+/** A flush local to one CPU that the kernel does not log as a shootdown (e.g. after a spurious fault). */
+export function flushLocalPage(c: Cpu, asid: u32, vpn: u64): void { cpuFlushPage(c, asid, vpn); }

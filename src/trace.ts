@@ -1,0 +1,74 @@
+// Memory-access traces for m.replay: records of (address, kind) kept in a
+// typed buffer, two u32 words each (low word: address bits 12-31 with the
+// kind in bits 0-1; high word: address bits 32-63), so building a trace
+// needs no BigInt. The core replays them in large chunks.
+
+import { EmuError } from './errors.js';
+
+export type AccessKind = 'r' | 'w' | 'x';
+const KIND: Record<AccessKind, number> = { r: 0, w: 1, x: 2 };
+
+export class Trace {
+  /** @internal */ words: Uint32Array;
+  private n = 0;
+
+  constructor(capacity = 1024) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new EmuError('EINVAL', `capacity must be a positive integer, got ${capacity}`, 'capacity');
+    this.words = new Uint32Array(capacity * 2);
+  }
+
+  get length(): number { return this.n; }
+
+  /** Appends one access. Addresses are numbers below 2^53. */
+  push(addr: number, kind: AccessKind = 'r'): this {
+    const k = KIND[kind];
+    if (k === undefined) throw new EmuError('EINVAL', `kind must be 'r', 'w' or 'x', got ${String(kind)}`, 'kind');
+    if (!Number.isSafeInteger(addr) || addr < 0) throw new EmuError('EINVAL', `addr must be a non-negative safe integer, got ${addr}`, 'addr');
+    if (this.n * 2 === this.words.length) {
+      const w = new Uint32Array(this.words.length * 2);
+      w.set(this.words);
+      this.words = w;
+    }
+    this.words[this.n * 2] = ((addr % 0x1_0000_0000) & ~0xfff) | k;
+    this.words[this.n * 2 + 1] = Math.floor(addr / 0x1_0000_0000);
+    this.n++;
+    return this;
+  }
+
+  /** The i-th record. */
+  at(i: number): { addr: number; kind: AccessKind } {
+    const lo = this.words[i * 2]!, hi = this.words[i * 2 + 1]!;
+    return { addr: hi * 0x1_0000_0000 + ((lo & ~0xfff) >>> 0), kind: (['r', 'w', 'x'] as const)[lo & 3]! };
+  }
+
+  /** The records as u32 word pairs, ready to copy into the core. */
+  view(from: number, count: number): Uint32Array { return this.words.subarray(from * 2, (from + count) * 2); }
+
+  /**
+   * Uniformly random page accesses over [start, start+length) from a seeded
+   * xorshift generator: the same seed gives the same trace.
+   */
+  static random(opts: { start: number; length: number; count: number; seed?: number; writeRatio?: number }): Trace {
+    const { start, length, count } = opts;
+    const pages = Math.floor(length / 4096);
+    if (pages < 1) throw new EmuError('EINVAL', 'length must cover at least one page', 'length');
+    let x = (opts.seed ?? 1) >>> 0 || 1;
+    const w = opts.writeRatio ?? 0;
+    const t = new Trace(count);
+    for (let i = 0; i < count; i++) {
+      x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+      const page = x % pages;
+      x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+      t.push(start + page * 4096, (x / 0x1_0000_0000) < w ? 'w' : 'r');
+    }
+    return t;
+  }
+
+  /** A sequential sweep of every page of a range. */
+  static sequential(start: number, length: number, kind: AccessKind = 'r'): Trace {
+    const pages = Math.floor(length / 4096);
+    const t = new Trace(Math.max(1, pages));
+    for (let i = 0; i < pages; i++) t.push(start + i * 4096, kind);
+    return t;
+  }
+}

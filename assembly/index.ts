@@ -140,13 +140,16 @@ export function touch(cpu: u32, id: u32, vpn: f64, pages: f64, kind: u32, tag: u
  * 0-1) on a CPU, in one call. Signals do not stop the replay; they are
  * counted. Returns the accesses that completed.
  */
-export function replay(cpu: u32, id: u32, buf: usize, count: u32): i32 {
+export function replay(cpu: u32, id: u32, buf: usize, count: u32, pfnsOut: usize): i32 {
   const m = mm(id);
   if (m == null || cpu >= nrCpus) return -ENOENT;
   let ok: i32 = 0;
   for (let i: u32 = 0; i < count; i++) {
     const rec = load<u64>(buf + (<usize>i << 3));
-    if (userAccess(cpu, m, rec & ~<u64>4095, <u32>(rec & 3), 0) == 0) ok++;
+    const r = userAccess(cpu, m, rec & ~<u64>4095, <u32>(rec & 3), 0);
+    if (r == 0) ok++;
+    // Optionally the frame each access reached (0xFFFFFFFF for a signal), for comparing runs.
+    if (pfnsOut != 0) store<u32>(pfnsOut + (<usize>i << 2), r == 0 ? accessPfn : 0xFFFF_FFFF);
   }
   return ok;
 }

@@ -21,7 +21,7 @@ export interface CoreExports {
   pageoutCount(): number;
   access(cpu: number, id: number, vpn: number, kind: number, tag: number): number;
   touch(cpu: number, id: number, vpn: number, pages: number, kind: number, tag: number): number;
-  replay(cpu: number, id: number, buf: number, count: number): number;
+  replay(cpu: number, id: number, buf: number, count: number, pfnsOut: number): number;
   allocBuffer(bytes: number): number;
   tlbAddArray(level: number, kind: number, sizes: number, sets: number, ways: number, policy: number): number;
   tlbSetWalkCache(level: number, n: number): number;

@@ -133,6 +133,8 @@ export interface ReplayStats {
   faults: { minor: number; major: number };
   flushes: number;
   ipis: number;
+  /** With `collectPfns`: the frame each access reached (0xFFFFFFFF where it ended in a signal). */
+  pfns?: Uint32Array;
 }
 
 type ResolvedOptions = Required<Omit<MachineOptions, 'memory' | 'swap' | 'faultAround' | 'tlb'>> & {
@@ -151,6 +153,7 @@ export class Machine {
   private readonly processes = new Map<number, Process>();
   private readonly cpuObjects: Cpu[];
   private replayBuf = 0;
+  private replayPfnBuf = 0;
 
   private constructor(core: Core, opts: Machine['options']) {
     this.core = core;
@@ -264,7 +267,7 @@ export class Machine {
    * Replays a trace of accesses by p on one CPU, inside the core in large
    * chunks (faults are handled there too). Signals do not stop the replay.
    */
-  replay(p: Process, trace: Trace, opts: { cpu?: number; mode?: TranslationMode } = {}): ReplayStats {
+  replay(p: Process, trace: Trace, opts: { cpu?: number; mode?: TranslationMode; collectPfns?: boolean } = {}): ReplayStats {
     if (p.machine !== this || p.exited) throw new EmuError('EINVAL', 'p must be a live process of this machine', 'p');
     if (!(trace instanceof Trace)) throw new EmuError('EINVAL', 'trace must be a Trace', 'trace');
     const cpu = this.cpuIndex(opts.cpu);
@@ -274,8 +277,10 @@ export class Machine {
     const chunk = Math.min(trace.length, REPLAY_CHUNK);
     if (this.replayBuf === 0 && chunk > 0) {
       this.replayBuf = c.x.allocBuffer(REPLAY_CHUNK * 8);
-      if (this.replayBuf === 0) throw new EmuError('ENOMEM', 'no memory for the replay buffer', 'trace');
+      this.replayPfnBuf = c.x.allocBuffer(REPLAY_CHUNK * 4);
+      if (this.replayBuf === 0 || this.replayPfnBuf === 0) throw new EmuError('ENOMEM', 'no memory for the replay buffer', 'trace');
     }
+    const pfns = opts.collectPfns ? new Uint32Array(trace.length) : undefined;
     const before = readCpuStats(c, cpu);
     const faults0 = p.faults;
     c.x.flushTotals();
@@ -286,7 +291,8 @@ export class Machine {
       for (let i = 0; i < trace.length; i += REPLAY_CHUNK) {
         const n = Math.min(REPLAY_CHUNK, trace.length - i);
         new Uint32Array(c.x.memory.buffer, this.replayBuf >>> 0, n * 2).set(trace.view(i, n));
-        completed += c.x.replay(cpu, p.pid, this.replayBuf, n);
+        completed += c.x.replay(cpu, p.pid, this.replayBuf, n, pfns ? this.replayPfnBuf : 0);
+        if (pfns) pfns.set(new Uint32Array(c.x.memory.buffer, this.replayPfnBuf >>> 0, n), i);
       }
     } finally {
       c.x.setMode(this.options.mode === 'functional' ? 1 : 0);
@@ -300,6 +306,7 @@ export class Machine {
       flushes: c.result(0) - fl0, ipis: c.result(1) - ipi0,
     };
     if (mode === 'model') stats.tlb = toTlbStats(after.map((v, i) => v - before[i]!));
+    if (pfns) stats.pfns = pfns;
     return stats;
   }
 

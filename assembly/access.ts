@@ -74,7 +74,7 @@ const FK_DIRTY_UPDATE: u32 = 3;
  * still allows the write. Returns the updated permissions or 0 (fault).
  */
 function dirtyRewalk(c: Cpu, mm: Mm, addr: u64): u32 {
-  bumpStat(c, ST_DIRTY_REWALKS);
+  bumpStat(c, ST_DIRTY_REWALKS, 1);
   const ep = leafLookup(mm, addr);
   const level = lookupLevel;
   const e = load<u64>(ep);
@@ -138,12 +138,12 @@ function translateModel(c: Cpu, mm: Mm, addr: u64, kind: u32): u64 {
   const stamp = ++c.stamp;
   let e = probeLevel(c, 1, vpn, kind, asid, stamp);
   if (e != 0) {
-    bumpStat(c, ST_L1_HIT + probeSize);
+    bumpStat(c, ST_L1_HIT + probeSize, 1);
     accessHit = HIT_L1;
   } else {
     e = probeLevel(c, 2, vpn, kind, asid, stamp);
     if (e != 0) {
-      bumpStat(c, ST_L2_HIT + probeSize);
+      bumpStat(c, ST_L2_HIT + probeSize, 1);
       accessHit = HIT_L2;
       const l1 = fillLevel(c, 1, vpn, kind, asid, entrySize(e), entryVbase(e), entryPfn(e), entryPerms(e) & 31, stamp);
       if (l1 != 0) e = l1;
@@ -162,9 +162,9 @@ function checkEntry(c: Cpu, mm: Mm, addr: u64, kind: u32, e: usize): u64 {
     if (kind == ACCESS_WRITE && (perms & (TLB_READ | TLB_WRITE_UPDATE)) == (TLB_READ | TLB_WRITE_UPDATE)) {
       const np = dirtyRewalk(c, mm, addr);
       if (np != 0 && permits(np, kind)) { setEntryPerms(e, np); return <u64>entryPfn(e) + ((addr >> 12) - entryVbase(e)); }
-      bumpStat(c, ST_FAULT_KIND + FK_DIRTY_UPDATE);
+      bumpStat(c, ST_FAULT_KIND + FK_DIRTY_UPDATE, 1);
     } else {
-      bumpStat(c, ST_FAULT_KIND + (kind == ACCESS_WRITE ? FK_WRITE_PROTECT : FK_PERMISSION));
+      bumpStat(c, ST_FAULT_KIND + (kind == ACCESS_WRITE ? FK_WRITE_PROTECT : FK_PERMISSION), 1);
     }
     invalidateEntry(e);
     return FAULT;
@@ -174,7 +174,7 @@ function checkEntry(c: Cpu, mm: Mm, addr: u64, kind: u32, e: usize): u64 {
 
 /** The page walk: counts the memory references the paging-structure caches do not save, updates A/D, fills the TLB. */
 function walkAndFill(c: Cpu, mm: Mm, addr: u64, kind: u32, stamp: u32): u64 {
-  bumpStat(c, ST_WALKS);
+  bumpStat(c, ST_WALKS, 1);
   const ep = leafLookup(mm, addr);
   const level = lookupLevel;
   const asid = mm.id;
@@ -184,19 +184,19 @@ function walkAndFill(c: Cpu, mm: Mm, addr: u64, kind: u32, stamp: u32): u64 {
   for (let k = level + 1; k <= top; k++) {
     if (walkCacheLookup(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, stamp) != 0) {
       refs = k - level;
-      bumpStat(c, ST_WALK_CACHE_HITS);
+      bumpStat(c, ST_WALK_CACHE_HITS, 1);
       break;
     }
   }
   bumpStat(c, ST_WALK_REFS, <u64>refs);
   const e = load<u64>(ep);
-  if (e == 0 || (level != 0 && !isUpperLeaf(e))) { bumpStat(c, ST_FAULT_KIND + FK_NOT_PRESENT); return FAULT; }
+  if (e == 0 || (level != 0 && !isUpperLeaf(e))) { bumpStat(c, ST_FAULT_KIND + FK_NOT_PRESENT, 1); return FAULT; }
   const n = hwAccess(e, kind);
-  if (n == 0) { bumpStat(c, ST_FAULT_KIND + (kind == ACCESS_WRITE ? FK_WRITE_PROTECT : FK_NOT_PRESENT)); return FAULT; }
+  if (n == 0) { bumpStat(c, ST_FAULT_KIND + (kind == ACCESS_WRITE ? FK_WRITE_PROTECT : FK_NOT_PRESENT), 1); return FAULT; }
   if (n != e) store<u64>(ep, n);
   for (let k = level + 1; k <= top; k++) walkCacheFill(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, 1, stamp);
   const size = leafSize(level, n);
-  bumpStat(c, ST_WALK_SIZE + size);
+  bumpStat(c, ST_WALK_SIZE + size, 1);
   const shift = sizeShift(size);
   const vpn = addr >> 12;
   const vbase = (vpn >> shift) << shift;
@@ -248,34 +248,80 @@ function translateFunctional(c: Cpu, mm: Mm, addr: u64, kind: u32): u64 {
 export function userAccess(cpu: u32, mm: Mm, addr: u64, kind: u32, tag: u32): i32 {
   const c = cpuAt(cpu);
   if (c.curMm != mm.id || mm.lastCpu != cpu) switchMm(c, mm);
-  accessFaults = 0;
   const functional = translationMode == MODE_FUNCTIONAL;
-  if (!functional) bumpStat(c, ST_ACCESSES);
+  if (!functional) bumpStat(c, ST_ACCESSES, 1);
+  const pfn = functional ? translateFunctional(c, mm, addr, kind) : translateModel(c, mm, addr, kind);
+  if (pfn != FAULT) {
+    accessFaults = 0;
+    return completeAccess(<u32>pfn, kind, tag, functional);
+  }
+  return faultAndRetry(c, mm, addr, kind, tag, functional);
+}
+
+/** The data part of an access that translated: the tag is the page's content. */
+// @ts-ignore: decorator
+@inline function completeAccess(pfn: u32, kind: u32, tag: u32, functional: bool): i32 {
+  accessPfn = pfn;
+  if (kind == ACCESS_WRITE) setTag(pfn, tag);
+  accessTag = tagOf(pfn);
+  if (functional) accessHit = 0;
+  return ACCESS_OK;
+}
+
+/** After a translation failed: #PF, the kernel's fault handler on this CPU, and the retries. */
+function faultAndRetry(c: Cpu, mm: Mm, addr: u64, kind: u32, tag: u32, functional: bool): i32 {
+  accessFaults = 0;
   for (let attempt: u32 = 0; attempt <= MAX_RETRIES; attempt++) {
-    const pfn = functional ? translateFunctional(c, mm, addr, kind) : translateModel(c, mm, addr, kind);
-    if (pfn != FAULT) {
-      accessPfn = <u32>pfn;
-      if (kind == ACCESS_WRITE) setTag(<u32>pfn, tag);
-      accessTag = tagOf(<u32>pfn);
-      if (functional) accessHit = 0;
-      return ACCESS_OK;
-    }
     // #PF: the CPU drops what it cached for the address, the kernel handles the fault here.
     accessFaults++;
     cpuFlushPage(c, mm.id, addr >> 12);
-    if (!functional) bumpStat(c, ST_PAGE_FAULTS);
+    if (!functional) bumpStat(c, ST_PAGE_FAULTS, 1);
     const flags: u32 = kind == ACCESS_WRITE ? FAULT_FLAG_WRITE : (kind == ACCESS_EXEC ? FAULT_FLAG_INSTRUCTION : 0);
     const r = handleMmFault(mm, addr, flags);
     if ((r & VM_FAULT_ERROR) != 0) {
       accessHit = 0;
-      if (!functional) bumpStat(c, ST_SIGNALS);
+      if (!functional) bumpStat(c, ST_SIGNALS, 1);
       if ((r & VM_FAULT_OOM) != 0) return ACCESS_OOM;
       if ((r & VM_FAULT_HWPOISON) != 0) return ACCESS_HWPOISON;
       if ((r & VM_FAULT_SIGBUS) != 0) return ACCESS_SIGBUS;
       return vmaLookup(mm, addr) == null ? ACCESS_SEGV_MAPERR : ACCESS_SEGV_ACCERR;
     }
+    const pfn = functional ? translateFunctional(c, mm, addr, kind) : translateModel(c, mm, addr, kind);
+    if (pfn != FAULT) return completeAccess(<u32>pfn, kind, tag, functional);
   }
   return ACCESS_SIGBUS;
+}
+
+/**
+ * Replays `count` trace records (u64: address, kind in bits 0-1) on a CPU in
+ * one call: the hot loop of trace replay. A translation that succeeds is
+ * completed inline; only faults leave the loop for the kernel. Signals do not
+ * stop the replay. With pfnsOut, the frame of each access is written there
+ * (0xFFFFFFFF for a signal). Returns the accesses that completed.
+ */
+export function replayTrace(cpu: u32, mm: Mm, buf: usize, count: u32, pfnsOut: usize): u32 {
+  const c = cpuAt(cpu);
+  if (c.curMm != mm.id || mm.lastCpu != cpu) switchMm(c, mm);
+  const functional = translationMode == MODE_FUNCTIONAL;
+  if (!functional) bumpStat(c, ST_ACCESSES, <u64>count);
+  let ok: u32 = 0;
+  const end = buf + (<usize>count << 3);
+  let out = pfnsOut;
+  for (let p = buf; p < end; p += 8) {
+    const rec = load<u64>(p);
+    const addr = rec & ~<u64>4095;
+    const kind = <u32>rec & 3;
+    let pfn = functional ? translateFunctional(c, mm, addr, kind) : translateModel(c, mm, addr, kind);
+    if (pfn != FAULT) {
+      if (kind == ACCESS_WRITE) setTag(<u32>pfn, 0);
+      ok++;
+    } else {
+      pfn = faultAndRetry(c, mm, addr, kind, 0, functional) == ACCESS_OK ? <u64>accessPfn : <u64>0xFFFF_FFFF;
+      if (pfn != 0xFFFF_FFFF) ok++;
+    }
+    if (pfnsOut != 0) { store<u32>(out, <u32>pfn); out += 4; }
+  }
+  return ok;
 }
 
 /** Pages completed by the last touchRange. */

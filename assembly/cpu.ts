@@ -59,7 +59,7 @@ export let translationMode: u32 = MODE_MODEL;
 // @ts-ignore: decorator
 @inline export function walkCacheAt(c: Cpu, level: u32): WalkCache { return changetype<WalkCache>(c.walkCaches + <usize>level * WALKCACHE_BYTES); }
 // @ts-ignore: decorator
-@inline export function bumpStat(c: Cpu, slot: u32, d: u64 = 1): void { const p = c.stats + (<usize>slot << 3); store<u64>(p, load<u64>(p) + d); }
+@inline export function bumpStat(c: Cpu, slot: u32, d: u64): void { const p = c.stats + (<usize>slot << 3); store<u64>(p, load<u64>(p) + d); }
 
 export function cpusInit(n: u32): bool {
   cpuTable = kzalloc(<usize>n << 2);

@@ -54,8 +54,8 @@ function reach(mask: u64, initiator: u32): u64 {
   for (let i: u32 = 0; i < nrCpus; i++) {
     if ((mask & (<u64>1 << i)) == 0) continue;
     const c = cpuAt(i);
-    bumpStat(c, ST_FLUSHES);
-    if (i != initiator) { bumpStat(c, ST_IPIS); totalIpis++; }
+    bumpStat(c, ST_FLUSHES, 1);
+    if (i != initiator) { bumpStat(c, ST_IPIS, 1); totalIpis++; }
   }
   return mask;
 }

@@ -17,7 +17,7 @@ import { entryPtr, pmdCacheInvalidate } from "./pgtable";
 import { Mm, mmById, getRss } from "./mm";
 import { vmaAt } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
-import { userAccess, touchRange, accessPfn, accessTag, accessFaults, accessHit, touchDone } from "./access";
+import { userAccess, touchRange, replayTrace, accessPfn, accessTag, accessFaults, accessHit, touchDone } from "./access";
 import { cpusInit, cpusAddArray, cpusSetWalkCache, setTranslationMode, nrCpus, cpuAt, arrayAt, funcKey, FUNC_SLOTS } from "./cpu";
 import { tlbArrayCount, tlbArrayPeek, entryPfn, entryVbase, entryPerms } from "./tlb";
 import {
@@ -143,15 +143,7 @@ export function touch(cpu: u32, id: u32, vpn: f64, pages: f64, kind: u32, tag: u
 export function replay(cpu: u32, id: u32, buf: usize, count: u32, pfnsOut: usize): i32 {
   const m = mm(id);
   if (m == null || cpu >= nrCpus) return -ENOENT;
-  let ok: i32 = 0;
-  for (let i: u32 = 0; i < count; i++) {
-    const rec = load<u64>(buf + (<usize>i << 3));
-    const r = userAccess(cpu, m, rec & ~<u64>4095, <u32>(rec & 3), 0);
-    if (r == 0) ok++;
-    // Optionally the frame each access reached (0xFFFFFFFF for a signal), for comparing runs.
-    if (pfnsOut != 0) store<u32>(pfnsOut + (<usize>i << 2), r == 0 ? accessPfn : 0xFFFF_FFFF);
-  }
-  return ok;
+  return <i32>replayTrace(cpu, m, buf, count, pfnsOut);
 }
 
 /** A scratch buffer in the core's memory (for traces); 0 when out of memory. */

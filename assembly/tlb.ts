@@ -56,6 +56,13 @@ const ENTRY_BYTES: usize = 32;
   policy: u32;
   entries: usize;
   plru: usize;         // one u32 of tree bits per set
+  setMask: u64;        // sets - 1 when sets is a power of two (the usual case), else 0: use a modulo
+}
+
+/** The set a page number falls in (any set count, e.g. 1280/5 or 1536/12; a mask when it can be). */
+// @ts-ignore: decorator
+@inline function setOf(a: TlbArray, pageNo: u64): u32 {
+  return <u32>(a.setMask != 0 || a.sets == 1 ? pageNo & a.setMask : pageNo % <u64>a.sets);
 }
 
 /** A paging-structure cache for one level: fully associative, LRU. Key 0 = empty. */
@@ -72,6 +79,7 @@ export const WALKCACHE_BYTES: usize = offsetof<WalkCache>();
 /** Sets up one array in place (memory from the caller); false when out of memory. */
 export function tlbArrayInit(a: TlbArray, level: u32, kind: u32, sizes: u32, sets: u32, ways: u32, policy: u32): bool {
   a.level = level; a.kind = kind; a.sizes = sizes; a.sets = sets; a.ways = ways; a.policy = policy;
+  a.setMask = (sets & (sets - 1)) == 0 ? <u64>(sets - 1) : 0;
   a.entries = kzalloc(<usize>sets * ways * ENTRY_BYTES);
   a.plru = kzalloc(<usize>sets << 2);
   return a.entries != 0 && a.plru != 0;
@@ -94,7 +102,7 @@ export function walkCacheInit(c: WalkCache, n: u32): bool {
 /** Finds vpn's translation of `size` in the array; returns the entry or 0. Updates recency. */
 export function tlbArrayLookup(a: TlbArray, vpn: u64, size: u32, asid: u32, stamp: u32): usize {
   const vbase = (vpn >> sizeShift(size)) << sizeShift(size);
-  const set = <u32>((vpn >> sizeShift(size)) % <u64>a.sets);
+  const set = setOf(a, vpn >> sizeShift(size));
   for (let w: u32 = 0; w < a.ways; w++) {
     const e = entryAt(a, set, w);
     const perms = <u32>load<u8>(e, 15);
@@ -110,7 +118,7 @@ export function tlbArrayLookup(a: TlbArray, vpn: u64, size: u32, asid: u32, stam
 /** Like tlbArrayLookup, for inspection: recency untouched. */
 export function tlbArrayPeek(a: TlbArray, vpn: u64, size: u32, asid: u32): usize {
   const vbase = (vpn >> sizeShift(size)) << sizeShift(size);
-  const set = <u32>((vpn >> sizeShift(size)) % <u64>a.sets);
+  const set = setOf(a, vpn >> sizeShift(size));
   for (let w: u32 = 0; w < a.ways; w++) {
     const e = entryAt(a, set, w);
     const perms = <u32>load<u8>(e, 15);
@@ -164,7 +172,7 @@ function victimWay(a: TlbArray, set: u32): u32 {
 /** Inserts a translation (replacing a victim); returns the entry. */
 export function tlbArrayFill(a: TlbArray, vpn: u64, size: u32, asid: u32, pfn: u32, perms: u32, stamp: u32): usize {
   const shift = sizeShift(size);
-  const set = <u32>((vpn >> shift) % <u64>a.sets);
+  const set = setOf(a, vpn >> shift);
   const w = victimWay(a, set);
   const e = entryAt(a, set, w);
   store<u64>(e, (vpn >> shift) << shift);
@@ -183,7 +191,7 @@ export function tlbArrayFlushPage(a: TlbArray, vpn: u64, asid: u32): u32 {
     if ((a.sizes & (<u32>1 << size)) == 0) continue;
     const shift = sizeShift(size);
     const vbase = (vpn >> shift) << shift;
-    const set = <u32>((vpn >> shift) % <u64>a.sets);
+    const set = setOf(a, vpn >> shift);
     for (let w: u32 = 0; w < a.ways; w++) {
       const e = entryAt(a, set, w);
       const perms = <u32>load<u8>(e, 15);

@@ -20,7 +20,7 @@ import {
   ST_WALK_SIZE, ST_FAULT_KIND, ST_SIGNALS,
 } from "./cpu";
 import {
-  TlbArray, tlbArrayLookup, tlbArrayFill, walkCacheLookup, walkCacheFill, entryPfn, entryVbase, entryPerms, entrySize,
+  TlbArray, tlbArrayLookup, tlbArrayFill, walkCacheLookup, walkCacheFill, entryPfn, entryPerms,
   setEntryPerms, invalidateEntry, sizeShift, TLB_READ, TLB_WRITE, TLB_WRITE_UPDATE, TLB_EXEC, KIND_DATA, KIND_INSTR,
   KIND_UNIFIED, SIZE_4K, SIZE_64K, SIZE_2M, SIZE_1G,
 } from "./tlb";
@@ -100,29 +100,39 @@ function fitSize(a: TlbArray, size: u32): i32 {
   return a.kind == KIND_UNIFIED || (a.kind == KIND_INSTR) == (kind == ACCESS_EXEC);
 }
 
-/** Probes the arrays of one level; returns the entry or 0 (and which size hit). */
+/** Probes the arrays of one level; returns the entry or 0 (probeSize and probeArray say where it hit). */
 let probeSize: u32 = 0;
-function probeLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, stamp: u32): usize {
+let probeArray: TlbArray = changetype<TlbArray>(0);
+function probeLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, stamp: u32, seen: u32): usize {
   for (let i: u32 = 0; i < c.nArrays; i++) {
     const a = arrayAt(c, i);
     if (a.level != level || !kindMatches(a, kind)) continue;
+    // Sizes this address space never had cached cannot hit: skipping them changes nothing but time.
+    const sizes = a.sizes & seen;
     for (let s: u32 = 0; s < 4; s++) {
-      if ((a.sizes & (<u32>1 << s)) == 0) continue;
+      if ((sizes & (<u32>1 << s)) == 0) continue;
       const e = tlbArrayLookup(a, vpn, s, asid, stamp);
-      if (e != 0) { probeSize = s; return e; }
+      if (e != 0) { probeSize = s; probeArray = a; return e; }
     }
   }
   return 0;
 }
 
-/** Fills the first array of `level` that fits; returns the entry or 0 if none holds such pages. */
+/** First 4 KiB page of the `size` page holding vpn. */
+// @ts-ignore: decorator
+@inline function alignVpn(vpn: u64, size: u32): u64 { return (vpn >> sizeShift(size)) << sizeShift(size); }
+
+/** Fills the first array of `level` that fits; returns the entry or 0 if none holds such pages (probeArray/probeSize: where). */
 function fillLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, size: u32, leafVbase: u64, leafPfnBase: u32, perms: u32, stamp: u32): usize {
+  probeArray = changetype<TlbArray>(0);
   for (let i: u32 = 0; i < c.nArrays; i++) {
     const a = arrayAt(c, i);
     if (a.level != level || !kindMatches(a, kind)) continue;
     const s = fitSize(a, size);
     if (s < 0) continue;
-    const fragVbase = (vpn >> sizeShift(<u32>s)) << sizeShift(<u32>s);
+    const fragVbase = alignVpn(vpn, <u32>s);
+    probeArray = a;
+    probeSize = <u32>s;
     return tlbArrayFill(a, vpn, <u32>s, asid, leafPfnBase + <u32>(fragVbase - leafVbase), perms, stamp);
   }
   return 0;
@@ -136,17 +146,19 @@ function translateModel(c: Cpu, mm: Mm, addr: u64, kind: u32): u64 {
   const vpn = addr >> 12;
   const asid = mm.id;
   const stamp = ++c.stamp;
-  let e = probeLevel(c, 1, vpn, kind, asid, stamp);
+  const seen = mm.tlbSizes;
+  let e = probeLevel(c, 1, vpn, kind, asid, stamp, seen);
   if (e != 0) {
     bumpStat(c, ST_L1_HIT + probeSize, 1);
     accessHit = HIT_L1;
   } else {
-    e = probeLevel(c, 2, vpn, kind, asid, stamp);
+    e = probeLevel(c, 2, vpn, kind, asid, stamp, seen);
     if (e != 0) {
       bumpStat(c, ST_L2_HIT + probeSize, 1);
       accessHit = HIT_L2;
-      const l1 = fillLevel(c, 1, vpn, kind, asid, entrySize(e), entryVbase(e), entryPfn(e), entryPerms(e) & 31, stamp);
-      if (l1 != 0) e = l1;
+      const l2Array = probeArray, l2Size = probeSize;
+      const l1 = fillLevel(c, 1, vpn, kind, asid, l2Size, alignVpn(vpn, l2Size), entryPfn(e), entryPerms(e), stamp);
+      if (l1 != 0) { e = l1; mm.tlbSizes |= <u32>1 << probeSize; } else { probeArray = l2Array; probeSize = l2Size; }
     } else {
       accessHit = HIT_WALK;
       return walkAndFill(c, mm, addr, kind, stamp);
@@ -161,15 +173,15 @@ function checkEntry(c: Cpu, mm: Mm, addr: u64, kind: u32, e: usize): u64 {
   if (!permits(perms, kind)) {
     if (kind == ACCESS_WRITE && (perms & (TLB_READ | TLB_WRITE_UPDATE)) == (TLB_READ | TLB_WRITE_UPDATE)) {
       const np = dirtyRewalk(c, mm, addr);
-      if (np != 0 && permits(np, kind)) { setEntryPerms(e, np); return <u64>entryPfn(e) + ((addr >> 12) - entryVbase(e)); }
+      if (np != 0 && permits(np, kind)) { setEntryPerms(e, np); return <u64>entryPfn(e) + ((addr >> 12) - alignVpn(addr >> 12, probeSize)); }
       bumpStat(c, ST_FAULT_KIND + FK_DIRTY_UPDATE, 1);
     } else {
       bumpStat(c, ST_FAULT_KIND + (kind == ACCESS_WRITE ? FK_WRITE_PROTECT : FK_PERMISSION), 1);
     }
-    invalidateEntry(e);
+    invalidateEntry(probeArray, e);
     return FAULT;
   }
-  return <u64>entryPfn(e) + ((addr >> 12) - entryVbase(e));
+  return <u64>entryPfn(e) + ((addr >> 12) - alignVpn(addr >> 12, probeSize));
 }
 
 /** The page walk: counts the memory references the paging-structure caches do not save, updates A/D, fills the TLB. */
@@ -182,7 +194,7 @@ function walkAndFill(c: Cpu, mm: Mm, addr: u64, kind: u32, stamp: u32): u64 {
   const top = mm.levels - 1;
   let refs = top - level + 1;
   for (let k = level + 1; k <= top; k++) {
-    if (walkCacheLookup(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, stamp) != 0) {
+    if (walkCacheLookup(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, stamp)) {
       refs = k - level;
       bumpStat(c, ST_WALK_CACHE_HITS, 1);
       break;
@@ -194,7 +206,7 @@ function walkAndFill(c: Cpu, mm: Mm, addr: u64, kind: u32, stamp: u32): u64 {
   const n = hwAccess(e, kind);
   if (n == 0) { bumpStat(c, ST_FAULT_KIND + (kind == ACCESS_WRITE ? FK_WRITE_PROTECT : FK_NOT_PRESENT), 1); return FAULT; }
   if (n != e) store<u64>(ep, n);
-  for (let k = level + 1; k <= top; k++) walkCacheFill(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, 1, stamp);
+  for (let k = level + 1; k <= top; k++) walkCacheFill(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, stamp);
   const size = leafSize(level, n);
   bumpStat(c, ST_WALK_SIZE + size, 1);
   const shift = sizeShift(size);
@@ -203,7 +215,9 @@ function walkAndFill(c: Cpu, mm: Mm, addr: u64, kind: u32, stamp: u32): u64 {
   const leafBase = <u32>leafPfn(n, level) & ~((<u32>1 << <u32>shift) - 1);
   const perms = tlbPerms(n);
   fillLevel(c, 2, vpn, kind, asid, size, vbase, leafBase, perms, stamp);
+  if (probeArray != changetype<TlbArray>(0)) mm.tlbSizes |= <u32>1 << probeSize;
   fillLevel(c, 1, vpn, kind, asid, size, vbase, leafBase, perms, stamp);
+  if (probeArray != changetype<TlbArray>(0)) mm.tlbSizes |= <u32>1 << probeSize;
   if (!permits(perms, kind)) return FAULT;
   return <u64>leafBase + (vpn - vbase);
 }

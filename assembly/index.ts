@@ -19,7 +19,7 @@ import { vmaAt } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
 import { userAccess, touchRange, replayTrace, accessPfn, accessTag, accessFaults, accessHit, touchDone } from "./access";
 import { cpusInit, cpusAddArray, cpusSetWalkCache, setTranslationMode, nrCpus, cpuAt, arrayAt, funcKey, FUNC_SLOTS } from "./cpu";
-import { tlbArrayCount, tlbArrayPeek, entryPfn, entryVbase, entryPerms } from "./tlb";
+import { tlbArrayCount, tlbArrayPeek, entryPfn, entryPerms, sizeShift } from "./tlb";
 import {
   flushLogPtr, flushLogClear, logCount, logDropped, totalFlushes, totalIpis, flushTlbRange, flushTlbMm, flushTlbAll,
   setFlushCeiling,
@@ -191,7 +191,7 @@ export function cpuPeek(cpu: u32, id: u32, vpn: f64): i32 {
         if ((a.sizes & (<u32>1 << s)) == 0) continue;
         const e = tlbArrayPeek(a, v, s, id);
         if (e != 0) {
-          unchecked(result[0] = <u64>entryPfn(e) + (v - entryVbase(e)));
+          unchecked(result[0] = <u64>entryPfn(e) + (v - ((v >> sizeShift(s)) << sizeShift(s))));
           unchecked(result[1] = <u64>(entryPerms(e) & 31));
           unchecked(result[2] = <u64>s);
           return <i32>level;

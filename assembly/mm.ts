@@ -23,6 +23,7 @@ import { kzalloc, kfree } from "./heap";
   cpumask: u64;           // mm_cpumask: CPUs that have run this mm (shootdowns reach them)
   lastCpu: u32;           // the CPU the mm last ran on: kernel work for it starts there
   flushPending: u32;      // mm->tlb_flush_pending
+  tlbSizes: u32;          // page sizes this mm has ever had in a TLB (sticky): lookups skip the others
 }
 
 export const MMF_HAS_PINNED: u32 = 1;

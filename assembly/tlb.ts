@@ -6,19 +6,18 @@
 // number of sets), and a replacement policy (LRU, or tree-PLRU for
 // power-of-two ways). An access probes its L1 arrays, then L2, then walks.
 //
-// Entry (32 bytes):
+// Storage is split the way a lookup uses it: a dense tag per way (so probing
+// a 12-way set reads 96 bytes), and a payload read only on a hit.
 //
-//   0 vbase u64   first 4 KiB virtual page number of the translation
-//   8 pfn   u32   first frame
-//  12 asid  u16   address-space id (PCID / ASID); ignored when GLOBAL
-//  14 size  u8    0 4K, 1 64K (arm64 contiguous), 2 2M, 3 1G
-//  15 perms u8    TLB_* below, as the leaf was when the entry was filled
-//  16 stamp u32   last use, for LRU
+//   tag (u64)      page number at the entry's size << 19 | size << 17 | global << 16 | asid
+//                  (0 = invalid; asids start at 1, so a valid tag is never 0)
+//   payload (16 B) pfn u32 | perms u32 | stamp u32 | spare
 //
-// The cached permissions are what make stale entries real: x86 completes a
-// write through an entry that cached RW and D without touching the PTE;
-// arm64 does the same for an entry that cached RDONLY clear. Until a flush
-// reaches the CPU, the entry wins over whatever the PTE now says.
+// perms are TLB_* below, as the leaf was when the entry was filled. They make
+// stale entries real: x86 completes a write through an entry that cached RW
+// and D without touching the PTE; arm64 does the same for an entry that
+// cached RDONLY clear. Until a flush reaches the CPU, the entry wins over
+// whatever the PTE now says.
 
 import { kzalloc } from "./heap";
 
@@ -27,7 +26,6 @@ export const TLB_WRITE: u32 = 2;
 export const TLB_WRITE_UPDATE: u32 = 4;
 export const TLB_EXEC: u32 = 8;
 export const TLB_GLOBAL: u32 = 16;
-export const TLB_VALID: u32 = 128;
 
 export const KIND_DATA: u32 = 0;
 export const KIND_INSTR: u32 = 1;
@@ -45,7 +43,9 @@ export const SIZE_1G: u32 = 3;
 
 export const MAX_ARRAYS: u32 = 8;
 export const MAX_WALK_LEVELS: u32 = 5;
-const ENTRY_BYTES: usize = 32;
+const PAYLOAD_BYTES: usize = 16;
+const GLOBAL_TAG: u64 = 1 << 16;
+const ASID_MASK: u64 = 0xFFFF;
 
 @unmanaged export class TlbArray {
   level: u32;
@@ -54,7 +54,8 @@ const ENTRY_BYTES: usize = 32;
   sets: u32;
   ways: u32;
   policy: u32;
-  entries: usize;
+  tags: usize;         // u64 per way
+  payload: usize;      // PAYLOAD_BYTES per way
   plru: usize;         // one u32 of tree bits per set
   setMask: u64;        // sets - 1 when sets is a power of two (the usual case), else 0: use a modulo
 }
@@ -65,11 +66,15 @@ const ENTRY_BYTES: usize = 32;
   return <u32>(a.setMask != 0 || a.sets == 1 ? pageNo & a.setMask : pageNo % <u64>a.sets);
 }
 
-/** A paging-structure cache for one level: fully associative, LRU. Key 0 = empty. */
+// @ts-ignore: decorator
+@inline function tagFor(pageNo: u64, size: u32, asid: u32): u64 { return (pageNo << 19) | (<u64>size << 17) | <u64>asid; }
+
+/** A paging-structure cache for one level: 4-way set associative (fully associative up to 4 entries), LRU. */
 @unmanaged export class WalkCache {
   n: u32;
-  keys: usize;         // u64: (prefix << 16 | asid) + 1
-  tables: usize;       // u32: table pfn one level down
+  sets: u32;
+  ways: u32;
+  keys: usize;         // u64: (prefix << 16 | asid), 0 = empty
   stamps: usize;       // u32
 }
 
@@ -80,57 +85,62 @@ export const WALKCACHE_BYTES: usize = offsetof<WalkCache>();
 export function tlbArrayInit(a: TlbArray, level: u32, kind: u32, sizes: u32, sets: u32, ways: u32, policy: u32): bool {
   a.level = level; a.kind = kind; a.sizes = sizes; a.sets = sets; a.ways = ways; a.policy = policy;
   a.setMask = (sets & (sets - 1)) == 0 ? <u64>(sets - 1) : 0;
-  a.entries = kzalloc(<usize>sets * ways * ENTRY_BYTES);
+  const n = <usize>sets * ways;
+  a.tags = kzalloc(n << 3);
+  a.payload = kzalloc(n * PAYLOAD_BYTES);
   a.plru = kzalloc(<usize>sets << 2);
-  return a.entries != 0 && a.plru != 0;
+  return a.tags != 0 && a.payload != 0 && a.plru != 0;
 }
 
 export function walkCacheInit(c: WalkCache, n: u32): bool {
   c.n = n;
   if (n == 0) return true;
-  c.keys = kzalloc(<usize>n << 3);
-  c.tables = kzalloc(<usize>n << 2);
-  c.stamps = kzalloc(<usize>n << 2);
-  return c.keys != 0 && c.tables != 0 && c.stamps != 0;
+  c.ways = n < 4 ? n : 4;
+  c.sets = (n + c.ways - 1) / c.ways;
+  c.keys = kzalloc(<usize>c.sets * c.ways << 3);
+  c.stamps = kzalloc(<usize>c.sets * c.ways << 2);
+  return c.keys != 0 && c.stamps != 0;
 }
 
+/** An entry handle: the way's index across the array (payload and tag are found from it). */
 // @ts-ignore: decorator
-@inline function entryAt(a: TlbArray, set: u32, way: u32): usize {
-  return a.entries + (<usize>set * a.ways + way) * ENTRY_BYTES;
-}
+@inline function payloadOf(a: TlbArray, slot: usize): usize { return a.payload + slot * PAYLOAD_BYTES; }
 
-/** Finds vpn's translation of `size` in the array; returns the entry or 0. Updates recency. */
+/** Finds the translation of vpn at `size` in the array; returns the payload pointer or 0. Updates recency. */
 export function tlbArrayLookup(a: TlbArray, vpn: u64, size: u32, asid: u32, stamp: u32): usize {
-  const vbase = (vpn >> sizeShift(size)) << sizeShift(size);
-  const set = setOf(a, vpn >> sizeShift(size));
+  const pageNo = vpn >> sizeShift(size);
+  const set = setOf(a, pageNo);
+  const key = tagFor(pageNo, size, asid);
+  const gkey = (key & ~ASID_MASK) | GLOBAL_TAG;
+  const first = <usize>set * a.ways;
+  const tags = a.tags + (first << 3);
   for (let w: u32 = 0; w < a.ways; w++) {
-    const e = entryAt(a, set, w);
-    const perms = <u32>load<u8>(e, 15);
-    if ((perms & TLB_VALID) == 0) continue;
-    if (load<u64>(e) != vbase || <u32>load<u8>(e, 14) != size) continue;
-    if ((perms & TLB_GLOBAL) == 0 && <u32>load<u16>(e, 12) != asid) continue;
-    touchWay(a, set, w, e, stamp);
-    return e;
+    const t = load<u64>(tags + (<usize>w << 3));
+    if (t == key || t == gkey) {
+      const e = payloadOf(a, first + w);
+      touchWay(a, set, w, e, stamp);
+      return e;
+    }
   }
   return 0;
 }
 
 /** Like tlbArrayLookup, for inspection: recency untouched. */
 export function tlbArrayPeek(a: TlbArray, vpn: u64, size: u32, asid: u32): usize {
-  const vbase = (vpn >> sizeShift(size)) << sizeShift(size);
-  const set = setOf(a, vpn >> sizeShift(size));
+  const pageNo = vpn >> sizeShift(size);
+  const set = setOf(a, pageNo);
+  const key = tagFor(pageNo, size, asid);
+  const gkey = (key & ~ASID_MASK) | GLOBAL_TAG;
+  const first = <usize>set * a.ways;
   for (let w: u32 = 0; w < a.ways; w++) {
-    const e = entryAt(a, set, w);
-    const perms = <u32>load<u8>(e, 15);
-    if ((perms & TLB_VALID) == 0 || load<u64>(e) != vbase || <u32>load<u8>(e, 14) != size) continue;
-    if ((perms & TLB_GLOBAL) == 0 && <u32>load<u16>(e, 12) != asid) continue;
-    return e;
+    const t = load<u64>(a.tags + ((first + w) << 3));
+    if (t == key || t == gkey) return payloadOf(a, first + w);
   }
   return 0;
 }
 
 function touchWay(a: TlbArray, set: u32, way: u32, e: usize, stamp: u32): void {
-  if (a.policy == POLICY_LRU) { store<u32>(e, stamp, 16); return; }
+  if (a.policy == POLICY_LRU) { store<u32>(e, stamp, 8); return; }
   // Tree-PLRU: every node on the path points away from the way just used.
   const p = a.plru + (<usize>set << 2);
   let bits = load<u32>(p);
@@ -146,13 +156,13 @@ function touchWay(a: TlbArray, set: u32, way: u32, e: usize, stamp: u32): void {
 }
 
 function victimWay(a: TlbArray, set: u32): u32 {
+  const first = <usize>set * a.ways;
   let oldest: u32 = 0;
   let best: u32 = 0xFFFF_FFFF;
   for (let w: u32 = 0; w < a.ways; w++) {
-    const e = entryAt(a, set, w);
-    if ((<u32>load<u8>(e, 15) & TLB_VALID) == 0) return w;
+    if (load<u64>(a.tags + ((first + w) << 3)) == 0) return w;
     if (a.policy == POLICY_LRU) {
-      const s = load<u32>(e, 16);
+      const s = load<u32>(payloadOf(a, first + w), 8);
       if (s < best) { best = s; oldest = w; }
     }
   }
@@ -169,110 +179,117 @@ function victimWay(a: TlbArray, set: u32): u32 {
   return way;
 }
 
-/** Inserts a translation (replacing a victim); returns the entry. */
+/** Inserts a translation (replacing a victim); returns its payload. `pfn` is the first frame of the page. */
 export function tlbArrayFill(a: TlbArray, vpn: u64, size: u32, asid: u32, pfn: u32, perms: u32, stamp: u32): usize {
-  const shift = sizeShift(size);
-  const set = setOf(a, vpn >> shift);
+  const pageNo = vpn >> sizeShift(size);
+  const set = setOf(a, pageNo);
   const w = victimWay(a, set);
-  const e = entryAt(a, set, w);
-  store<u64>(e, (vpn >> shift) << shift);
-  store<u32>(e, pfn & ~((<u32>1 << <u32>shift) - 1), 8);
-  store<u16>(e, <u16>asid, 12);
-  store<u8>(e, <u8>size, 14);
-  store<u8>(e, <u8>(perms | TLB_VALID), 15);
+  const slot = <usize>set * a.ways + w;
+  const global = (perms & TLB_GLOBAL) != 0;
+  store<u64>(a.tags + (slot << 3), global ? (tagFor(pageNo, size, 0) | GLOBAL_TAG) : tagFor(pageNo, size, asid));
+  const e = payloadOf(a, slot);
+  store<u32>(e, pfn & ~((<u32>1 << <u32>sizeShift(size)) - 1));
+  store<u32>(e, perms, 4);
+  store<u32>(e, (<u32>slot << 2) | size, 12);       // back-pointer to the tag, and the size
   touchWay(a, set, w, e, stamp);
   return e;
 }
 
-/** Invalidates the translations of vpn in the array (INVLPG: global ones too). Returns how many. */
-export function tlbArrayFlushPage(a: TlbArray, vpn: u64, asid: u32): u32 {
-  let n: u32 = 0;
+/** Invalidates the translations of vpn in the array (INVLPG: global ones too). */
+export function tlbArrayFlushPage(a: TlbArray, vpn: u64, asid: u32): void {
   for (let size: u32 = 0; size < 4; size++) {
     if ((a.sizes & (<u32>1 << size)) == 0) continue;
-    const shift = sizeShift(size);
-    const vbase = (vpn >> shift) << shift;
-    const set = setOf(a, vpn >> shift);
+    const pageNo = vpn >> sizeShift(size);
+    const set = setOf(a, pageNo);
+    const key = tagFor(pageNo, size, asid);
+    const gkey = (key & ~ASID_MASK) | GLOBAL_TAG;
+    const tags = a.tags + (<usize>set * a.ways << 3);
     for (let w: u32 = 0; w < a.ways; w++) {
-      const e = entryAt(a, set, w);
-      const perms = <u32>load<u8>(e, 15);
-      if ((perms & TLB_VALID) == 0 || load<u64>(e) != vbase || <u32>load<u8>(e, 14) != size) continue;
-      if ((perms & TLB_GLOBAL) == 0 && <u32>load<u16>(e, 12) != asid) continue;
-      store<u8>(e, 0, 15);
-      n++;
+      const p = tags + (<usize>w << 3);
+      const t = load<u64>(p);
+      if (t == key || t == gkey) store<u64>(p, 0);
     }
   }
-  return n;
 }
 
 /** Invalidates every non-global entry of an address space (asid = -1: everything). */
 export function tlbArrayFlushAsid(a: TlbArray, asid: i32): void {
-  const total = a.sets * a.ways;
-  for (let i: u32 = 0; i < total; i++) {
-    const e = a.entries + <usize>i * ENTRY_BYTES;
-    const perms = <u32>load<u8>(e, 15);
-    if ((perms & TLB_VALID) == 0) continue;
-    if (asid < 0 || ((perms & TLB_GLOBAL) == 0 && <u32>load<u16>(e, 12) == <u32>asid)) store<u8>(e, 0, 15);
+  const total = <usize>a.sets * a.ways;
+  for (let i: usize = 0; i < total; i++) {
+    const p = a.tags + (i << 3);
+    const t = load<u64>(p);
+    if (t == 0) continue;
+    if (asid < 0 || ((t & GLOBAL_TAG) == 0 && (t & ASID_MASK) == <u64>asid)) store<u64>(p, 0);
   }
 }
 
 /** Valid entries in the array (for inspection). */
 export function tlbArrayCount(a: TlbArray): u32 {
   let n: u32 = 0;
-  const total = a.sets * a.ways;
-  for (let i: u32 = 0; i < total; i++) if ((<u32>load<u8>(a.entries + <usize>i * ENTRY_BYTES, 15) & TLB_VALID) != 0) n++;
+  const total = <usize>a.sets * a.ways;
+  for (let i: usize = 0; i < total; i++) if (load<u64>(a.tags + (i << 3)) != 0) n++;
   return n;
 }
 
+// Payload accessors: an entry is its payload pointer; its first page number
+// and size come from the tag it points back to.
 // @ts-ignore: decorator
-@inline export function entryPfn(e: usize): u32 { return load<u32>(e, 8); }
+@inline export function entryPfn(e: usize): u32 { return load<u32>(e); }
 // @ts-ignore: decorator
-@inline export function entryVbase(e: usize): u64 { return load<u64>(e); }
+@inline export function entryPerms(e: usize): u32 { return load<u32>(e, 4); }
 // @ts-ignore: decorator
-@inline export function entryPerms(e: usize): u32 { return <u32>load<u8>(e, 15); }
+@inline export function entrySize(e: usize): u32 { return load<u32>(e, 12) & 3; }
 // @ts-ignore: decorator
-@inline export function entrySize(e: usize): u32 { return <u32>load<u8>(e, 14); }
+@inline export function setEntryPerms(e: usize, p: u32): void { store<u32>(e, p, 4); }
+/** First 4 KiB page number of the entry's translation. */
 // @ts-ignore: decorator
-@inline export function setEntryPerms(e: usize, p: u32): void { store<u8>(e, <u8>(p | TLB_VALID), 15); }
+@inline export function entryVbase(a: TlbArray, e: usize): u64 {
+  return (load<u64>(a.tags + (<usize>(load<u32>(e, 12) >> 2) << 3)) >> 19) << sizeShift(entrySize(e));
+}
+/** Invalidates an entry found by lookup. */
 // @ts-ignore: decorator
-@inline export function invalidateEntry(e: usize): void { store<u8>(e, 0, 15); }
+@inline export function invalidateEntry(a: TlbArray, e: usize): void { store<u64>(a.tags + (<usize>(load<u32>(e, 12) >> 2) << 3), 0); }
 
 // ---- paging-structure caches ------------------------------------------------------------
 
 // @ts-ignore: decorator
-@inline function walkKey(prefix: u64, asid: u32): u64 { return ((prefix << 16) | <u64>asid) + 1; }
+@inline function walkKey(prefix: u64, asid: u32): u64 { return (prefix << 16) | <u64>asid; }
 
-/** The table pfn cached for this prefix, or 0. */
-export function walkCacheLookup(c: WalkCache, prefix: u64, asid: u32, stamp: u32): u32 {
+/** Whether the entry for this prefix is cached (the table pointer itself is not modelled: walks read the real tables). */
+export function walkCacheLookup(c: WalkCache, prefix: u64, asid: u32, stamp: u32): bool {
+  if (c.n == 0) return false;
   const key = walkKey(prefix, asid);
-  for (let i: u32 = 0; i < c.n; i++) {
-    if (load<u64>(c.keys + (<usize>i << 3)) == key) {
-      store<u32>(c.stamps + (<usize>i << 2), stamp);
-      return load<u32>(c.tables + (<usize>i << 2));
+  const first = <usize>(<u32>(prefix % <u64>c.sets)) * c.ways;
+  for (let i: usize = 0; i < c.ways; i++) {
+    if (load<u64>(c.keys + ((first + i) << 3)) == key) {
+      store<u32>(c.stamps + ((first + i) << 2), stamp);
+      return true;
     }
   }
-  return 0;
+  return false;
 }
 
-export function walkCacheFill(c: WalkCache, prefix: u64, asid: u32, table: u32, stamp: u32): void {
+export function walkCacheFill(c: WalkCache, prefix: u64, asid: u32, stamp: u32): void {
   if (c.n == 0) return;
   const key = walkKey(prefix, asid);
-  let victim: u32 = 0;
+  const first = <usize>(<u32>(prefix % <u64>c.sets)) * c.ways;
+  let victim: usize = 0;
   let best: u32 = 0xFFFF_FFFF;
-  for (let i: u32 = 0; i < c.n; i++) {
-    const k = load<u64>(c.keys + (<usize>i << 3));
+  for (let i: usize = 0; i < c.ways; i++) {
+    const k = load<u64>(c.keys + ((first + i) << 3));
     if (k == key || k == 0) { victim = i; break; }
-    const s = load<u32>(c.stamps + (<usize>i << 2));
+    const s = load<u32>(c.stamps + ((first + i) << 2));
     if (s < best) { best = s; victim = i; }
   }
-  store<u64>(c.keys + (<usize>victim << 3), key);
-  store<u32>(c.tables + (<usize>victim << 2), table);
-  store<u32>(c.stamps + (<usize>victim << 2), stamp);
+  store<u64>(c.keys + ((first + victim) << 3), key);
+  store<u32>(c.stamps + ((first + victim) << 2), stamp);
 }
 
-/** Drops an address space's cached table pointers (asid = -1: all). */
+/** Drops an address space's cached entries (asid = -1: all). */
 export function walkCacheFlush(c: WalkCache, asid: i32): void {
-  for (let i: u32 = 0; i < c.n; i++) {
-    const k = load<u64>(c.keys + (<usize>i << 3));
-    if (k != 0 && (asid < 0 || <u32>((k - 1) & 0xFFFF) == <u32>asid)) store<u64>(c.keys + (<usize>i << 3), 0);
+  const total = <usize>c.sets * c.ways;
+  for (let i: usize = 0; i < total; i++) {
+    const k = load<u64>(c.keys + (i << 3));
+    if (k != 0 && (asid < 0 || <u32>(k & 0xFFFF) == <u32>asid)) store<u64>(c.keys + (i << 3), 0);
   }
 }

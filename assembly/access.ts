@@ -15,7 +15,7 @@ import { leafLookup, lookupLevel, handleMmFault } from "./fault";
 import { hwAccess, leafPfn, isUpperLeaf, pteCont, tlbPerms, ACCESS_WRITE, ACCESS_EXEC } from "./arch/index";
 import { tagOf, setTag } from "./frames";
 import {
-  Cpu, cpuAt, arrayAt, walkCacheAt, bumpStat, funcKey, cpuFlushPage, translationMode, MODE_FUNCTIONAL, FUNC_SLOTS,
+  Cpu, cpuAt, arrayAt, walkCacheAt, bumpStat, funcKey, cpuFaultInvalidate, translationMode, MODE_FUNCTIONAL, FUNC_SLOTS,
   ST_ACCESSES, ST_L1_HIT, ST_L2_HIT, ST_WALKS, ST_WALK_REFS, ST_WALK_CACHE_HITS, ST_PAGE_FAULTS, ST_DIRTY_REWALKS,
   ST_WALK_SIZE, ST_FAULT_KIND, ST_SIGNALS,
 } from "./cpu";
@@ -43,6 +43,8 @@ export const HIT_L2: u32 = 2;
 export const HIT_WALK: u32 = 3;
 
 const MAX_RETRIES: u32 = 8;
+/** Whether the last failed translation came from a cached entry (rather than a walk). */
+let faultFromHit = false;
 const FAULT: u64 = <u64>-1;
 
 // Fault kinds for the counters.
@@ -146,6 +148,7 @@ function translateModel(c: Cpu, mm: Mm, addr: u64, kind: u32): u64 {
   const vpn = addr >> 12;
   const asid = mm.id;
   const stamp = ++c.stamp;
+  faultFromHit = true;
   const seen = mm.tlbSizes;
   let e = probeLevel(c, 1, vpn, kind, asid, stamp, seen);
   if (e != 0) {
@@ -161,6 +164,7 @@ function translateModel(c: Cpu, mm: Mm, addr: u64, kind: u32): u64 {
       if (l1 != 0) { e = l1; mm.tlbSizes |= <u32>1 << probeSize; } else { probeArray = l2Array; probeSize = l2Size; }
     } else {
       accessHit = HIT_WALK;
+      faultFromHit = false;
       return walkAndFill(c, mm, addr, kind, stamp);
     }
   }
@@ -288,7 +292,7 @@ function faultAndRetry(c: Cpu, mm: Mm, addr: u64, kind: u32, tag: u32, functiona
   for (let attempt: u32 = 0; attempt <= MAX_RETRIES; attempt++) {
     // #PF: the CPU drops what it cached for the address, the kernel handles the fault here.
     accessFaults++;
-    cpuFlushPage(c, mm.id, addr >> 12);
+    cpuFaultInvalidate(c, mm.id, addr >> 12, faultFromHit || functional);
     if (!functional) bumpStat(c, ST_PAGE_FAULTS, 1);
     const flags: u32 = kind == ACCESS_WRITE ? FAULT_FLAG_WRITE : (kind == ACCESS_EXEC ? FAULT_FLAG_INSTRUCTION : 0);
     const r = handleMmFault(mm, addr, flags);

@@ -13,7 +13,7 @@ import { kzalloc } from "./heap";
 import { Mm } from "./mm";
 import {
   TlbArray, WalkCache, ARRAY_BYTES, WALKCACHE_BYTES, MAX_ARRAYS, MAX_WALK_LEVELS, tlbArrayInit, walkCacheInit,
-  tlbArrayFlushPage, tlbArrayFlushAsid, walkCacheFlush,
+  tlbArrayFlushPage, tlbArrayFlushAsid, walkCacheFlush, walkCacheDrop,
 } from "./tlb";
 
 export const MODE_MODEL: u32 = 0;
@@ -110,6 +110,20 @@ export function setTranslationMode(m: u32): void { translationMode = m; }
 export function cpuFlushPage(c: Cpu, asid: u32, vpn: u64): void {
   for (let i: u32 = 0; i < c.nArrays; i++) tlbArrayFlushPage(arrayAt(c, i), vpn, asid);
   for (let l: u32 = 1; l < MAX_WALK_LEVELS; l++) walkCacheFlush(walkCacheAt(c, l), <i32>asid);
+  const s = funcSlot(c, vpn);
+  if (load<u64>(s) == funcKey(vpn, asid)) store<u64>(s, 0);
+}
+
+/**
+ * What a page fault invalidates on x86: the translations of the faulting
+ * address and the paging-structure entries used for it (not the whole
+ * address space's, as INVLPG does). `fromHit`: the fault came from a cached
+ * entry, so every array may hold the address; otherwise the probe just
+ * missed them all and only the walk caches and the functional slot matter.
+ */
+export function cpuFaultInvalidate(c: Cpu, asid: u32, vpn: u64, fromHit: bool): void {
+  if (fromHit) for (let i: u32 = 0; i < c.nArrays; i++) tlbArrayFlushPage(arrayAt(c, i), vpn, asid);
+  for (let l: u32 = 1; l < MAX_WALK_LEVELS; l++) walkCacheDrop(walkCacheAt(c, l), vpn >> (9 * <u64>l), asid);
   const s = funcSlot(c, vpn);
   if (load<u64>(s) == funcKey(vpn, asid)) store<u64>(s, 0);
 }

@@ -285,6 +285,16 @@ export function walkCacheFill(c: WalkCache, prefix: u64, asid: u32, stamp: u32):
   store<u32>(c.stamps + ((first + victim) << 2), stamp);
 }
 
+/** Drops the entry for one prefix, if cached. */
+export function walkCacheDrop(c: WalkCache, prefix: u64, asid: u32): void {
+  if (c.n == 0) return;
+  const key = walkKey(prefix, asid);
+  const first = <usize>(<u32>(prefix % <u64>c.sets)) * c.ways;
+  for (let i: usize = 0; i < c.ways; i++) {
+    if (load<u64>(c.keys + ((first + i) << 3)) == key) store<u64>(c.keys + ((first + i) << 3), 0);
+  }
+}
+
 /** Drops an address space's cached entries (asid = -1: all). */
 export function walkCacheFlush(c: WalkCache, asid: i32): void {
   const total = <usize>c.sets * c.ways;

@@ -225,7 +225,7 @@ async function main(): Promise<void> {
 
   const header =
     `ptemu benchmark — ${machine}\n` +
-    `range: ${describeRange(config.pages)} of 4 KiB, x86-64 4-level tables, THP off${config.quick ? ', --quick' : ''}`;
+    `range: ${describeRange(config.pages)} of 4 KiB, x86-64 4-level tables, THP off, no modelled TLB (kernel work only)${config.quick ? ', --quick' : ''}`;
   const table = formatTable(
     ['operation', 'WASM ns/page', 'naive TS ns/page', 'C ns/page', 'WASM÷naive speedup', 'WASM÷C ratio'],
     rows,

@@ -45,7 +45,9 @@ function machineMemory(pages: number): number {
 
 export async function wasmSubject(pages: number): Promise<Subject> {
   // THP off so that every op works on 4 KiB PTEs, like the peers.
-  const machine = await Machine.create({ memory: machineMemory(pages), thp: 'never' });
+  // No modelled TLB: these benchmarks time the kernel's work (faults, range ops), which the peers
+  // implement; trace replay through the TLB model has its own benchmark (bench/replay.ts).
+  const machine = await Machine.create({ memory: machineMemory(pages), thp: 'never', tlb: 'none' });
   const proc = machine.spawn();
   const { start, length } = proc.mmap({ length: pages * PAGE_SIZE, prot: 'rw' });
   const last = start + length - PAGE_SIZE;

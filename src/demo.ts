@@ -74,10 +74,24 @@ export async function runDemo(out: Out = (l) => console.log(l)): Promise<void> {
   p.mprotect(t.start + 4096, 4096, 'r');
   out(entryLine(p, t.start) + '   <- after mprotect of one page: 512 PTEs, same frames');
 
-  h('6. ptdump of process p');
+  h('6. TLBs: a stale writable entry outlives a write-protect until the flush reaches the CPU');
+  const m2 = await Machine.create({ arch: 'x86_64', memory: '256MiB', cpus: 2, tlb: 'skylake' });
+  const r = m2.spawn();
+  const ra = r.mmap({ length: '4KiB', prot: 'rw' });
+  r.write(ra.start, 1, { cpu: 1 });
+  const pte = r.entry(ra.start);
+  out(`C1 wrote the page: C1's TLB holds ${JSON.stringify(m2.cpu(1).tlb.lookup(r, ra.start))}`);
+  m2.kernel.setEntry(r, ra.start, m2.arch.makePte({ pfn: pte.pfn!, write: false, dirty: true }));
+  const stale = m2.cpu(1).write(r, ra.start, 2);
+  out(`C0 write-protects the PTE without a flush; C1 writes again: ${stale.ok ? `completes from ${stale.hit}, no fault` : 'faults'}; PTE still ${describeEntry(r.entry(ra.start))}`);
+  m2.kernel.flushTlbPage(r, ra.start);
+  const after = m2.cpu(1).write(r, ra.start, 3);
+  out(`after flush_tlb_page reaches C1: the write takes ${after.faults} fault(s); flush log: ${JSON.stringify(m2.flushLog.at(-1))}`);
+
+  h('7. ptdump of process p');
   out(p.dump());
 
-  h('7. Invariants and counters');
+  h('8. Invariants and counters');
   const problems = m.check();
   out(`m.check(): ${problems.length === 0 ? 'clean' : problems.map((x) => x.message).join('; ')}`);
   out(`machine: ${JSON.stringify(m.stats)}`);

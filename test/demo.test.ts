@@ -16,5 +16,7 @@ it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, T
   expect(text).toMatch(/private mapping after its own write reads 222; the shared page now holds 333/);
   expect(text).toMatch(/pmd 0x[0-9a-f]+ RW NX .*2 MiB folio mapped by one PMD/);
   expect(text).toMatch(/pte x510/);
+  expect(text).toMatch(/C1 writes again: completes from l1, no fault/);
+  expect(text).toMatch(/the write takes 1 fault\(s\)/);
   expect(text).toMatch(/m\.check\(\): clean/);
 });

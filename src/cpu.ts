@@ -6,6 +6,7 @@ import type { Core } from './core.js';
 import type { Machine } from './machine.js';
 import type { Process, AccessResult } from './process.js';
 import { EmuError } from './errors.js';
+import { toBigAddr } from './addr.js';
 import type { PageSizeName } from './tlb.js';
 
 /** Where a translation came from. */
@@ -84,6 +85,7 @@ export class Cpu {
 
   /** One access by this CPU on behalf of p: 'r', 'w' (storing tag) or 'x'. */
   access(p: Process, addr: number | bigint, kind: 'r' | 'w' | 'x', tag = 0): CpuAccessResult {
+    this.ownProcess(p);
     if (kind !== 'r' && kind !== 'w' && kind !== 'x') throw new EmuError('EINVAL', `kind must be 'r', 'w' or 'x', got ${String(kind)}`, 'kind');
     return p.accessOn(this.id, addr, kind === 'r' ? 0 : kind === 'w' ? 1 : 2, tag);
   }
@@ -98,7 +100,8 @@ export class Cpu {
     return {
       stats: toTlbStats(readCpuStats(core, id)),
       lookup: (p: Process, addr: number | bigint): CachedTranslation | null => {
-        const vpn = Number(BigInt(addr) >> 12n);
+        this.ownProcess(p);
+        const vpn = Number(toBigAddr(addr, 'addr') >> 12n);
         const where = core.x.cpuPeek(id, p.pid, vpn);
         if (where <= 0) return null;
         const perms = core.result(1);
@@ -110,6 +113,12 @@ export class Cpu {
       },
       occupancy: this.occupancy(),
     };
+  }
+
+  private ownProcess(p: Process): void {
+    if (p === null || typeof p !== 'object' || p.machine !== this.machine || p.exited) {
+      throw new EmuError('EINVAL', 'p must be a live process of this machine', 'p');
+    }
   }
 
   /** Valid entries per array, in configuration order. */

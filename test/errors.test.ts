@@ -2,7 +2,7 @@
 // and the machine exactly as before.
 
 import { describe, it, expect } from 'vitest';
-import { Machine, EmuError, type Process } from '../src/index.js';
+import { Machine, EmuError, Trace, type Process } from '../src/index.js';
 import { machine, expectClean, PAGE, MiB } from './helpers.js';
 
 /** Everything a scenario can observe (the core's own heap usage aside: buffers are cached). */
@@ -86,6 +86,38 @@ describe('bad arguments leave the machine unchanged', () => {
     await expect(Machine.create({ levels: 5, arch: 'arm64' })).rejects.toMatchObject({ code: 'EINVAL', arg: 'levels' });
     await expect(Machine.create({ thp: 'sometimes' as never })).rejects.toMatchObject({ code: 'EINVAL', arg: 'thp' });
     await expect(Machine.create({ bogus: 1 } as never)).rejects.toMatchObject({ code: 'EINVAL', arg: 'bogus' });
+    expectClean(m);
+  });
+
+  it('CPUs, traces and kernel primitives validate their arguments too', async () => {
+    const m = await machine({ cpus: 2 });
+    const other = await machine();
+    const p = m.spawn();
+    const q = other.spawn();
+    const a = p.mmap({ addr: 0x40000000, length: 4 * PAGE, prot: 'rw' });
+    p.write(a.start, 1);
+    const before = snapshot(m, p);
+    const cases: [() => unknown, string, string?][] = [
+      [() => p.read(a.start, { cpu: 2 }), 'EINVAL', 'cpu'],
+      [() => p.write(a.start, 1, { cpu: -1 }), 'EINVAL', 'cpu'],
+      [() => m.cpu(7), 'EINVAL', 'cpu'],
+      [() => m.cpu(0).access(q, a.start, 'r'), 'EINVAL', 'p'],
+      [() => m.cpu(0).access(p, a.start, 'z' as never), 'EINVAL', 'kind'],
+      [() => m.cpu(0).tlb.lookup(p, 1.5), 'EINVAL', 'addr'],
+      [() => m.replay(p, [] as never), 'EINVAL', 'trace'],
+      [() => m.replay(q, new Trace()), 'EINVAL', 'p'],
+      [() => new Trace().push(-1), 'EINVAL', 'addr'],
+      [() => new Trace().push(a.start, 'q' as never), 'EINVAL', 'kind'],
+      [() => new Trace(0), 'EINVAL', 'capacity'],
+      [() => m.kernel.flushTlbRange(p, a.end, a.start), 'EINVAL', 'end'],
+      [() => m.kernel.flushTlbPage(q, a.start), 'EINVAL', 'p'],
+      [() => m.kernel.setEntry(p, 0x7000_0000_0000, 0n), 'EINVAL', 'addr'],
+      [() => m.kernel.setEntry(p, a.start, -1n), 'EINVAL', 'raw'],
+      [() => m.kernel.decTlbFlushPending(p), 'EINVAL', 'p'],
+      [() => m.kernel.walkPageRange(p, a.start, a.end, { pteEntry: 5 } as never), 'EINVAL', 'pteEntry'],
+    ];
+    for (const [fn, code, arg] of cases) expectError(fn, code, arg);
+    expect(snapshot(m, p)).toEqual(before);
     expectClean(m);
   });
 

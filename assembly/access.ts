@@ -110,9 +110,10 @@ function probeLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, stamp: u
     const a = arrayAt(c, i);
     if (a.level != level || !kindMatches(a, kind)) continue;
     // Sizes this address space never had cached cannot hit: skipping them changes nothing but time.
-    const sizes = a.sizes & seen;
-    for (let s: u32 = 0; s < 4; s++) {
-      if ((sizes & (<u32>1 << s)) == 0) continue;
+    let sizes = a.sizes & seen;
+    while (sizes != 0) {
+      const s = ctz<u32>(sizes);
+      sizes &= sizes - 1;
       const e = tlbArrayLookup(a, vpn, s, asid, stamp);
       if (e != 0) { probeSize = s; probeArray = a; return e; }
     }
@@ -172,7 +173,8 @@ function translateModel(c: Cpu, mm: Mm, addr: u64, kind: u32): u64 {
 }
 
 /** Applies the cached permissions of a hit; a clean writable entry re-walks to set dirty. */
-function checkEntry(c: Cpu, mm: Mm, addr: u64, kind: u32, e: usize): u64 {
+// @ts-ignore: decorator
+@inline function checkEntry(c: Cpu, mm: Mm, addr: u64, kind: u32, e: usize): u64 {
   const perms = entryPerms(e);
   if (!permits(perms, kind)) {
     if (kind == ACCESS_WRITE && (perms & (TLB_READ | TLB_WRITE_UPDATE)) == (TLB_READ | TLB_WRITE_UPDATE)) {

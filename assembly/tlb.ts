@@ -107,7 +107,8 @@ export function walkCacheInit(c: WalkCache, n: u32): bool {
 @inline function payloadOf(a: TlbArray, slot: usize): usize { return a.payload + slot * PAYLOAD_BYTES; }
 
 /** Finds the translation of vpn at `size` in the array; returns the payload pointer or 0. Updates recency. */
-export function tlbArrayLookup(a: TlbArray, vpn: u64, size: u32, asid: u32, stamp: u32): usize {
+// @ts-ignore: decorator
+@inline export function tlbArrayLookup(a: TlbArray, vpn: u64, size: u32, asid: u32, stamp: u32): usize {
   const pageNo = vpn >> sizeShift(size);
   const set = setOf(a, pageNo);
   const key = tagFor(pageNo, size, asid);
@@ -139,9 +140,14 @@ export function tlbArrayPeek(a: TlbArray, vpn: u64, size: u32, asid: u32): usize
   return 0;
 }
 
-function touchWay(a: TlbArray, set: u32, way: u32, e: usize, stamp: u32): void {
-  if (a.policy == POLICY_LRU) { store<u32>(e, stamp, 8); return; }
-  // Tree-PLRU: every node on the path points away from the way just used.
+// @ts-ignore: decorator
+@inline function touchWay(a: TlbArray, set: u32, way: u32, e: usize, stamp: u32): void {
+  if (a.policy == POLICY_LRU) store<u32>(e, stamp, 8);
+  else touchPlru(a, set, way);
+}
+
+/** Tree-PLRU: every node on the path points away from the way just used. */
+function touchPlru(a: TlbArray, set: u32, way: u32): void {
   const p = a.plru + (<usize>set << 2);
   let bits = load<u32>(p);
   let node: u32 = 1;

@@ -327,11 +327,21 @@ export function replayTrace(cpu: u32, mm: Mm, buf: usize, count: u32, pfnsOut: u
   let ok: u32 = 0;
   const end = buf + (<usize>count << 3);
   let out = pfnsOut;
+  const asid = mm.id;
   for (let p = buf; p < end; p += 8) {
     const rec = load<u64>(p);
     const addr = rec & ~<u64>4095;
     const kind = <u32>rec & 3;
-    let pfn = functional ? translateFunctional(c, mm, addr, kind) : translateModel(c, mm, addr, kind);
+    let pfn: u64;
+    if (functional) {
+      // The functional cache's hit, inline: one slot, one key compare, the cached permissions.
+      const vpn = addr >> 12;
+      const slot = c.func + (<usize>(<u32>vpn & (FUNC_SLOTS - 1)) << 4);
+      pfn = load<u64>(slot) == funcKey(vpn, asid) && permits(load<u32>(slot, 12), kind)
+        ? <u64>load<u32>(slot, 8) : translateFunctional(c, mm, addr, kind);
+    } else {
+      pfn = translateModel(c, mm, addr, kind);
+    }
     if (pfn != FAULT) {
       if (kind == ACCESS_WRITE) setTag(<u32>pfn, 0);
       ok++;

@@ -38,9 +38,11 @@
  *   arrays=level:kind:sizes:sets:ways:policy,...  (resolved TLB arrays; empty: none)
  *   walk=pmd,pud,p4d,pgd   (walk-cache entries per level)
  *   pfns=FILE   optional: u32 pfn of each mapped page (the core's allocation)
+ *   serve=1     take commands on stdin instead of running warmup/reps (see serve())
  * Prints one JSON object: per-call ns/access of the timed calls, counters
  * summed over every call (warm-up, timed and a final verification call), and
- * an FNV-1a hash of the pfns the verification call reached.
+ * an FNV-1a hash of the frame and kind of every access of the verification
+ * call.
  *
  * Deliberately plain C (no intrinsics, no threads): what a straightforward
  * -O2 build achieves.
@@ -760,6 +762,7 @@ struct options {
     uint32_t arrays[MAX_ARRAYS][6];
     uint32_t walk[4];
     const char *pfns;
+    bool serve;
 };
 
 static uint64_t parse_u64(const char *key, const char *text)
@@ -823,11 +826,12 @@ static struct options parse_options(int argc, char **argv)
         else if (strcmp(k, "arrays") == 0) o.n_arrays = parse_rows(v, &o.arrays[0][0], 6, MAX_ARRAYS, ':');
         else if (strcmp(k, "walk") == 0) { if (parse_rows(v, o.walk, 4, 1, ',') != 1) die("walk needs 4 values"); }
         else if (strcmp(k, "pfns") == 0) o.pfns = v;
+        else if (strcmp(k, "serve") == 0) o.serve = parse_u32(k, v) != 0;
         else { fprintf(stderr, "replay-native: unknown argument %s\n", k); exit(1); }
     }
     if (!have_start || (o.start & 4095) != 0) die("start= must give the page-aligned start of the mapping");
     if (o.map_pages == 0 || o.trace_pages == 0 || o.trace_pages > o.map_pages) die("need 0 < pages <= map");
-    if (o.count == 0 || o.reps == 0) die("count and reps must be positive");
+    if (o.count == 0) die("count must be positive");
     if (o.frames == 0) o.frames = o.map_pages + o.map_pages / 256 + 64;
     if (o.asid == 0 || o.asid > 0xFFFF) die("asid must be in [1, 65535]");
     return o;
@@ -872,6 +876,100 @@ static int compare_doubles(const void *a, const void *b)
 {
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* One benchmark's state: the CPU, the address space, the trace, and what the calls so far did. */
+struct session {
+    struct cpu *c;
+    struct mm *mm;
+    const uint64_t *trace;
+    uint32_t count;
+    uint32_t calls;
+    uint64_t completed;
+    double *ns;      /* ns/access of each timed call */
+    uint32_t timed, cap;
+};
+
+static void warm(struct session *s, uint32_t calls)
+{
+    for (uint32_t r = 0; r < calls; r++) {
+        s->completed += replay(s->c, s->mm, s->trace, s->count, NULL);
+        s->calls++;
+    }
+}
+
+static double timed(struct session *s)
+{
+    if (s->timed == s->cap) {
+        s->cap = s->cap == 0 ? 16 : s->cap * 2;
+        s->ns = realloc(s->ns, s->cap * sizeof *s->ns);
+        if (s->ns == NULL) die("out of memory");
+    }
+    const double t0 = now_ns();
+    s->completed += replay(s->c, s->mm, s->trace, s->count, NULL);
+    const double ns = (now_ns() - t0) / s->count;
+    s->calls++;
+    s->ns[s->timed++] = ns;
+    return ns;
+}
+
+/*
+ * The verification call, then the JSON report. The hash (FNV-1a over the
+ * frame and the kind of every access) also proves this peer generated the
+ * caller's trace: with every page dirty, a different read/write mix would
+ * leave every counter the same.
+ */
+static void finish(struct session *s)
+{
+    uint32_t *pfns = xcalloc(s->count, sizeof *pfns);
+    s->completed += replay(s->c, s->mm, s->trace, s->count, pfns);
+    s->calls++;
+    uint32_t hash = 2166136261u;
+    for (uint32_t i = 0; i < s->count; i++) {
+        hash = (hash ^ pfns[i]) * 16777619u;
+        hash = (hash ^ ((uint32_t)s->trace[i] & 3)) * 16777619u;
+    }
+
+    printf("{\"calls\":%u,\"nsPerAccess\":[", s->calls);
+    for (uint32_t r = 0; r < s->timed; r++) printf("%s%.4f", r == 0 ? "" : ",", s->ns[r]);
+    double median = 0, best = 0;
+    if (s->timed > 0) {
+        qsort(s->ns, s->timed, sizeof *s->ns, compare_doubles);
+        median = s->timed % 2 == 1 ? s->ns[s->timed / 2] : (s->ns[s->timed / 2 - 1] + s->ns[s->timed / 2]) / 2;
+        best = s->ns[0];
+    }
+    printf("],\"median\":%.4f,\"best\":%.4f,\"completed\":%llu,\"accessHash\":%u,\"stats\":[", median, best,
+           (unsigned long long)s->completed, hash);
+    for (uint32_t i = 0; i < NR_STATS; i++) printf("%s%llu", i == 0 ? "" : ",", (unsigned long long)s->c->stats[i]);
+    printf("],\"lastHit\":%u}\n", access_hit);
+    fflush(stdout);
+}
+
+/*
+ * serve=1: commands on stdin, one per line, so the caller can interleave
+ * this peer's timed calls with its own subjects' (a noisy host then slows
+ * all of them alike): "warm N" (N untimed calls; replies "ok"), "time" (one
+ * timed call; replies its ns/access), "finish" (replies the JSON report).
+ */
+static void serve(struct session *s)
+{
+    char line[64];
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        unsigned n;
+        if (sscanf(line, "warm %u", &n) == 1) {
+            warm(s, n);
+            printf("ok\n");
+        } else if (strncmp(line, "time", 4) == 0) {
+            printf("%.4f\n", timed(s));
+        } else if (strncmp(line, "finish", 6) == 0) {
+            finish(s);
+            return;
+        } else {
+            die("unknown command");
+        }
+        fflush(stdout);
+    }
+    die("stdin closed before finish");
 }
 
 int main(int argc, char **argv)
@@ -919,31 +1017,15 @@ int main(int argc, char **argv)
     c.func = xcalloc(FUNC_SLOTS, sizeof *c.func);
     translation_mode = o.mode;
 
-    const uint64_t *trace = make_trace(&o);
-    uint64_t completed = 0;
-
-    for (uint32_t r = 0; r < o.warmup; r++) completed += replay(&c, &mm, trace, o.count, NULL);
-
-    double *ns = xcalloc(o.reps, sizeof *ns);
-    for (uint32_t r = 0; r < o.reps; r++) {
-        const double t0 = now_ns();
-        completed += replay(&c, &mm, trace, o.count, NULL);
-        ns[r] = (now_ns() - t0) / o.count;
+    struct session s = { .c = &c, .mm = &mm, .trace = make_trace(&o), .count = o.count };
+    if (o.serve) {
+        printf("ready\n");
+        fflush(stdout);
+        serve(&s);
+        return 0;
     }
-
-    /* Verification call: the frame of every access, hashed (FNV-1a over the u32 pfns). */
-    uint32_t *pfns = xcalloc(o.count, sizeof *pfns);
-    completed += replay(&c, &mm, trace, o.count, pfns);
-    uint32_t hash = 2166136261u;
-    for (uint32_t i = 0; i < o.count; i++) hash = (hash ^ pfns[i]) * 16777619u;
-
-    printf("{\"calls\":%u,\"nsPerAccess\":[", o.warmup + o.reps + 1);
-    for (uint32_t r = 0; r < o.reps; r++) printf("%s%.4f", r == 0 ? "" : ",", ns[r]);
-    qsort(ns, o.reps, sizeof *ns, compare_doubles);
-    const double median = o.reps % 2 == 1 ? ns[o.reps / 2] : (ns[o.reps / 2 - 1] + ns[o.reps / 2]) / 2;
-    printf("],\"median\":%.4f,\"best\":%.4f,\"completed\":%llu,\"pfnHash\":%u,\"stats\":[", median, ns[0],
-           (unsigned long long)completed, hash);
-    for (uint32_t i = 0; i < NR_STATS; i++) printf("%s%llu", i == 0 ? "" : ",", (unsigned long long)c.stats[i]);
-    printf("],\"lastHit\":%u}\n", access_hit);
+    warm(&s, o.warmup);
+    for (uint32_t r = 0; r < o.reps; r++) timed(&s);
+    finish(&s);
     return 0;
 }

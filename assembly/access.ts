@@ -64,10 +64,9 @@ const FK_DIRTY_UPDATE: u32 = 3;
 /** Whether cached permissions allow the access outright. */
 // @ts-ignore: decorator
 @inline function permits(perms: u32, kind: u32): bool {
+  if (kind == ACCESS_EXEC) return (perms & TLB_EXEC) != 0;    // execute-only pages need no read permission
   if ((perms & TLB_READ) == 0) return false;
-  if (kind == ACCESS_WRITE) return (perms & TLB_WRITE) != 0;
-  if (kind == ACCESS_EXEC) return (perms & TLB_EXEC) != 0;
-  return true;
+  return kind != ACCESS_WRITE || (perms & TLB_WRITE) != 0;
 }
 
 /**
@@ -224,7 +223,7 @@ function walkAndFill(c: Cpu, mm: Mm, addr: u64, kind: u32, stamp: u32): u64 {
   if (probeArray != changetype<TlbArray>(0)) mm.tlbSizes |= <u32>1 << probeSize;
   fillLevel(c, 1, vpn, kind, asid, size, vbase, leafBase, perms, stamp);
   if (probeArray != changetype<TlbArray>(0)) mm.tlbSizes |= <u32>1 << probeSize;
-  if (!permits(perms, kind)) return FAULT;
+  if (!permits(perms, kind)) { faultFromHit = true; return FAULT; }   // the fault must drop what was just filled
   return <u64>leafBase + (vpn - vbase);
 }
 

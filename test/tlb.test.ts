@@ -255,3 +255,20 @@ describe('replay', () => {
     expect(results.always!.walks).toBeLessThan(results.never!.walks / 50);   // 512 PMDs fit the STLB
   });
 });
+
+describe('instruction fetches', () => {
+  it('execute needs an executable mapping and fills the instruction TLB, not the data one', async () => {
+    for (const arch of ['x86_64', 'arm64'] as const) {
+      const m = await machine({ arch });
+      const p = m.spawn();
+      const code = p.mmap({ length: PAGE, prot: 'rx' });
+      const data = p.mmap({ length: PAGE, prot: 'rw' });
+      p.read(code.start, { cpu: 1 });                                 // populate (zero page), data TLB on CPU 1
+      expect(m.cpu(0).access(p, code.start, 'x')).toMatchObject({ ok: true, hit: 'walk' });
+      expect(m.cpu(0).access(p, code.start, 'x')).toMatchObject({ ok: true, hit: 'l1' });
+      expect(m.cpu(0).tlb.lookup(p, code.start)).toMatchObject({ executable: true });
+      expect(m.cpu(0).access(p, data.start, 'x')).toMatchObject({ ok: false, signal: 'SIGSEGV', code: 'SEGV_ACCERR' });
+      expectClean(m);
+    }
+  });
+});

@@ -209,7 +209,7 @@ export function tlbPerms(e: u64, dbm: bool): u32 {
   if ((e & (PTE_VALID | PTE_USER | PTE_AF)) == (PTE_VALID | PTE_USER | PTE_AF)) p |= 1;    // TLB_READ
   if ((e & PTE_RDONLY) == 0) p |= 2;                                                       // TLB_WRITE
   else if ((e & PTE_DBM) != 0 && dbm) p |= 4;                                               // TLB_WRITE_UPDATE
-  if ((e & PTE_UXN) == 0) p |= 8;                                                           // TLB_EXEC
+  if ((e & (PTE_VALID | PTE_AF | PTE_UXN)) == (PTE_VALID | PTE_AF)) p |= 8;                  // TLB_EXEC
   if ((e & PTE_NG) == 0) p |= 16;                                                           // TLB_GLOBAL
   return p;
 }

@@ -240,8 +240,8 @@ export function hwAccess(e: u64, kind: u32): u64 {
  * writable clean entry must re-walk to set D.
  */
 export function tlbPerms(e: u64): u32 {
-  let p: u32 = 0;
-  if ((e & (_PAGE_PRESENT | _PAGE_USER)) == (_PAGE_PRESENT | _PAGE_USER)) p |= 1;       // TLB_READ
+  if ((e & (_PAGE_PRESENT | _PAGE_USER)) != (_PAGE_PRESENT | _PAGE_USER)) return 0;      // no user access at all
+  let p: u32 = 1;                                                                          // TLB_READ
   if ((e & _PAGE_RW) != 0) p |= (e & _PAGE_DIRTY) != 0 ? 2 : 4;                         // TLB_WRITE / TLB_WRITE_UPDATE
   if ((e & _PAGE_NX) == 0) p |= 8;                                                         // TLB_EXEC
   if ((e & _PAGE_GLOBAL) != 0) p |= 16;                                                    // TLB_GLOBAL

@@ -6,14 +6,11 @@
  * or the build or run fails, the result is null and `note` says why, so the
  * report can show the gap instead of failing.
  */
-import { execFile } from 'node:child_process';
-import { access, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { COMPILERS, errorText, findCompiler, findSource, run } from './cc.js';
 
-const run = promisify(execFile);
 
 export interface NativePeerResult {
   pages: number;
@@ -22,56 +19,6 @@ export interface NativePeerResult {
   mprotect: number;
   dontneed: number;
   walk: number;
-}
-
-/** Tried in order; `cc` is whatever the system considers its C compiler. */
-const COMPILERS = ['cc', 'gcc', 'clang'] as const;
-
-/*
- * native.c sits next to this file in the source tree; once compiled to
- * dist/bench/peers/ the source is still found in the package's bench/peers/.
- */
-const SOURCE_CANDIDATES = [
-  new URL('./native.c', import.meta.url),
-  new URL('../../../bench/peers/native.c', import.meta.url),
-];
-
-async function findSource(): Promise<string | null> {
-  for (const url of SOURCE_CANDIDATES) {
-    const path = fileURLToPath(url);
-    try {
-      await access(path);
-      return path;
-    } catch {
-      // try the next location
-    }
-  }
-  return null;
-}
-
-/** The first compiler that runs, with the first line of its version banner. */
-async function findCompiler(): Promise<{ command: string; version: string } | null> {
-  for (const command of COMPILERS) {
-    try {
-      const { stdout } = await run(command, ['--version']);
-      return { command, version: stdout.split('\n')[0]?.trim() ?? '' };
-    } catch {
-      // not installed (or not runnable): try the next one
-    }
-  }
-  return null;
-}
-
-function errorText(error: unknown): string {
-  if (error instanceof Error) {
-    // execFile errors carry the child's stderr, which is the useful part.
-    const stderr = (error as Error & { stderr?: unknown }).stderr;
-    if (typeof stderr === 'string' && stderr.trim() !== '') {
-      return stderr.trim();
-    }
-    return error.message;
-  }
-  return String(error);
 }
 
 function parseResult(stdout: string): NativePeerResult | null {
@@ -115,7 +62,7 @@ export async function runNativePeer(
   if (!Number.isSafeInteger(pages) || pages < 1 || !Number.isSafeInteger(repeats) || repeats < 1) {
     return { result: null, note: `invalid arguments: pages=${pages}, repeats=${repeats}` };
   }
-  const source = await findSource();
+  const source = await findSource('native.c');
   if (source === null) {
     return { result: null, note: 'native.c not found' };
   }

@@ -10,27 +10,13 @@
  * gap instead of failing. A peer that builds but then fails or replies
  * something unexpected is an error: it means it left the core's path.
  */
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { COMPILERS, errorText, findCompiler, findSource, run } from './cc.js';
 
-const run = promisify(execFile);
-
-/** Tried in order; `cc` is whatever the system considers its C compiler. */
-const COMPILERS = ['cc', 'gcc', 'clang'] as const;
-
-/*
- * replay-native.c sits next to this file in the source tree; once compiled
- * to dist/bench/peers/ the source is still found in the package's bench/peers/.
- */
-const SOURCE_CANDIDATES = [
-  new URL('./replay-native.c', import.meta.url),
-  new URL('../../../bench/peers/replay-native.c', import.meta.url),
-];
 
 /** One TLB array as the core receives it: level, kind, size bits, sets, ways, policy. */
 export interface NativeArray {
@@ -71,44 +57,6 @@ export interface NativeReplayResult {
   stats: number[];
 }
 
-async function findSource(): Promise<string | null> {
-  for (const url of SOURCE_CANDIDATES) {
-    const path = fileURLToPath(url);
-    try {
-      await access(path);
-      return path;
-    } catch {
-      // try the next location
-    }
-  }
-  return null;
-}
-
-/** The first compiler that runs, with the first line of its version banner. */
-async function findCompiler(): Promise<{ command: string; version: string } | null> {
-  for (const command of COMPILERS) {
-    try {
-      const { stdout } = await run(command, ['--version']);
-      return { command, version: stdout.split('\n')[0]?.trim() ?? '' };
-    } catch {
-      // not installed (or not runnable): try the next one
-    }
-  }
-  return null;
-}
-
-function errorText(error: unknown): string {
-  if (error instanceof Error) {
-    // execFile errors carry the child's stderr, which is the useful part.
-    const stderr = (error as Error & { stderr?: unknown }).stderr;
-    if (typeof stderr === 'string' && stderr.trim() !== '') {
-      return stderr.trim();
-    }
-    return error.message;
-  }
-  return String(error);
-}
-
 function isNumberArray(value: unknown): value is number[] {
   return Array.isArray(value) && value.every((v) => typeof v === 'number' && Number.isFinite(v));
 }
@@ -147,7 +95,7 @@ export class NativeReplayPeer {
 
   /** Compiles the peer; null (and why) when there is no working toolchain. */
   static async build(): Promise<{ peer: NativeReplayPeer | null; note: string }> {
-    const source = await findSource();
+    const source = await findSource('replay-native.c');
     if (source === null) {
       return { peer: null, note: 'replay-native.c not found' };
     }

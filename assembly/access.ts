@@ -305,7 +305,12 @@ function faultAndRetry(c: Cpu, mm: Mm, addr: u64, kind: u32, tag: u32, functiona
       if ((r & VM_FAULT_SIGBUS) != 0) return ACCESS_SIGBUS;
       return vmaLookup(mm, addr) == null ? ACCESS_SEGV_MAPERR : ACCESS_SEGV_ACCERR;
     }
-    const pfn = functional ? translateFunctional(c, mm, addr, kind) : translateModel(c, mm, addr, kind);
+    // The retried access misses the TLB for certain (the fault dropped whatever this CPU
+    // cached for the address, and the handler's flushes only remove), so it goes straight
+    // to the walk: the probe would change no counter.
+    let pfn: u64;
+    if (functional) pfn = translateFunctional(c, mm, addr, kind);
+    else { accessHit = HIT_WALK; faultFromHit = false; pfn = walkAndFill(c, mm, addr, kind, ++c.stamp); }
     if (pfn != FAULT) return completeAccess(<u32>pfn, kind, tag, functional);
   }
   return ACCESS_SIGBUS;

@@ -28,7 +28,6 @@ export const GATHER_BATCH: u32 = 10000;
   clearedPtes: bool;
   clearedPmds: bool;
   clearedPuds: bool;
-  active: bool;
   nr: u32;              // pages in the batch
   pages: usize;         // u32 folio heads whose mapping reference drops after the flush
   flushes: u32;         // flushes this gather issued
@@ -64,7 +63,6 @@ export function tlbGatherMmu(g: Gather, mm: Mm, fullmm: bool): void {
   g.fullmm = fullmm;
   g.nr = 0;
   g.flushes = 0;
-  g.active = true;
   resetRange(g);
   mm.flushPending++;            // inc_tlb_flush_pending
 }
@@ -126,7 +124,6 @@ export function tlbFinishMmu(g: Gather): void {
   }
   tlbFlushMmu(g);
   g.mm.flushPending--;              // dec_tlb_flush_pending
-  g.active = false;
 }
 
 /** The mmu_gather of the operation in progress (the core runs one kernel operation at a time). */

@@ -197,12 +197,15 @@ function walkAndFill(c: Cpu, mm: Mm, addr: u64, kind: u32, stamp: u32): u64 {
   const asid = mm.id;
   // The deepest cached upper entry spares the reads above it.
   const top = mm.levels - 1;
+  const cached = c.walkCacheLevels != 0;
   let refs = top - level + 1;
-  for (let k = level + 1; k <= top; k++) {
-    if (walkCacheLookup(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, stamp)) {
-      refs = k - level;
-      bumpStat(c, ST_WALK_CACHE_HITS, 1);
-      break;
+  if (cached) {
+    for (let k = level + 1; k <= top; k++) {
+      if (walkCacheLookup(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, stamp)) {
+        refs = k - level;
+        bumpStat(c, ST_WALK_CACHE_HITS, 1);
+        break;
+      }
     }
   }
   bumpStat(c, ST_WALK_REFS, <u64>refs);
@@ -211,7 +214,7 @@ function walkAndFill(c: Cpu, mm: Mm, addr: u64, kind: u32, stamp: u32): u64 {
   const n = hwAccess(e, kind);
   if (n == 0) { bumpStat(c, ST_FAULT_KIND + (kind == ACCESS_WRITE ? FK_WRITE_PROTECT : FK_NOT_PRESENT), 1); return FAULT; }
   if (n != e) store<u64>(ep, n);
-  for (let k = level + 1; k <= top; k++) walkCacheFill(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, stamp);
+  if (cached) for (let k = level + 1; k <= top; k++) walkCacheFill(walkCacheAt(c, k), addr >> (12 + 9 * <u64>k), asid, stamp);
   const size = leafSize(level, n);
   bumpStat(c, ST_WALK_SIZE + size, 1);
   const shift = sizeShift(size);
@@ -219,10 +222,12 @@ function walkAndFill(c: Cpu, mm: Mm, addr: u64, kind: u32, stamp: u32): u64 {
   const vbase = (vpn >> shift) << shift;
   const leafBase = <u32>leafPfn(n, level) & ~((<u32>1 << <u32>shift) - 1);
   const perms = tlbPerms(n);
-  fillLevel(c, 2, vpn, kind, asid, size, vbase, leafBase, perms, stamp);
-  if (probeArray != changetype<TlbArray>(0)) mm.tlbSizes |= <u32>1 << probeSize;
-  fillLevel(c, 1, vpn, kind, asid, size, vbase, leafBase, perms, stamp);
-  if (probeArray != changetype<TlbArray>(0)) mm.tlbSizes |= <u32>1 << probeSize;
+  if (c.nArrays != 0) {
+    fillLevel(c, 2, vpn, kind, asid, size, vbase, leafBase, perms, stamp);
+    if (probeArray != changetype<TlbArray>(0)) mm.tlbSizes |= <u32>1 << probeSize;
+    fillLevel(c, 1, vpn, kind, asid, size, vbase, leafBase, perms, stamp);
+    if (probeArray != changetype<TlbArray>(0)) mm.tlbSizes |= <u32>1 << probeSize;
+  }
   if (!permits(perms, kind)) { faultFromHit = true; return FAULT; }   // the fault must drop what was just filled
   return <u64>leafBase + (vpn - vbase);
 }

@@ -46,6 +46,7 @@ export const FUNC_SLOTS: u32 = 4096;      // functional cache: direct mapped, 16
   walkCaches: usize;       // MAX_WALK_LEVELS WalkCache records, index = level holding the cached entry
   func: usize;             // functional cache
   stats: usize;            // NR_STATS u64
+  walkCacheLevels: u32;    // bit per level that has a paging-structure cache (0: walks skip them)
 }
 
 export let nrCpus: u32 = 0;
@@ -93,7 +94,11 @@ export function cpusAddArray(level: u32, kind: u32, sizes: u32, sets: u32, ways:
 
 /** Sizes every CPU's paging-structure cache for entries at `level` (1 PMD .. 4 PGD). */
 export function cpusSetWalkCache(level: u32, n: u32): bool {
-  for (let i: u32 = 0; i < nrCpus; i++) if (!walkCacheInit(walkCacheAt(cpuAt(i), level), n)) return false;
+  for (let i: u32 = 0; i < nrCpus; i++) {
+    const c = cpuAt(i);
+    if (!walkCacheInit(walkCacheAt(c, level), n)) return false;
+    if (n != 0) c.walkCacheLevels |= <u32>1 << level;
+  }
   return true;
 }
 
@@ -123,7 +128,9 @@ export function cpuFlushPage(c: Cpu, asid: u32, vpn: u64): void {
  */
 export function cpuFaultInvalidate(c: Cpu, asid: u32, vpn: u64, fromHit: bool): void {
   if (fromHit) for (let i: u32 = 0; i < c.nArrays; i++) tlbArrayFlushPage(arrayAt(c, i), vpn, asid);
-  for (let l: u32 = 1; l < MAX_WALK_LEVELS; l++) walkCacheDrop(walkCacheAt(c, l), vpn >> (9 * <u64>l), asid);
+  if (c.walkCacheLevels != 0) {
+    for (let l: u32 = 1; l < MAX_WALK_LEVELS; l++) walkCacheDrop(walkCacheAt(c, l), vpn >> (9 * <u64>l), asid);
+  }
   const s = funcSlot(c, vpn);
   if (load<u64>(s) == funcKey(vpn, asid)) store<u64>(s, 0);
 }

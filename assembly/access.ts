@@ -148,6 +148,11 @@ function translateModel(c: Cpu, mm: Mm, addr: u64, kind: u32): u64 {
   const vpn = addr >> 12;
   const asid = mm.id;
   const stamp = ++c.stamp;
+  if (c.nArrays == 0) {                          // no TLB at all: every access walks
+    accessHit = HIT_WALK;
+    faultFromHit = false;
+    return walkAndFill(c, mm, addr, kind, stamp);
+  }
   faultFromHit = true;
   const seen = mm.tlbSizes;
   let e = probeLevel(c, 1, vpn, kind, asid, stamp, seen);

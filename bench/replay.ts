@@ -103,18 +103,8 @@ function parseConfig(argv: string[]): Config {
 
 // ---- subjects -----------------------------------------------------------------------------
 
-/** The core's per-CPU counters that a replay moves. */
-interface Counters {
-  accesses: number;
-  l1Hits: number[];
-  l2Hits: number[];
-  walks: number;
-  walkRefs: number;
-  walkCacheHits: number;
-  pageFaults: number;
-  dirtyRewalks: number;
-  walksBySize: number[];
-}
+/** The core's per-CPU counters that a replay moves (the naive peer keeps the same record). */
+type Counters = ReplayCounters;
 
 /** What a subject did over all its calls. */
 interface Outcome {

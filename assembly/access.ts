@@ -15,14 +15,15 @@ import { leafLookup, lookupLevel, handleMmFault } from "./fault";
 import { hwAccess, leafPfn, isUpperLeaf, pteCont, tlbPerms, ACCESS_WRITE, ACCESS_EXEC } from "./arch/index";
 import { tagOf, setTag } from "./frames";
 import {
-  Cpu, cpuAt, arrayAt, walkCacheAt, bumpStat, funcKey, cpuFaultInvalidate, translationMode, MODE_FUNCTIONAL, FUNC_SLOTS,
+  Cpu, cpuAt, arrayAt, walkCacheAt, probeList, bumpStat, funcKey, cpuFaultInvalidate, translationMode, MODE_FUNCTIONAL,
+  FUNC_SLOTS,
   ST_ACCESSES, ST_L1_HIT, ST_L2_HIT, ST_WALKS, ST_WALK_REFS, ST_WALK_CACHE_HITS, ST_PAGE_FAULTS, ST_DIRTY_REWALKS,
   ST_WALK_SIZE, ST_FAULT_KIND, ST_SIGNALS,
 } from "./cpu";
 import {
   TlbArray, tlbArrayLookup, tlbArrayFill, walkCacheLookup, walkCacheFill, entryPfn, entryPerms,
-  setEntryPerms, invalidateEntry, sizeShift, TLB_READ, TLB_WRITE, TLB_WRITE_UPDATE, TLB_EXEC, KIND_DATA, KIND_INSTR,
-  KIND_UNIFIED, SIZE_4K, SIZE_64K, SIZE_2M, SIZE_1G,
+  setEntryPerms, invalidateEntry, sizeShift, TLB_READ, TLB_WRITE, TLB_WRITE_UPDATE, TLB_EXEC,
+  SIZE_4K, SIZE_64K, SIZE_2M, SIZE_1G,
 } from "./tlb";
 import {
   VM_FAULT_ERROR, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_HWPOISON, FAULT_FLAG_WRITE, FAULT_FLAG_INSTRUCTION,
@@ -96,18 +97,14 @@ function fitSize(a: TlbArray, size: u32): i32 {
   return -1;
 }
 
-// @ts-ignore: decorator
-@inline function kindMatches(a: TlbArray, kind: u32): bool {
-  return a.kind == KIND_UNIFIED || (a.kind == KIND_INSTR) == (kind == ACCESS_EXEC);
-}
-
 /** Probes the arrays of one level; returns the entry or 0 (probeSize and probeArray say where it hit). */
 let probeSize: u32 = 0;
 let probeArray: TlbArray = changetype<TlbArray>(0);
 function probeLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, stamp: u32, seen: u32): usize {
-  for (let i: u32 = 0; i < c.nArrays; i++) {
-    const a = arrayAt(c, i);
-    if (a.level != level || !kindMatches(a, kind)) continue;
+  const list = probeList(c, level, kind == ACCESS_EXEC);
+  const n = <u32>load<u8>(list);
+  for (let j: u32 = 0; j < n; j++) {
+    const a = arrayAt(c, <u32>load<u8>(list + 1 + j));
     // Sizes this address space never had cached cannot hit: skipping them changes nothing but time.
     let sizes = a.sizes & seen;
     while (sizes != 0) {
@@ -127,9 +124,10 @@ function probeLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, stamp: u
 /** Fills the first array of `level` that fits; returns the entry or 0 if none holds such pages (probeArray/probeSize: where). */
 function fillLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, size: u32, leafVbase: u64, leafPfnBase: u32, perms: u32, stamp: u32): usize {
   probeArray = changetype<TlbArray>(0);
-  for (let i: u32 = 0; i < c.nArrays; i++) {
-    const a = arrayAt(c, i);
-    if (a.level != level || !kindMatches(a, kind)) continue;
+  const list = probeList(c, level, kind == ACCESS_EXEC);
+  const n = <u32>load<u8>(list);
+  for (let j: u32 = 0; j < n; j++) {
+    const a = arrayAt(c, <u32>load<u8>(list + 1 + j));
     const s = fitSize(a, size);
     if (s < 0) continue;
     const fragVbase = alignVpn(vpn, <u32>s);

@@ -13,6 +13,7 @@ import { kzalloc } from "./heap";
 import { Mm } from "./mm";
 import {
   TlbArray, WalkCache, ARRAY_BYTES, WALKCACHE_BYTES, MAX_ARRAYS, MAX_WALK_LEVELS, tlbArrayInit, walkCacheInit,
+  KIND_UNIFIED, KIND_INSTR,
   tlbArrayFlushPage, tlbArrayFlushAsid, walkCacheFlush, walkCacheDrop,
 } from "./tlb";
 
@@ -47,6 +48,13 @@ export const FUNC_SLOTS: u32 = 4096;      // functional cache: direct mapped, 16
   func: usize;             // functional cache
   stats: usize;            // NR_STATS u64
   walkCacheLevels: u32;    // bit per level that has a paging-structure cache (0: walks skip them)
+  probeLists: usize;       // 4 lists of array indices in probe order: (L1, L2) x (data, instruction)
+}
+
+/** Probe list for a level and an access class: a count byte then up to MAX_ARRAYS indices. */
+// @ts-ignore: decorator
+@inline export function probeList(c: Cpu, level: u32, instr: bool): usize {
+  return c.probeLists + (<usize>(((level - 1) << 1) | (instr ? 1 : 0)) << 4);
 }
 
 export let nrCpus: u32 = 0;
@@ -74,7 +82,8 @@ export function cpusInit(n: u32): bool {
     c.walkCaches = kzalloc(<usize>MAX_WALK_LEVELS * WALKCACHE_BYTES);
     c.func = kzalloc(<usize>FUNC_SLOTS << 4);
     c.stats = kzalloc(<usize>NR_STATS << 3);
-    if (c.arrays == 0 || c.walkCaches == 0 || c.func == 0 || c.stats == 0) return false;
+    c.probeLists = kzalloc(64);
+    if (c.arrays == 0 || c.walkCaches == 0 || c.func == 0 || c.stats == 0 || c.probeLists == 0) return false;
     store<usize>(cpuTable + (<usize>i << 2), p);
   }
   nrCpus = n;
@@ -87,6 +96,15 @@ export function cpusAddArray(level: u32, kind: u32, sizes: u32, sets: u32, ways:
     const c = cpuAt(i);
     if (c.nArrays >= MAX_ARRAYS) return false;
     if (!tlbArrayInit(arrayAt(c, c.nArrays), level, kind, sizes, sets, ways, policy)) return false;
+    // Data accesses probe data and unified arrays, instruction fetches instruction and unified ones.
+    for (let instr: u32 = 0; instr < 2; instr++) {
+      if (kind == KIND_UNIFIED || (kind == KIND_INSTR) == (instr == 1)) {
+        const l = probeList(c, level, instr == 1);
+        const n = <u32>load<u8>(l);
+        store<u8>(l + 1 + n, <u8>c.nArrays);
+        store<u8>(l, <u8>(n + 1));
+      }
+    }
     c.nArrays++;
   }
   return true;

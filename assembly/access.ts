@@ -100,7 +100,8 @@ function fitSize(a: TlbArray, size: u32): i32 {
 /** Probes the arrays of one level; returns the entry or 0 (probeSize and probeArray say where it hit). */
 let probeSize: u32 = 0;
 let probeArray: TlbArray = changetype<TlbArray>(0);
-function probeLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, stamp: u32, seen: u32): usize {
+// @ts-ignore: decorator
+@inline function probeLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, stamp: u32, seen: u32): usize {
   const list = probeList(c, level, kind == ACCESS_EXEC);
   const n = <u32>load<u8>(list);
   for (let j: u32 = 0; j < n; j++) {

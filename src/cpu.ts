@@ -35,6 +35,8 @@ export interface TlbStats {
   flushes: number;
   ipis: number;
   signals: number;
+  /** Why translations failed: no present leaf, a write to a read-only one, another permission, a failed dirty update. */
+  faultKinds: { notPresent: number; writeProtect: number; permission: number; dirtyUpdate: number };
 }
 
 const SIZES: PageSizeName[] = ['4K', '64K', '2M', '1G'];
@@ -54,6 +56,7 @@ export function toTlbStats(v: readonly bigint[]): TlbStats {
   return {
     accesses: n(0), l1Hits: bySize(1), l2Hits: bySize(5), walks: n(9), walkRefs: n(10), walkCacheHits: n(11),
     pageFaults: n(12), dirtyRewalks: n(13), flushes: n(14), ipis: n(15), walksBySize: bySize(16), signals: n(20),
+    faultKinds: { notPresent: n(21), writeProtect: n(22), permission: n(23), dirtyUpdate: n(24) },
   };
 }
 

@@ -28,8 +28,10 @@ describe('stale translations', () => {
       expect(m.frame(before.pfn!).tag).toBe(2);                        // yet the data landed
       m.kernel.flushTlbRange(p, a.start, a.start + 2 * PAGE);
       expect(m.cpu(1).tlb.lookup(p, a.start)).toBeNull();
+      const kinds = m.cpu(1).tlb.stats.faultKinds;
       const w = m.cpu(1).write(p, a.start, 3);
       expect(w.faults).toBeGreaterThan(0);                             // now it faults (and the kernel reuses the page)
+      expect(m.cpu(1).tlb.stats.faultKinds.writeProtect).toBe(kinds.writeProtect + 1);
       expect(w).toMatchObject({ ok: true, pfn: before.pfn });
       expectClean(m);
     });

@@ -51,9 +51,13 @@ export class Trace {
   static random(opts: { start: number; length: number; count: number; seed?: number; writeRatio?: number }): Trace {
     const { start, length, count } = opts;
     const pages = Math.floor(length / 4096);
-    if (pages < 1) throw new EmuError('EINVAL', 'length must cover at least one page', 'length');
+    if (!Number.isSafeInteger(start) || start < 0) throw new EmuError('EINVAL', `start must be a non-negative safe integer, got ${String(start)}`, 'start');
+    if (!Number.isFinite(length) || pages < 1) throw new EmuError('EINVAL', 'length must cover at least one page', 'length');
+    if (!Number.isInteger(count) || count < 1) throw new EmuError('EINVAL', `count must be a positive integer, got ${String(count)}`, 'count');
+    const wr = opts.writeRatio ?? 0;
+    if (!(wr >= 0 && wr <= 1)) throw new EmuError('EINVAL', `writeRatio must be in [0, 1], got ${String(wr)}`, 'writeRatio');
     let x = (opts.seed ?? 1) >>> 0 || 1;
-    const w = opts.writeRatio ?? 0;
+    const w = wr;
     const t = new Trace(count);
     for (let i = 0; i < count; i++) {
       x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;

@@ -1054,6 +1054,51 @@ typedef struct {
     uint64_t zapped;
 } zap_op;
 
+/*
+ * gather.ts: the mmu_gather of a DONTNEED. Zapped pages wait in a batch and
+ * lose their mapping reference only after the flush (there are no CPUs to
+ * shoot down in this peer, as in the core's benchmark configuration without
+ * a modelled TLB, so the flush itself is the range bookkeeping); a full batch
+ * forces the flush early.
+ */
+#define GATHER_BATCH 10000u
+static struct {
+    uint64_t start, end;
+    bool cleared;
+    uint32_t nr;
+    uint32_t pages[GATHER_BATCH];
+} gather;
+
+static void gather_begin(void)
+{
+    gather.start = UINT64_MAX;
+    gather.end = 0;
+    gather.cleared = false;
+    gather.nr = 0;
+}
+
+static void gather_flush(void)
+{
+    if (gather.cleared) {
+        gather.start = UINT64_MAX;
+        gather.end = 0;
+        gather.cleared = false;
+    }
+    for (uint32_t i = 0; i < gather.nr; i++)
+        folio_put(gather.pages[i]);
+    gather.nr = 0;
+}
+
+static inline void gather_remove(uint64_t addr, uint32_t pfn)
+{
+    if (addr < gather.start) gather.start = addr;
+    if (addr + 4096 > gather.end) gather.end = addr + 4096;
+    gather.cleared = true;
+    gather.pages[gather.nr] = pfn;
+    if (++gather.nr == GATHER_BATCH)
+        gather_flush();
+}
+
 static void zap_one(zap_op *op, uint64_t *ptep, uint64_t e, vma_t *vma)
 {
     (void)op; (void)ptep; (void)e; (void)vma;
@@ -1077,7 +1122,7 @@ static int32_t zap_pte_range(zap_op *op, uint64_t *ptep, uint64_t addr, uint64_t
                 *p = 0;
                 set_info(pfn, inf - 1);
                 anon--;
-                folio_put(pfn);
+                gather_remove(addr + ((uint64_t)(p - ptep) << 12), pfn);
                 op->zapped++;
                 continue;
             }
@@ -1366,14 +1411,10 @@ static uint32_t access_faults;
 static int32_t user_access(mm_t *mm, uint64_t addr, uint32_t kind, uint32_t tag)
 {
     access_faults = 0;
-    uint64_t *ep = NULL;
-    uint32_t level = 0;
     for (uint32_t attempt = 0; attempt <= MAX_RETRIES; attempt++) {
-        /* As in access.ts: a fault never frees a PTE table, so the retry re-reads the same slot. */
-        if (ep == NULL || level != 0) {
-            ep = leaf_lookup(mm, addr);
-            level = lookup_level;
-        }
+        /* As in access.ts with no TLB arrays: every attempt walks (the retry after a fault too). */
+        uint64_t *ep = leaf_lookup(mm, addr);
+        uint32_t level = lookup_level;
         uint64_t e = *ep;
         if (e != 0 && (level == 0 || is_upper_leaf(e))) {
             uint64_t n = hw_access(e, kind);
@@ -1548,9 +1589,15 @@ static int32_t do_madvise(mm_t *mm, uint64_t start, uint64_t end, uint32_t advic
             if ((vma_at(mm, i)->flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) != 0)
                 return -EINVAL;
         }
+        /* madvise_dontneed_free: one gather per VMA. */
         zap_op_instance.drop_markers = false;
         zap_op_instance.even_cows = true;
-        zap_walk_page_range(&zap_op_instance, mm, start, end);
+        for (uint32_t i = find_vma_index(mm, start); i < mm->nr_vmas && vma_at(mm, i)->start < end; i++) {
+            vma_t *v = vma_at(mm, i);
+            gather_begin();
+            zap_walk_page_range(&zap_op_instance, mm, v->start > start ? v->start : start, v->end < end ? v->end : end);
+            gather_flush();
+        }
         return 0;
     }
     unreachable("madvise other than MADV_DONTNEED");

@@ -9,8 +9,9 @@ import { kmalloc, kfree } from "./heap";
 import {
   nrFrames, refcount, mapcount, orderOf, kindOf, testFlag, indexOf, isZeroPfn, zeroPfn, hugeZeroPfn, freeFrames,
   freeListFirst, freeListNext, folioHead, entireMapcount, tagOf, KIND_PAGE, KIND_TABLE, KIND_FREE, MAX_ORDER,
-  PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE,
+  PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, pincount, GUP_PIN_COUNTING_BIAS,
 } from "./frames";
+import { pinTableCapacity, pinCount, pinPfns, pinFlags, GUP_PIN } from "./gup";
 import { Mm, mmById, mmTableCapacity, getRss } from "./mm";
 import { vmaAt } from "./vma";
 import { tablePtr } from "./pgtable";
@@ -40,6 +41,7 @@ export const CHK_BAD_ENTRY: u32 = 14;
 export const CHK_CACHE_PAGE: u32 = 15;
 export const CHK_FREE_COUNT: u32 = 16;
 export const CHK_ANON_NOT_EXCLUSIVE: u32 = 17;
+export const CHK_PINCOUNT: u32 = 18;
 
 const MAX_PROBLEMS: u32 = 1000;
 const WRITABLE_ANON: u32 = 0x8000_0000;
@@ -101,6 +103,7 @@ export function checkAll(): u32 {
     if (!testFlag(pfn, PG_SWAPCACHE) || indexOf(pfn) != s) problem(CHK_SWAPCACHE, s, <u64>pfn, 0, 0);
     bump(folioHead(pfn), 0, 1);
   }
+  countPins();
   compareFrames();
   for (let s: u32 = 1; s < slots; s++) {
     const want = load<u32>(swapScratch + (<usize>s << 2));
@@ -231,6 +234,23 @@ function checkLeaf(mm: Mm, level: u32, e: u64, addr: u64): void {
   }
 }
 
+/** References held by GUP: a pin is 1024 references on a small folio, one plus a pincount on a large one. */
+function countPins(): void {
+  for (let id: u32 = 1; id < pinTableCapacity(); id++) {
+    const n = pinCount(id);
+    const pfns = pinPfns(id);
+    const pin = (pinFlags(id) & GUP_PIN) != 0;
+    for (let i: u32 = 0; i < n; i++) {
+      const pfn = load<u32>(pfns + (<usize>i << 2));
+      if (isZeroPfn(pfn)) continue;
+      const head = folioHead(pfn);
+      if (!pin) bump(head, 0, 1);
+      else if (orderOf(head) == 0) bump(head, 0, GUP_PIN_COUNTING_BIAS);
+      else { bump(head, 0, 1); bump(head + 1, 0, 1); }
+    }
+  }
+}
+
 function compareFrames(): void {
   for (let pfn: u32 = 1; pfn < nrFrames; pfn++) {
     const want = load<u32>(exp(pfn, 0));
@@ -253,6 +273,8 @@ function compareFrames(): void {
       if (orderOf(pfn) > 0) {
         const wantEntire = load<u32>(exp(pfn, 2));
         if (wantEntire != entireMapcount(pfn)) problem(CHK_ENTIRE_MAPCOUNT, pfn, <u64>wantEntire, <u64>entireMapcount(pfn), 0);
+        const wantPins = load<u32>(exp(pfn + 1, 0));
+        if (wantPins != pincount(pfn)) problem(CHK_PINCOUNT, pfn, <u64>wantPins, <u64>pincount(pfn), 0);
       }
     }
     const writers = load<u32>(exp(pfn, 3));

@@ -9,7 +9,7 @@
 import { heapInit, heapBytesInUse, heapBytesReserved, kmalloc, kfree } from "./heap";
 import {
   framesInit, nrFrames, freeFrames, refcount, mapcount, tagOf, indexOf, info, kindOf, folioHead, entireMapcount,
-  pincount, zeroPfn, frameIsFree, testFlag, PG_ANON, KIND_PAGE, hugeZeroPfn, setFailAfter as framesSetFailAfter,
+  pincount, zeroPfn, isZeroPfn, frameIsFree, testFlag, PG_ANON, KIND_PAGE, hugeZeroPfn, setFailAfter as framesSetFailAfter,
   setRefcount, setInfo, setTag,
 } from "./frames";
 import { archInit, isTableEntry, tableEntryPfn } from "./arch/index";
@@ -37,6 +37,7 @@ import { fileCreate, fileById, filePut, File, cacheLookup, fileTableCapacity, CA
 import { truncateFile } from "./truncate";
 import { thpSplitPmd, thpFaultAlloc, thpFaultFallback, setThpPolicy } from "./thp";
 import { checkAll, problems } from "./check";
+import { gupRange, gupRelease, gupFastPages, pinPfns } from "./gup";
 import { ENOMEM, EINVAL, ENOENT } from "./constants";
 import {
   makePresent, makeSwapEntry, makeTable, decodeEntry, decodedPfn, decodedFlags, decodedType, decodedOffset,
@@ -134,6 +135,23 @@ export function touch(cpu: u32, id: u32, vpn: f64, pages: f64, kind: u32, tag: u
   unchecked(result[0] = touchDone);
   return r;
 }
+
+// ---- GUP --------------------------------------------------------------------------------------
+
+/** get_user_pages / pin_user_pages over whole pages; returns the pin id or -errno. [0] = pages taken by GUP-fast. */
+export function gup(id: u32, vpn: f64, pages: u32, flags: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  const r = gupRange(m, addr(vpn), pages, flags);
+  unchecked(result[0] = <u64>gupFastPages);
+  return r;
+}
+export function gupPinPfns(pin: u32): usize { return pinPfns(pin); }
+export function gupUnpin(pin: u32): bool { return gupRelease(pin); }
+/** A device write through a pinned frame (the frame was validated when it was pinned). */
+export function dmaWriteTag(pfn: u32, tag: u32): void { if (pfn < nrFrames && !isZeroPfn(pfn)) setTag(pfn, tag); }
+export function frameTag(pfn: u32): u32 { return pfn < nrFrames ? tagOf(pfn) : 0; }
+export function mmFlags(id: u32): u32 { const m = mm(id); return m == null ? 0 : m.flags; }
 
 /**
  * Replays `count` trace records (u64: address with the access kind in bits

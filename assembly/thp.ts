@@ -22,7 +22,7 @@ import {
 import { addNewAnonRmap } from "./rmap";
 import { flushTlbRange } from "./flush";
 import {
-  VM_WRITE, VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE,
+  VM_WRITE, VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE,
   MM_ANONPAGES, THP_ALWAYS, THP_MADVISE, PMD_SIZE,
 } from "./constants";
 
@@ -91,13 +91,15 @@ function mapAnonThp(mm: Mm, vma: Vma, pmdp: usize, folio: u32): void {
 export function hugePmdFault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable: u32, flags: u32): u32 {
   const pmd = load<u64>(pmdp);
   const write = (flags & FAULT_FLAG_WRITE) != 0;
+  const unshare = (flags & FAULT_FLAG_UNSHARE) != 0;
   if (pteProtnone(pmd)) {
     // do_huge_pmd_numa_page: the VMA is accessible, restore its protection.
     store<u64>(pmdp, pteMkyoung(pmdModify(pmd, vma.pageProt)));
     return 0;
   }
-  if (write && !pteWrite(pmd)) {
+  if ((write || unshare) && !pteWrite(pmd)) {
     const pfn = <u32>leafPfn(pmd, 1);
+    if (unshare && isZeroPfn(pfn)) return splitToPtes(mm, vma, pmdp, pmdTable, addr);
     if (isZeroPfn(pfn)) {
       // do_huge_zero_wp_pmd: replace the huge zero page by a fresh THP, else fall back to PTEs.
       const folio = allocFolio(9);
@@ -113,6 +115,7 @@ export function hugePmdFault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable:
     const head = folioHead(pfn);
     if (testFlag(head, PG_ANON) && (testFlag(head, PG_EXCLUSIVE) || refcount(head) == 1)) {
       setFlag(head, PG_EXCLUSIVE);
+      if (unshare) return 0;
       store<u64>(pmdp, maybeMkwrite(pteMkdirty(pteMkyoung(pmd)), vma));
       return 0;
     }

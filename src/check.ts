@@ -38,6 +38,7 @@ export function readProblems(core: Core, count: number): Problem[] {
       case 15: p = { kind: 'page-cache', message: `file ${id} pgoff ${a}: page ${h(b)} is not a cache page for that index` }; break;
       case 16: p = { kind: 'free-count', message: `free frame counter ${a}, free lists hold ${b}` }; break;
       case 17: p = { kind: 'anon-not-exclusive', message: `mm ${id} at ${h(a)}: writable anon pfn ${h(b)} is not PageAnonExclusive` }; break;
+      case 18: p = { kind: 'pincount', message: `folio ${h(BigInt(id))}: pincount should be ${a}, is ${b}` }; break;
       default: p = { kind: `code-${code}`, message: `unknown problem ${code}` };
     }
     out.push(p);

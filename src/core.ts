@@ -18,6 +18,12 @@ export interface CoreExports {
   munmap(id: number, vpn: number, pages: number): number;
   mprotect(id: number, vpn: number, pages: number, prot: number): number;
   madvise(id: number, vpn: number, pages: number, advice: number): number;
+  gup(id: number, vpn: number, pages: number, flags: number): number;
+  gupPinPfns(pin: number): number;
+  gupUnpin(pin: number): number;
+  dmaWriteTag(pfn: number, tag: number): void;
+  frameTag(pfn: number): number;
+  mmFlags(id: number): number;
   pageoutCount(): number;
   access(cpu: number, id: number, vpn: number, kind: number, tag: number): number;
   touch(cpu: number, id: number, vpn: number, pages: number, kind: number, tag: number): number;

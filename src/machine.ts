@@ -5,7 +5,7 @@ import { instantiateCore, type Core } from './core.js';
 import { EmuError } from './errors.js';
 import { parseSize, GiB, PAGE_SIZE, type Size } from './units.js';
 import { ArchCodec, LEVEL_NAMES, type ArchName, type EntryLevel } from './arch.js';
-import type { Geometry } from './addr.js';
+import type { Geometry, Addr } from './addr.js';
 import { Process } from './process.js';
 import { File, FILE_SHMEM, FILE_WRITENOTIFY } from './file.js';
 import { readProblems, type Problem } from './check.js';
@@ -13,6 +13,7 @@ import { Kernel } from './kernel.js';
 import { Cpu, readCpuStats, toTlbStats, type TlbStats } from './cpu.js';
 import { resolveTlb, type ResolvedTlb, type TlbPreset, type TlbConfig } from './tlb.js';
 import { Trace } from './trace.js';
+import { Pin, takeUserPages, type PinOptions } from './pin.js';
 
 /** Trace records copied into the core per replay call. */
 const REPLAY_CHUNK = 1 << 20;
@@ -76,6 +77,8 @@ export interface FrameInfo {
   head: number;
   entireMapcount: number;
   pincount: number;
+  /** folio_maybe_dma_pinned: pincount > 0 for large folios, refcount >= 1024 for small ones (false positives included). */
+  maybePinned: boolean;
   anon: boolean;
   exclusive: boolean;
   dirty: boolean;
@@ -367,6 +370,7 @@ export class Machine {
       swapbacked: (info & (1 << 28)) !== 0, locked: (info & (1 << 29)) !== 0, lru: (info & (1 << 30)) !== 0,
       swapcache: (info & (1 << 31)) !== 0,
       zero: pfn === zero || (hugeZero !== 0 && pfn >= hugeZero && pfn < hugeZero + 512),
+      maybePinned: !free && kindBits !== 2 && (((info >>> 18) & 31) > 0 ? c.result(7) > 0 : c.result(0) >= 1024),
     };
   }
 
@@ -392,6 +396,20 @@ export class Machine {
    * every swap slot's users and every table's owner from the page tables,
    * page caches and swap cache. Returns the problems found (none: []).
    */
+  /**
+   * pin_user_pages(FOLL_PIN): faults the pages in as the kernel's slow GUP
+   * does (a write pin breaks COW, a read-only pin of a shared anon page
+   * unshares it) and pins them; marks the mm has-pinned (sticky).
+   */
+  pin(p: Process, addr: Addr, npages: number, opts?: PinOptions): Pin {
+    return takeUserPages(this.core, this.geometry, p, addr, npages, opts, 'pin');
+  }
+
+  /** get_user_pages(FOLL_GET): plain references, no has-pinned, never "maybe pinned" unless 1024 pile up. */
+  get(p: Process, addr: Addr, npages: number, opts?: PinOptions): Pin {
+    return takeUserPages(this.core, this.geometry, p, addr, npages, opts, 'get');
+  }
+
   check(): Problem[] {
     const n = this.core.x.check();
     return readProblems(this.core, n);

@@ -237,6 +237,9 @@ export class Process {
 
   get exited(): boolean { return !this.alive; }
 
+  /** MMF_HAS_PINNED: set by the first FOLL_PIN on this mm and never cleared. */
+  get hasPinned(): boolean { return (this.core.x.mmFlags(this.pid) & 1) !== 0; }
+
   /** @internal One access on a CPU (kind 0 read, 1 write, 2 exec). */
   accessOn(cpu: number, addr: unknown, kind: number, tag: number): AccessResult & { hit?: HitLevel } {
     this.live();

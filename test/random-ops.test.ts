@@ -4,7 +4,7 @@
 // reproducible: the failing seed and step are in the assertion message.
 
 import { describe, it, expect } from 'vitest';
-import { Machine, type Process, type File, type Mapping } from '../src/index.js';
+import { Machine, EmuError, type Process, type File, type Mapping, type Pin } from '../src/index.js';
 
 const PAGE = 4096;
 
@@ -25,6 +25,7 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
   const fileTags = new Map<number, number>();             // pgoff -> tag (shared view)
   const procs: { p: Process; regions: Region[]; tags: Map<number, number> }[] = [];
   const spawn = (): void => { procs.push({ p: m.spawn(), regions: [], tags: new Map() }); };
+  const pins: Pin[] = [];
   spawn();
   const base = 0x40000000;
   const expected = (st: (typeof procs)[number], reg: Region, addr: number): number => {
@@ -90,6 +91,32 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
           p.madvise(reg.m.start, reg.m.end - reg.m.start, pick(['hugepage', 'nohugepage'] as const));
         } else if (op < 0.95) {
           p.touch(reg.m.start, Math.min(reg.m.end - reg.m.start, 64 * PAGE), 'r', 0, { cpu });
+        } else if (op < 0.95 + 0.015) {
+          // A pin outlives whatever happens to the mapping; a DMA write through a fresh write pin is the page's content.
+          if (pins.length > 0 && r() < 0.4) {
+            pins.splice(Math.floor(r() * pins.length), 1)[0]!.unpin();
+            count('unpin');
+          } else {
+            const n = 1 + Math.floor(r() * Math.min(16, pages));
+            const a = reg.m.start + Math.floor(r() * (pages - n + 1)) * PAGE;
+            const write = reg.prot.includes('w') && r() < 0.7;
+            const allowed = write || reg.prot !== 'none';
+            try {
+              const pin = m.pin(p, a, n, { write, fast: r() < 0.5, longterm: write && r() < 0.5 });
+              expect(allowed, `${where}: pin of ${reg.prot}`).toBe(true);
+              pins.push(pin);
+              count('pin');
+              if (write) {
+                // A write pin breaks COW on every page: a private file page becomes a private copy of what it held.
+                if (!reg.shared && reg.file) for (let i = 0; i < n; i++) st.tags.set(a + i * PAGE, expected(st, reg, a + i * PAGE));
+                const tag = 1 + Math.floor(r() * 1e6);
+                pin.dmaWrite(0, tag);
+                if (reg.shared) fileTags.set(reg.pgoff + (a - reg.m.start) / PAGE, tag); else st.tags.set(a, tag);
+              }
+            } catch (e) {
+              if (!(e instanceof EmuError) || e.code !== 'EFAULT' || allowed) throw e;
+            }
+          }
         } else if (op < 0.98) {
           p.munmap(reg.m.start, reg.m.end - reg.m.start);
           count('munmap');
@@ -110,6 +137,9 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
     const problems = m.check();
     expect(problems, `${where}`).toEqual([]);
   }
+  for (const pin of pins) pin.unpin();
+  for (const st of procs) st.p.exit();
+  expect(m.check(), `seed ${seed} ${arch} after teardown`).toEqual([]);
   counts.swapped = m.stats.swapSlotsUsed;
   return counts;
 }
@@ -121,7 +151,7 @@ describe('random operation sequences keep every invariant and every page\'s cont
         const c = await run(seed, arch, Number(process.env.PTEMU_STEPS ?? 400));
         if (process.env.PTEMU_SHOW_COUNTS) console.log(arch, seed, c);
         // The generator must really exercise the operations it claims to.
-        for (const k of ['mmap', 'write', 'read', 'mprotect', 'dontneed', 'pageout']) expect(c[k] ?? 0, k).toBeGreaterThan(0);
+        for (const k of ['mmap', 'write', 'read', 'mprotect', 'dontneed', 'pageout', 'pin']) expect(c[k] ?? 0, k).toBeGreaterThan(0);
       }, 60_000);
     }
   }

@@ -3,6 +3,7 @@
 // references to a small folio, or one reference and one _pincount to a large
 // one; FOLL_PIN marks the mm has-pinned for good; the zero page is never
 // pinned; a read-only long-term pin in a private mapping unshares first.
+// Host-kernel expectations: test/probes/probe_pin.c (io_uring fixed buffers).
 
 import { describe, it, expect } from 'vitest';
 import { machine, expectClean, PAGE, MiB } from './helpers.js';
@@ -33,6 +34,31 @@ describe('pin_user_pages', () => {
     expect(p.hasPinned).toBe(true);
     expect(() => pin.unpin()).toThrow(EmuError);
     expect(() => pin.dmaRead(0)).toThrow(/released/);
+    expectClean(m);
+  });
+
+  it('a long-term write pin (io_uring fixed buffers) breaks COW on the zero page, faults holes in, and keeps pages from reclaim until unpinned', async () => {
+    // test/probes/probe_pin.c on Linux 6.18 x86-64: after IORING_REGISTER_BUFFERS over
+    // [zero page, written page, untouched, untouched] all four are present and
+    // exclusive, page 0 on a new frame, page 1 on its old one; MADV_PAGEOUT leaves
+    // them present while registered and swaps all four out after unregistering.
+    const m = await machine({ swap: '1MiB' });
+    const p = m.spawn();
+    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
+    p.read(a.start);
+    p.write(a.start + PAGE, 1);
+    const zeroPfn = p.pagemap(a.start).pfn;
+    const page1 = p.pagemap(a.start + PAGE).pfn;
+    const pin = m.pin(p, a.start, 4, { write: true, longterm: true });
+    for (let i = 0; i < 4; i++) expect(p.pagemap(a.start + i * PAGE), `page ${i}`).toMatchObject({ present: true, exclusive: true, pfn: pin.frames[i] });
+    expect(pin.frames[0]).not.toBe(zeroPfn);
+    expect(pin.frames[1]).toBe(page1);
+    p.madvise(a.start, a.length, 'pageout');
+    for (let i = 0; i < 4; i++) expect(p.pagemap(a.start + i * PAGE), `page ${i}`).toMatchObject({ present: true, pfn: pin.frames[i] });
+    expectClean(m);
+    pin.unpin();
+    p.madvise(a.start, a.length, 'pageout');
+    for (let i = 0; i < 4; i++) expect(p.pagemap(a.start + i * PAGE), `page ${i}`).toMatchObject({ present: false, swapped: true });
     expectClean(m);
   });
 

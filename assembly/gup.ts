@@ -162,9 +162,8 @@ export function gupRange(mm: Mm, start: u64, npages: u32, flags: u32): i32 {
     const addr = start + (<u64>i << 12);
     const vma = changetype<Vma>(vmaLookup(mm, addr));
     let pfn = follow(mm, vma, addr, flags, false);
-    // Each fault fixes what the entry lacked; a few rounds cover a swap-in followed by a COW.
+    // Each fault fixes what the entry lacked; a few rounds cover a swap-in followed by an unshare.
     for (let round = 0; pfn < 0 && round < 4; round++) {
-      const prev = pfn;
       let fflags: u32 = 0;
       if ((flags & GUP_WRITE) != 0) fflags = FAULT_FLAG_WRITE;
       else if (lookupPresent(mm, addr)) fflags = FAULT_FLAG_UNSHARE;
@@ -175,7 +174,6 @@ export function gupRange(mm: Mm, start: u64, npages: u32, flags: u32): i32 {
         return (r & VM_FAULT_OOM) != 0 ? -ENOMEM : -EFAULT;
       }
       pfn = follow(mm, vma, addr, flags, false);
-      if (pfn < 0 && prev >= 0) break;
     }
     if (pfn < 0) { undo(pfns, i, flags); kfree(pfns, <usize>npages << 2); return -EFAULT; }
     grab(<u32>pfn, flags);

@@ -37,6 +37,7 @@ import { fileCreate, fileById, filePut, File, cacheLookup, fileTableCapacity, CA
 import { truncateFile } from "./truncate";
 import { thpSplitPmd, thpFaultAlloc, thpFaultFallback, setThpPolicy } from "./thp";
 import { checkAll, problems } from "./check";
+import { dupMmap, forkRetries, forkEarlyCopies } from "./fork";
 import { gupRange, gupRelease, gupFastPages, pinPfns } from "./gup";
 import { ENOMEM, EINVAL, ENOENT } from "./constants";
 import {
@@ -75,6 +76,16 @@ export function setFailAfter(n: i32): void { framesSetFailAfter(n); }
 export function mmNew(levels: u32, taskSizePages: f64): i32 {
   const m = mmCreate(levels, addr(taskSizePages));
   return m == null ? -ENOMEM : <i32>m.id;
+}
+
+/** fork's dup_mmap: the child's mm id or -ENOMEM. [0] = EAGAIN retries, [1] = pages copied early. */
+export function mmFork(id: u32, seedEra: bool): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  const child = dupMmap(m, seedEra);
+  unchecked(result[0] = <u64>forkRetries);
+  unchecked(result[1] = forkEarlyCopies);
+  return child == null ? -ENOMEM : <i32>child.id;
 }
 
 export function mmExit(id: u32): i32 {

@@ -24,6 +24,7 @@ export interface CoreExports {
   dmaWriteTag(pfn: number, tag: number): void;
   frameTag(pfn: number): number;
   mmFlags(id: number): number;
+  mmFork(id: number, seedEra: number): number;
   pageoutCount(): number;
   access(cpu: number, id: number, vpn: number, kind: number, tag: number): number;
   touch(cpu: number, id: number, vpn: number, pages: number, kind: number, tag: number): number;

@@ -56,9 +56,17 @@ export interface MachineOptions {
    * way for the same seed.
    */
   seed?: number;
+  /**
+   * Which fork rule copies a maybe-pinned page into the child at fork time.
+   * 'modern' (default): has-pinned, maybe-pinned and PageAnonExclusive (a page
+   * already shared with another mm cannot have been pinned since, GUP unshares
+   * first). 'seed': the 2020 rule, has-pinned and maybe-pinned on any anon
+   * page of a COW mapping.
+   */
+  era?: 'modern' | 'seed';
 }
 
-const OPTION_KEYS = ['arch', 'levels', 'memory', 'swap', 'cpus', 'thp', 'thpZeroPage', 'softDirty', 'hwAccessFlag', 'hwDirty', 'faultAround', 'tlb', 'mode', 'flushCeiling', 'seed'];
+const OPTION_KEYS = ['arch', 'levels', 'memory', 'swap', 'cpus', 'thp', 'thpZeroPage', 'softDirty', 'hwAccessFlag', 'hwDirty', 'faultAround', 'tlb', 'mode', 'flushCeiling', 'seed', 'era'];
 const THP: Record<ThpPolicy, number> = { never: 0, madvise: 1, always: 2 };
 const MAX_MEMORY = 256 * GiB;
 
@@ -210,6 +218,8 @@ export class Machine {
     if (faultAround % PAGE_SIZE !== 0 || faultAround === 0 || faultAround > 2 * 1024 * 1024 || (faultAround & (faultAround - 1)) !== 0) {
       throw new EmuError('EINVAL', `faultAround must be a power-of-two page multiple up to 2 MiB, got ${faultAround}`, 'faultAround');
     }
+    const era = options.era ?? 'modern';
+    if (era !== 'modern' && era !== 'seed') throw new EmuError('EINVAL', `era must be 'modern' or 'seed', got ${String(era)}`, 'era');
     const seed = options.seed ?? 0;
     if (!Number.isInteger(seed)) throw new EmuError('EINVAL', `seed must be an integer, got ${String(seed)}`, 'seed');
 
@@ -226,7 +236,7 @@ export class Machine {
     core.x.setMode(mode === 'functional' ? 1 : 0);
     core.x.setCeiling(flushCeiling);
     return new Machine(core, {
-      arch, levels, memory, swap, cpus, thp, seed, faultAround, tlb, mode, flushCeiling,
+      arch, levels, memory, swap, cpus, thp, seed, faultAround, tlb, mode, flushCeiling, era,
       thpZeroPage: bools.thpZeroPage, softDirty: bools.softDirty && arch === 'x86_64', hwAccessFlag: bools.hwAccessFlag, hwDirty: bools.hwDirty,
     });
   }
@@ -317,6 +327,13 @@ export class Machine {
   spawn(): Process {
     const id = this.core.x.mmNew(this.options.levels, Number(this.geometry.taskSize >> 12n));
     if (id < 0) throw new EmuError('ENOMEM', 'no memory for a new mm', 'spawn');
+    const p = new Process(this, this.core, id);
+    this.processes.set(id, p);
+    return p;
+  }
+
+  /** @internal fork: wraps the child mm the core built. */
+  adopt(id: number): Process {
     const p = new Process(this, this.core, id);
     this.processes.set(id, p);
     return p;

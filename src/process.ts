@@ -237,6 +237,24 @@ export class Process {
 
   get exited(): boolean { return !this.alive; }
 
+  /**
+   * fork(): a child with a copy of every VMA but the MADV_DONTFORK ones.
+   * Private pages are shared copy-on-write (both sides read-only), except
+   * pages that may be DMA-pinned, which the child gets copies of at once
+   * (the machine's `era` says which rule decides). `lastFork` reports the
+   * EAGAIN/prealloc rounds and early copies.
+   */
+  fork(): Process {
+    this.live();
+    const id = this.core.x.mmFork(this.pid, this.machine.options.era === 'seed' ? 1 : 0);
+    if (id < 0) throw new EmuError('ENOMEM', 'no memory to copy the address space; the parent is unchanged and no child exists', 'process');
+    this.lastFork = { retries: this.core.result(0), earlyCopies: this.core.result(1) };
+    return this.machine.adopt(id);
+  }
+
+  /** Counters of this process's last fork. */
+  lastFork: { retries: number; earlyCopies: number } = { retries: 0, earlyCopies: 0 };
+
   /** MMF_HAS_PINNED: set by the first FOLL_PIN on this mm and never cleared. */
   get hasPinned(): boolean { return (this.core.x.mmFlags(this.pid) & 1) !== 0; }
 

@@ -123,7 +123,12 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
           for (let a = reg.m.start; a < reg.m.end; a += PAGE) st.tags.delete(a);
           st.regions.splice(st.regions.indexOf(reg), 1);
         } else if (procs.length < 3) {
-          spawn();
+          if (r() < 0.5) spawn();
+          else {
+            // The child starts with the parent's VMAs and contents; from here on each side writes its own pages.
+            procs.push({ p: p.fork(), regions: st.regions.map((g) => ({ ...g })), tags: new Map(st.tags) });
+            count('fork');
+          }
         } else {
           p.exit();
           count('exit');
@@ -151,7 +156,7 @@ describe('random operation sequences keep every invariant and every page\'s cont
         const c = await run(seed, arch, Number(process.env.PTEMU_STEPS ?? 400));
         if (process.env.PTEMU_SHOW_COUNTS) console.log(arch, seed, c);
         // The generator must really exercise the operations it claims to.
-        for (const k of ['mmap', 'write', 'read', 'mprotect', 'dontneed', 'pageout', 'pin']) expect(c[k] ?? 0, k).toBeGreaterThan(0);
+        for (const k of ['mmap', 'write', 'read', 'mprotect', 'dontneed', 'pageout', 'pin', 'fork']) expect(c[k] ?? 0, k).toBeGreaterThan(0);
       }, 60_000);
     }
   }

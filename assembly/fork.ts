@@ -1,0 +1,69 @@
+// fork's address-space half (dup_mmap in kernel/fork.c): a new mm with a copy
+// of every VMA but the MADV_DONTFORK ones, and copy_page_range for the VMAs
+// whose entries the child cannot simply refault.
+
+import { Mm } from "./mm";
+import { Vma, vmaAt, vmaReserve, vmaInsert } from "./vma";
+import { mmCreate, exitMmap } from "./mmap";
+import { walkPageRange } from "./walk";
+import { CopyOp, COPY_EAGAIN } from "./ops/copy";
+import { allocFolio, freeFolio } from "./frames";
+import { flushTlbMm } from "./flush";
+import { VM_DONTCOPY, VM_PFNMAP, VM_UFFD_WP } from "./constants";
+
+const copyOp = new CopyOp();
+
+/** EAGAIN rounds (a page preallocated outside the locks) of the last fork. */
+export let forkRetries: u32 = 0;
+/** Pages the last fork copied because they may be DMA-pinned. */
+export let forkEarlyCopies: u64 = 0;
+
+/**
+ * vma_needs_copy: only anon pages, PFN maps and uffd-wp state cannot be
+ * refaulted by the child. Anonymous VMAs are always walked (a walk of an
+ * empty one is cheap), file VMAs only once they hold COW copies.
+ */
+function vmaNeedsCopy(v: Vma): bool {
+  return v.anonVma != 0 || (v.flags & (VM_PFNMAP | VM_UFFD_WP)) != 0 || v.file == 0;
+}
+
+/** Forks parent's address space; the child's mm, or null (ENOMEM) with the child torn down. */
+export function dupMmap(parent: Mm, seedEra: bool): Mm | null {
+  forkRetries = 0;
+  forkEarlyCopies = 0;
+  const child = mmCreate(parent.levels, parent.taskSize);
+  if (child == null) return null;
+  if (!vmaReserve(child, parent.nrVmas)) { exitMmap(child); return null; }
+  copyOp.parent = parent;
+  copyOp.child = child;
+  copyOp.seedEra = seedEra;
+  copyOp.childUffdWp = false;          // no userfaultfd context follows a fork yet (no UFFD_FEATURE_EVENT_FORK)
+  copyOp.earlyCopies = 0;
+  let failed = false;
+  for (let i: u32 = 0; i < parent.nrVmas && !failed; i++) {
+    const v = vmaAt(parent, i);
+    if ((v.flags & VM_DONTCOPY) != 0) continue;
+    const ci = vmaInsert(child, v.start, v.end, v.flags & ~VM_UFFD_WP, v.file, v.pgoff);
+    const cv = vmaAt(child, ci);
+    cv.anonVma = v.anonVma;            // anon_vma_fork: the child's pages join the parent's anon_vma
+    if (!vmaNeedsCopy(v)) continue;
+    let addr = v.start;
+    for (;;) {
+      const r = walkPageRange<CopyOp>(copyOp, parent, addr, v.end);
+      if (r == 0) break;
+      if (r != COPY_EAGAIN) { failed = true; break; }
+      // Drop the locks, allocate outside them, retry from the same address.
+      forkRetries++;
+      copyOp.prealloc = allocFolio(0);
+      if (copyOp.prealloc == 0) { failed = true; break; }
+      addr = copyOp.retryAddr;
+    }
+    // A preallocated page the retry did not consume is freed, never kept for another address.
+    if (copyOp.prealloc != 0) { freeFolio(copyOp.prealloc); copyOp.prealloc = 0; }
+  }
+  forkEarlyCopies = copyOp.earlyCopies;
+  // Write-protected parent entries may still sit writable in TLBs.
+  flushTlbMm(parent);
+  if (failed) { exitMmap(child); return null; }
+  return child;
+}

@@ -193,16 +193,72 @@ export class NaivePageTables {
   }
 
   /**
+   * fork's copy_page_range over the range: a new root whose tables map the
+   * same frames; every present PTE is write-protected on both sides and its
+   * frame gains a reference and a mapping and loses exclusivity. Returns
+   * the child's root, for forkExit.
+   */
+  fork(start: number, pages: number): object {
+    const child = this.newTable<Pdpt>();
+    this.walkRangeFrom(this.root, start, pages, (pte, _pt, index, va) => {
+      if (!pte.present) {
+        return;
+      }
+      const pt = this.childTable(this.childTable(this.childTable(child, indexAt(va, 3)), indexAt(va, 2)), indexAt(va, 1));
+      pte.write = false;
+      pt.entries.set(index, { ...pte, accessed: false });
+      const frame = this.frameAt(pte.pfn);
+      frame.refcount++;
+      frame.mapcount++;
+      frame.exclusive = false;
+    });
+    return child;
+  }
+
+  /** The pfn mapped at va (for verification). */
+  walkFirstPfn(va: number): number {
+    let pfn = -1;
+    this.walkRange(va, 1, (pte) => { pfn = pte.pfn; });
+    return pfn;
+  }
+
+  /** The child exits: its mappings and references go, then its tables. */
+  forkExit(child: object, start: number, pages: number): void {
+    const root = child as Pml4;
+    this.walkRangeFrom(root, start, pages, (pte) => {
+      const frame = this.frameAt(pte.pfn);
+      frame.mapcount--;
+      frame.refcount--;
+      if (frame.refcount === 0) {
+        this.freeFrame(pte.pfn);
+      }
+    });
+    for (const pdpt of root.entries.values()) {
+      for (const pd of pdpt.entries.values()) {
+        for (const pt of pd.entries.values()) this.freeFrame(pt.pfn);
+        this.freeFrame(pd.pfn);
+      }
+      this.freeFrame(pdpt.pfn);
+    }
+    this.freeFrame(root.pfn);
+  }
+
+  private walkRange(start: number, pages: number, visit: (pte: Pte, pt: PageTable, index: number) => void): void {
+    this.walkRangeFrom(this.root, start, pages, visit);
+  }
+
+  /**
    * Visit every populated PTE in the range, each table once, skipping
    * missing tables and entries.
    */
-  private walkRange(
+  private walkRangeFrom(
+    root: Pml4,
     start: number,
     pages: number,
-    visit: (pte: Pte, pt: PageTable, index: number) => void,
+    visit: (pte: Pte, pt: PageTable, index: number, va: number) => void,
   ): void {
     const end = start + pages * PAGE_SIZE;
-    for (const [pdpt, pdptStart, pdptEnd] of this.children(this.root, 3, start, end)) {
+    for (const [pdpt, pdptStart, pdptEnd] of this.children(root, 3, start, end)) {
       for (const [pd, pdStart, pdEnd] of this.children(pdpt, 2, pdptStart, pdptEnd)) {
         for (const [pt, ptStart, ptEnd] of this.children(pd, 1, pdStart, pdEnd)) {
           const first = indexAt(ptStart, 0);
@@ -210,7 +266,7 @@ export class NaivePageTables {
           for (let index = first; index < first + count; index++) {
             const pte = pt.entries.get(index);
             if (pte) {
-              visit(pte, pt, index);
+              visit(pte, pt, index, ptStart + (index - first) * PAGE_SIZE);
             }
           }
         }

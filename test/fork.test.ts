@@ -1,6 +1,11 @@
 // fork(): copy_page_range with copy-on-write and the early copy of pages that
 // may be DMA-pinned (SEMANTICS §6). Exclusivity after fork and the COW fault
-// sequence match the host kernel (test/probes/probe_fork.c, Linux 6.18).
+// sequence match the host kernel (test/probes/probe_fork.c, Linux 6.18);
+// pinned pages and pinned THP at fork match test/probes/probe_fork_pin.c
+// (io_uring fixed buffers, Linux 6.18): the pinned page is copied into the
+// child (exclusive there), its neighbours stay shared, the parent keeps its
+// pfn and writes it with no fault; a THP with one pinned subpage ends up
+// PTE-mapped in the parent (AnonHugePages 0) and as 512 small pages in the child.
 
 import { describe, it, expect } from 'vitest';
 import { machine, expectClean, PAGE, MiB } from './helpers.js';
@@ -34,9 +39,12 @@ describe('fork', () => {
     const pw2 = parent.write(a.start + PAGE, 7);
     expect(pw2.ok && pw2.pfn).not.toBe(frames[1]);                        // still shared: copy
     expect(child.read(a.start + PAGE)).toMatchObject({ tag: 5, pfn: frames[1] });
+    expect(child.pagemap(a.start + PAGE).exclusive).toBe(true);            // probe 12b: the only mapping left
+
     expect(child.read(a.start)).toMatchObject({ tag: 9 });
     expectClean(m);
     child.exit();
+    expect(parent.pagemap(a.start + 2 * PAGE)).toMatchObject({ exclusive: true, pfn: frames[2] });   // probe 12c
     expect(parent.write(a.start + 2 * PAGE, 1)).toMatchObject({ ok: true, pfn: frames[2], faults: 1 });
     parent.exit();
     expectClean(m);

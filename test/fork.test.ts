@@ -14,6 +14,7 @@ import { EmuError } from '../src/index.js';
 describe('fork', () => {
   it('COW basics: both sides share read-only frames; a child write copies; the parent then reuses its frame', async () => {
     const m = await machine();
+    const free0 = m.stats.freeFrames;
     const parent = m.spawn();
     const a = parent.mmap({ length: 4 * PAGE, prot: 'rw' });
     parent.touch(a.start, a.length, 'w', 5);
@@ -47,6 +48,7 @@ describe('fork', () => {
     expect(parent.pagemap(a.start + 2 * PAGE)).toMatchObject({ exclusive: true, pfn: frames[2] });   // probe 12c
     expect(parent.write(a.start + 2 * PAGE, 1)).toMatchObject({ ok: true, pfn: frames[2], faults: 1 });
     parent.exit();
+    expect(m.stats.freeFrames).toBe(free0);                                // every page and table back
     expectClean(m);
   });
 
@@ -216,6 +218,7 @@ describe('fork', () => {
 
   it('MADV_DONTFORK ranges are absent in the child; swap entries are shared with their counts', async () => {
     const m = await machine({ swap: '1MiB' });
+    const free0 = m.stats.freeFrames;
     const p = m.spawn();
     const a = p.mmap({ length: 8 * PAGE, prot: 'rw' });
     p.touch(a.start, a.length, 'w', 6);
@@ -234,6 +237,8 @@ describe('fork', () => {
     expectClean(m);
     child.exit();
     p.exit();
+    expect(m.stats.freeFrames).toBe(free0);
+    expect(m.stats.swapSlotsUsed).toBe(0);
     expectClean(m);
   });
 });

@@ -3,7 +3,7 @@
 import { it, expect } from 'vitest';
 import { runDemo } from '../src/demo.js';
 
-it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, THP, ptdump and a clean check', async () => {
+it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, THP, TLBs, fork with a pin, ptdump and a clean check', async () => {
   const lines: string[] = [];
   await runDemo((l) => lines.push(l));
   const text = lines.join('\n');
@@ -18,5 +18,7 @@ it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, T
   expect(text).toMatch(/pte x510/);
   expect(text).toMatch(/C1 writes again: completes from l1, no fault/);
   expect(text).toMatch(/the write takes 1 fault\(s\)/);
+  expect(text).toMatch(/copied at fork \(1 early copy, 1 prealloc retry\)/);
+  expect(text).toMatch(/parent reads 0xd11a, child reads 0xd0\b/);
   expect(text).toMatch(/m\.check\(\): clean/);
 });

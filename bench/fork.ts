@@ -4,10 +4,12 @@
  * fork alone (the child exits untimed) and fork + child exit. The WASM core
  * and the naive TypeScript peer run interleaved in one process, so their
  * ratio holds on a noisy machine; best and median of the rounds are printed.
+ * The C peer (bench/peers/native.c) runs right after, in its own process.
  * Each round checks the work was done: the child maps every page.
  */
 import { Machine, type Process } from '../src/index.js';
 import { NaivePageTables, RANGE_START, PAGE_SIZE } from './peers/naive.js';
+import { runNativePeer } from './peers/native.js';
 import { formatTable, num, ratio } from './table.js';
 
 const quick = process.argv.includes('--quick');
@@ -67,7 +69,7 @@ function sample(timed: () => (() => void) | void): Stat {
 }
 
 const cases = [await wasmCase(false), await wasmCase(true), naiveCase()];
-const results = new Map<string, { fork: Stat | null; forkExit: Stat }>();
+const results = new Map<string, { fork: Stat | null; forkExit: Stat | null }>();
 for (const c of cases) c.forkExit();                     // warm-up and verification, untimed
 // Interleave the subjects round by round so that drift hits them all alike.
 const acc = cases.map(() => ({ fork: [] as Stat[], forkExit: [] as Stat[] }));
@@ -80,12 +82,15 @@ for (let r = 0; r < 3; r++) {
 const best = (xs: Stat[]): Stat => ({ best: Math.min(...xs.map((x) => x.best)), median: xs.map((x) => x.median).sort((a, b) => a - b)[1]! });
 cases.forEach((c, i) => results.set(c.label, { fork: c.fork ? best(acc[i]!.fork) : null, forkExit: best(acc[i]!.forkExit) }));
 
+// The C peer (a port of CopyOp's common path) times fork alone; it has no exit_mmap, so no fork + exit.
+const native = await runNativePeer(pages, 3 * rounds);
+if (native.result) results.set('C 4K', { fork: { best: native.result.fork, median: native.result.fork }, forkExit: null });
+
 const base = results.get('WASM 4K')!;
+const cell = (x: Stat | null): string => (x ? `${num(x.best)} (${num(x.median)})` : '—');
 const rows = [...results].map(([label, r]) => [
-  label,
-  r.fork ? `${num(r.fork.best)} (${num(r.fork.median)})` : '-',
-  `${num(r.forkExit.best)} (${num(r.forkExit.median)})`,
-  ratio(r.forkExit.best, base.forkExit.best),
+  label, cell(r.fork), cell(r.forkExit), ratio(r.fork?.median, base.fork?.median), ratio(r.forkExit?.median, base.forkExit?.median),
 ]);
 console.log(`fork of ${pages} written 4 KiB pages (${(pages * PAGE_SIZE) / 2 ** 20} MiB), ns per page, best (median) of ${3 * rounds}`);
-console.log(formatTable(['subject', 'fork', 'fork + child exit', 'fork+exit vs WASM 4K'], rows));
+console.log(formatTable(['subject', 'fork', 'fork + child exit', 'fork vs WASM 4K (medians)', 'fork+exit vs WASM 4K (medians)'], rows));
+console.log(native.result ? `C peer: ${native.note}; its figure is the median of ${3 * rounds} forks` : `C peer unavailable: ${native.note}`);

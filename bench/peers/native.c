@@ -1697,6 +1697,97 @@ static int32_t x_walk_stats(uint32_t id, double vpn, double pages)
 #define MAX_MEMORY (256 * GiB)
 
 /* Emulated RAM as bench/subjects.ts sizes the WASM machine: at least 8 GiB, 1.5x the range. */
+/*
+ * fork: copy_page_range as CopyOp does it (assembly/ops/copy.ts), the path the
+ * benchmark exercises: small anonymous folios in a COW mapping, no pins (the
+ * early-copy path is only entered when the mm has pinned), no swap entries.
+ */
+#define MMF_HAS_PINNED 1u
+
+typedef struct {
+    mm_t *parent;
+    mm_t *child;
+    uint64_t copied;
+} copy_op;
+
+static copy_op copy_op_instance;
+
+static int32_t copy_pte_range(copy_op *op, uint64_t *ptep, uint64_t addr, uint64_t end)
+{
+    uint64_t *pmdp = pmd_offset_alloc(op->child, addr);
+    if (pmdp == NULL)
+        return -ENOMEM;
+    uint64_t pmd = *pmdp;
+    if (pmd == 0) {
+        uint32_t t = alloc_table(op->child);
+        if (t == 0)
+            return -ENOMEM;
+        pmd = mk_table_entry(t);
+        *pmdp = pmd;
+    }
+    uint64_t *dst = table_ptr((uint32_t)table_entry_pfn(pmd)) + ((addr >> 12) & 511);
+    vma_t *vma = walk_vma;
+    bool cow = (vma->flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE;
+    bool has_pinned = (op->parent->flags & MMF_HAS_PINNED) != 0;
+    uint64_t n = (end - addr) >> 12;
+    int64_t anon = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t e = ptep[i];
+        if (e == 0)
+            continue;
+        if (!pte_present(e))
+            unreachable("copy_nonpresent_pte");
+        uint32_t pfn = (uint32_t)leaf_pfn(e, 0);
+        if (!pte_special(e) && pfn != zero_pfn) {
+            uint32_t head = folio_head(pfn);
+            if ((info_of(head) & PG_ANON) == 0 || has_pinned)
+                unreachable("file page or early COW");
+            set_refcount(head, refcount_of(head) + 1);
+            set_info(pfn, (info_of(pfn) + 1) & ~PG_EXCLUSIVE);
+            anon++;
+        }
+        if (cow && pte_write(e)) {
+            e = pte_wrprotect(e);
+            ptep[i] = e;
+        }
+        dst[i] = e & ~_PAGE_ACCESSED;
+    }
+    add_rss(op->child, MM_ANONPAGES, anon);
+    op->copied += (uint64_t)anon;
+    return 0;
+}
+
+static int32_t copy_upper_entry(copy_op *op, uint32_t level, uint64_t *ep, uint64_t addr, uint64_t next)
+{
+    (void)op; (void)level; (void)addr; (void)next;
+    if (is_upper_leaf(*ep))
+        unreachable("copy_huge_pmd");
+    return 0;
+}
+
+DEFINE_NOOP_HOOKS(copy, copy_op)
+DEFINE_WALK_LEVEL(copy, copy_op)
+DEFINE_WALK_PAGE_RANGE(copy, copy_op)
+
+/* dup_mmap: the child's mm id, or -ENOMEM. */
+static int32_t x_fork(uint32_t id)
+{
+    mm_t *parent = mm_by_id(id);
+    mm_t *child = mm_create(parent->levels, parent->task_size);
+    if (child == NULL)
+        return -ENOMEM;
+    copy_op_instance.parent = parent;
+    copy_op_instance.child = child;
+    for (uint32_t i = 0; i < parent->nr_vmas; i++) {
+        vma_t *v = vma_at(parent, i);
+        if (mmap_region(child, v->start, v->end - v->start, v->flags) != 0)
+            return -ENOMEM;
+        if (copy_walk_page_range(&copy_op_instance, parent, v->start, v->end) != 0)
+            return -ENOMEM;
+    }
+    return (int32_t)child->id;
+}
+
 static uint64_t machine_memory(uint64_t pages)
 {
     uint64_t wanted = (pages * PAGE_SIZE * 3 / 2 + GiB - 1) / GiB * GiB;
@@ -1864,10 +1955,27 @@ int main(int argc, char **argv)
         expect(result[0], 0, "walk present after dontneed");
     }
 
+    /* fork of the written range; the child's pages are zapped untimed (its tables stay, as no exit_mmap is ported). */
+    double *t_fork = malloc(repeats * sizeof(double));
+    if (!t_fork)
+        die("cannot allocate timing buffers");
+    expect((uint64_t)(int64_t)x_touch((uint32_t)id, vpn, (double)pages, ACCESS_WRITE, 0), ACCESS_OK, "fork: fault-in");
+    for (unsigned r = 0; r < repeats; r++) {
+        uint64_t t0 = now_ns();
+        int32_t child = x_fork((uint32_t)id);
+        t_fork[r] = (double)(now_ns() - t0) * per_page;
+        if (child < 0)
+            die("fork failed");
+        expect((uint64_t)mm_by_id((uint32_t)child)->rss[MM_ANONPAGES], pages, "fork: child anon rss");
+        expect(refcount_of((uint32_t)leaf_pfn(*leaf_lookup(mm, first), 0)), 2, "fork: first page shared");
+        expect((uint64_t)(int64_t)x_madvise((uint32_t)child, vpn, (double)pages, EMU_MADV_DONTNEED), 0, "fork: child zap");
+    }
+
     double mprotect = (median(t_ro, repeats) + median(t_rw, repeats)) / 2.0;
-    printf("{\"pages\":%llu,\"faultIn\":%.3f,\"mprotect\":%.3f,\"dontneed\":%.3f,\"walk\":%.3f}\n",
+    printf("{\"pages\":%llu,\"faultIn\":%.3f,\"mprotect\":%.3f,\"dontneed\":%.3f,\"walk\":%.3f,\"fork\":%.3f}\n",
            (unsigned long long)pages, median(t_fault, repeats), mprotect,
-           median(t_zap, repeats), median(t_walk, repeats));
+           median(t_zap, repeats), median(t_walk, repeats), median(t_fork, repeats));
+    free(t_fork);
 
     free(t_fault);
     free(t_ro);

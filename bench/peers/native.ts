@@ -19,6 +19,7 @@ export interface NativePeerResult {
   mprotect: number;
   dontneed: number;
   walk: number;
+  fork: number;
 }
 
 function parseResult(stdout: string): NativePeerResult | null {
@@ -32,7 +33,7 @@ function parseResult(stdout: string): NativePeerResult | null {
     return null;
   }
   const record = parsed as Record<string, unknown>;
-  const fields = ['pages', 'faultIn', 'mprotect', 'dontneed', 'walk'] as const;
+  const fields = ['pages', 'faultIn', 'mprotect', 'dontneed', 'walk', 'fork'] as const;
   const valid = fields.every((field) => {
     const value = record[field];
     return typeof value === 'number' && Number.isFinite(value);
@@ -47,6 +48,7 @@ function parseResult(stdout: string): NativePeerResult | null {
     mprotect: numbers.mprotect,
     dontneed: numbers.dontneed,
     walk: numbers.walk,
+    fork: numbers.fork,
   };
 }
 

@@ -103,15 +103,18 @@ export function handleMmFault(mm: Mm, addr: u64, flags: u32): u32 {
     if ((r & VM_FAULT_FALLBACK) == 0) return r;
     pmd = load<u64>(pmdp);
   }
-  if (pmd == 0) {
-    const t = allocTable(mm);
-    if (t == 0) return VM_FAULT_OOM;
-    pmd = mkTableEntry(<u64>t);
-    store<u64>(pmdp, pmd);
-  }
+  if (pmd == 0 && pteTableAlloc(mm, pmdp) == 0) return VM_FAULT_OOM;
+  pmd = load<u64>(pmdp);
   if (!isTableEntry(pmd)) return VM_FAULT_SIGBUS;
   const ptep = tablePtr(<u32>tableEntryPfn(pmd)) + (<usize>((addr >> 12) & 511) << 3);
   return handlePteFault(mm, vma, addr, ptep, flags);
+}
+
+/** __pte_alloc: a new PTE table under the empty PMD entry at pmdp; its pfn, or 0 when out of memory. */
+export function pteTableAlloc(mm: Mm, pmdp: usize): u32 {
+  const t = allocTable(mm);
+  if (t != 0) store<u64>(pmdp, mkTableEntry(<u64>t));
+  return t;
 }
 
 // ---- PTE level ------------------------------------------------------------------------

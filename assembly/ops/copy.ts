@@ -10,11 +10,11 @@
 import { Mm, addRss, MMF_HAS_PINNED } from "../mm";
 import { Vma, isCowMapping, maybeMkwrite } from "../vma";
 import { setWalkAction, ACTION_CONTINUE, walkVma } from "../walk";
-import { pmdOffsetAlloc, faultPmdTable } from "../fault";
+import { pmdOffsetAlloc, pteTableAlloc, faultPmdTable } from "../fault";
 import { allocTable, tablePtr, depositTable } from "../pgtable";
 import {
   ptePresent, pteWrite, pteWrprotect, pteMkold, pteMkclean, pteMkdirty, pteMkyoung, pteClearUffdWp, pteUffdWp, pteSpecial,
-  pteMkuffdWp, pfnPte, leafPfn, isUpperLeaf, isTableEntry, mkTableEntry, tableEntryPfn, swpType, swpOffset,
+  pteMkuffdWp, pfnPte, leafPfn, isUpperLeaf, tableEntryPfn, swpType, swpOffset,
   swpExclusiveBit, swpUffdWpBit, mkPteMarker, MAX_SWAPFILES, SWP_PTE_MARKER, PTE_MARKER_UFFD_WP,
 } from "../arch/index";
 import {
@@ -23,7 +23,7 @@ import {
 } from "../frames";
 import { addNewAnonRmap, mmCounter } from "../rmap";
 import { swapDup } from "../swap";
-import { VM_SHARED, VM_UFFD_WP, MM_ANONPAGES, MM_SWAPENTS, ENOMEM } from "../constants";
+import { VM_SHARED, MM_ANONPAGES, MM_SWAPENTS, ENOMEM } from "../constants";
 
 /** The op stopped because a page must be copied and no preallocated page is ready. */
 export const COPY_EAGAIN: i32 = 1;
@@ -52,14 +52,8 @@ export const COPY_EAGAIN: i32 = 1;
   private childPte(addr: u64): usize {
     const pmdp = pmdOffsetAlloc(this.child, addr);
     if (pmdp == 0) return 0;
-    let pmd = load<u64>(pmdp);
-    if (pmd == 0) {
-      const t = allocTable(this.child);
-      if (t == 0) return 0;
-      pmd = mkTableEntry(<u64>t);
-      store<u64>(pmdp, pmd);
-    }
-    return tablePtr(<u32>tableEntryPfn(pmd)) + (<usize>((addr >> 12) & 511) << 3);
+    if (load<u64>(pmdp) == 0 && pteTableAlloc(this.child, pmdp) == 0) return 0;
+    return tablePtr(<u32>tableEntryPfn(load<u64>(pmdp))) + (<usize>((addr >> 12) & 511) << 3);
   }
 
   pteRange(ptep: usize, addr: u64, end: u64): i32 {

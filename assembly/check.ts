@@ -13,7 +13,8 @@ import {
 } from "./frames";
 import { pinTableCapacity, pinCount, pinPfns, pinFlags, GUP_PIN } from "./gup";
 import { Mm, mmById, mmTableCapacity, getRss } from "./mm";
-import { vmaAt } from "./vma";
+import { Vma, vmaAt, vmaLookup } from "./vma";
+import { immapKeyAt, immapPgoffAt, keyMm, keyStart } from "./immap";
 import { tablePtr } from "./pgtable";
 import {
   ptePresent, pteWrite, pteSpecial, leafPfn, isUpperLeaf, isTableEntry, tableEntryPfn, isSwapPte, swpType, swpOffset,
@@ -42,6 +43,7 @@ export const CHK_CACHE_PAGE: u32 = 15;
 export const CHK_FREE_COUNT: u32 = 16;
 export const CHK_ANON_NOT_EXCLUSIVE: u32 = 17;
 export const CHK_PINCOUNT: u32 = 18;
+export const CHK_IMMAP: u32 = 19;
 
 const MAX_PROBLEMS: u32 = 1000;
 const WRITABLE_ANON: u32 = 0x8000_0000;
@@ -93,10 +95,19 @@ export function checkAll(): u32 {
     const mm = mmById(id);
     if (mm != null) checkMm(changetype<Mm>(mm));
   }
+  let fileVmas: u64 = 0, records: u64 = 0;
+  for (let id: u32 = 1; id < mmTableCapacity(); id++) {
+    const mm = mmById(id);
+    if (mm == null) continue;
+    for (let i: u32 = 0; i < mm.nrVmas; i++) if (vmaAt(mm, i).file != 0) fileVmas++;
+  }
   for (let id: u32 = 1; id < fileTableCapacity(); id++) {
     const f = fileById(id);
-    if (f != null) cacheForEach(changetype<File>(f), 0, countCacheSlot);
+    if (f == null) continue;
+    cacheForEach(changetype<File>(f), 0, countCacheSlot);
+    records += checkImmap(changetype<File>(f));
   }
+  if (records != fileVmas) problem(CHK_IMMAP, 0, fileVmas, records, 0);
   for (let s: u32 = 1; s < slots; s++) {
     const pfn = swapCachePfn(s);
     if (pfn == 0) continue;
@@ -111,6 +122,26 @@ export function checkAll(): u32 {
     if (want != have) problem(CHK_SWAP_COUNT, s, <u64>want, <u64>have, 0);
   }
   return nrProblems;
+}
+
+/**
+ * Each i_mmap record names a live VMA of that file with that pgoff, once, in
+ * pgoff order; with the global count above, records and file VMAs match one to one.
+ */
+function checkImmap(f: File): u64 {
+  for (let i: u32 = 0; i < f.immapCount; i++) {
+    const key = immapKeyAt(f, i), pgoff = immapPgoffAt(f, i);
+    const mm = mmById(keyMm(key));
+    const found: Vma | null = mm == null ? null : vmaLookup(changetype<Mm>(mm), keyStart(key));
+    if (found == null) { problem(CHK_IMMAP, f.id, key, pgoff, 1); continue; }
+    const v = changetype<Vma>(found);
+    if (v.start != keyStart(key) || v.file != f.id || v.pgoff != pgoff) { problem(CHK_IMMAP, f.id, key, pgoff, 1); continue; }
+    if (i > 0 && immapPgoffAt(f, i - 1) > pgoff) problem(CHK_IMMAP, f.id, key, pgoff, 2);
+    for (let j = i + 1; j < f.immapCount && immapPgoffAt(f, j) == pgoff; j++) {
+      if (immapKeyAt(f, j) == key) problem(CHK_IMMAP, f.id, key, pgoff, 3);
+    }
+  }
+  return <u64>f.immapCount;
 }
 
 function markFreeFrames(): void {

@@ -13,6 +13,7 @@
 import { kzalloc, kfree } from "./heap";
 import { folioPut, setIndex, clearFlag, PG_DIRTY } from "./frames";
 import { swapFree } from "./swap";
+import { immapFree } from "./immap";
 
 export const CACHE_PAGE: u64 = 1;
 export const CACHE_SWAP: u64 = 2;
@@ -30,6 +31,9 @@ export const FILE_WRITENOTIFY: u32 = 2;     // has ->page_mkwrite: shared writab
   nrPages: u64;         // pages in the cache
   nrSwapped: u64;       // shmem pages out on swap
   mkwriteCount: u64;    // ->page_mkwrite calls
+  immap: usize;         // the reverse map (immap.ts): every VMA mapping the file
+  immapCount: u32;
+  immapCap: u32;
 }
 
 let fileTable: usize = 0;
@@ -70,6 +74,7 @@ export function filePut(id: u32): void {
   if (--f.refs != 0) return;
   cacheForEach(f, 0, cacheRelease);
   freeNode(f.root, f.height);
+  immapFree(f);
   store<u32>(fileTable + (<usize>id << 2), 0);
   kfree(changetype<usize>(f), offsetof<File>());
 }

@@ -9,6 +9,8 @@ import { walkPageRange } from "./walk";
 import { CopyOp, COPY_EAGAIN } from "./ops/copy";
 import { allocFolio, freeFolio } from "./frames";
 import { flushTlbMm } from "./flush";
+import { fileOf } from "./file";
+import { immapReserve, immapKey } from "./immap";
 import { VM_DONTCOPY, VM_PFNMAP, VM_UFFD_WP } from "./constants";
 
 const copyOp = new CopyOp();
@@ -43,7 +45,8 @@ export function dupMmap(parent: Mm, seedEra: bool): Mm | null {
   for (let i: u32 = 0; i < parent.nrVmas && !failed; i++) {
     const v = vmaAt(parent, i);
     if ((v.flags & VM_DONTCOPY) != 0) continue;
-    const ci = vmaInsert(child, v.start, v.end, v.flags & ~VM_UFFD_WP, v.file, v.pgoff);
+    if (v.file != 0 && !immapReserve(fileOf(v.file), 1)) { failed = true; break; }
+    const ci = vmaInsert(child, v.start, v.end, v.flags & ~VM_UFFD_WP, v.file, v.pgoff, immapKey(parent.id, v.start));
     const cv = vmaAt(child, ci);
     cv.anonVma = v.anonVma;            // anon_vma_fork: the child's pages join the parent's anon_vma
     if (!vmaNeedsCopy(v)) continue;

@@ -13,7 +13,8 @@ import { walkPageRange } from "./walk";
 import { ZapOp } from "./ops/zap";
 import { ChangeProtOp } from "./ops/changeprot";
 import { PageoutOp } from "./ops/pageout";
-import { fileWantsWritenotify } from "./file";
+import { fileWantsWritenotify, fileOf } from "./file";
+import { immapReserve } from "./immap";
 import { gatherBegin, gatherEnd, currentGather, tlbFreePteTable, tlbFreeUpperTable } from "./gather";
 import { forgetMm } from "./cpu";
 import {
@@ -91,7 +92,7 @@ export function mmapRegion(mm: Mm, start: u64, len: u64, flags: u32, file: u32, 
     const r = doMunmap(mm, start, end);
     if (r != 0) return r;
   }
-  if (!vmaReserve(mm, 1)) return -ENOMEM;
+  if (!vmaReserve(mm, 1) || (file != 0 && !immapReserve(fileOf(file), 1))) return -ENOMEM;
   // New VMAs start soft-dirty: everything in them counts as written until clear_refs.
   if (softDirtySupported) flags |= VM_SOFTDIRTY;
   const i = vmaInsert(mm, start, end, flags, file, pgoff);
@@ -104,7 +105,26 @@ function mergeAround(mm: Mm, i: u32): void {
   if (i > 0) vmaTryMergeNext(mm, i - 1);
 }
 
-/** Splits VMAs so that none straddles `addr`. Capacity must be reserved. */
+/**
+ * Reserves what splitting at start and at end can need: two VMA slots and an
+ * i_mmap record per split file VMA, so that the splits themselves cannot fail.
+ */
+function splitsReserve(mm: Mm, start: u64, end: u64): bool {
+  if (!vmaReserve(mm, 2)) return false;
+  const a = straddlingFile(mm, start), b = straddlingFile(mm, end);
+  if (a != 0 && a == b) return immapReserve(fileOf(a), 2);
+  return (a == 0 || immapReserve(fileOf(a), 1)) && (b == 0 || immapReserve(fileOf(b), 1));
+}
+
+/** The file of the VMA that strictly contains addr (a split there adds an i_mmap record), or 0. */
+function straddlingFile(mm: Mm, addr: u64): u32 {
+  const i = findVmaIndex(mm, addr);
+  if (i >= mm.nrVmas) return 0;
+  const v = vmaAt(mm, i);
+  return v.start < addr && addr < v.end ? v.file : 0;
+}
+
+/** Splits VMAs so that none straddles `addr`. Capacity must be reserved (splitsReserve). */
 function splitAt(mm: Mm, addr: u64): void {
   const i = findVmaIndex(mm, addr);
   if (i < mm.nrVmas) {
@@ -146,7 +166,7 @@ const splitOp = new SplitOp();
 
 /** munmap: split at the edges, zap (dropping markers), remove the VMAs, free the tables no VMA needs. */
 export function doMunmap(mm: Mm, start: u64, end: u64): i32 {
-  if (!vmaReserve(mm, 2) || !gatherBegin(mm, false)) return -ENOMEM;
+  if (!splitsReserve(mm, start, end) || !gatherBegin(mm, false)) return -ENOMEM;
   splitAt(mm, start);
   splitAt(mm, end);
   zapOp.dropMarkers = true;
@@ -232,7 +252,7 @@ export function doMprotect(mm: Mm, start: u64, end: u64, prot: u32): i32 {
     // VM_MAYREAD/WRITE/EXEC sit four bits above READ/WRITE/EXEC.
     if ((prot & ~(v.flags >> 4) & (VM_READ | VM_WRITE | VM_EXEC)) != 0) return -EACCES;
   }
-  if (!vmaReserve(mm, 2) || !gatherBegin(mm, false)) return -ENOMEM;
+  if (!splitsReserve(mm, start, end) || !gatherBegin(mm, false)) return -ENOMEM;
   splitAt(mm, start);
   splitAt(mm, end);
   for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
@@ -295,7 +315,7 @@ export function doMadvise(mm: Mm, start: u64, end: u64, advice: u32): i32 {
   else if (advice == MADV_HUGEPAGE) { set = VM_HUGEPAGE; clear = VM_NOHUGEPAGE; }
   else if (advice == MADV_NOHUGEPAGE) { set = VM_NOHUGEPAGE; clear = VM_HUGEPAGE; }
   else return -EINVAL;
-  if (!vmaReserve(mm, 2)) return -ENOMEM;
+  if (!splitsReserve(mm, start, end)) return -ENOMEM;
   splitAt(mm, start);
   splitAt(mm, end);
   for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {

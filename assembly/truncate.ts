@@ -1,12 +1,14 @@
 // truncate_pagecache: unmap the file's pages beyond the new size from every
 // mapping (private copies included: even_cows), dropping their markers as the
-// locked second pass does, then empty those page-cache slots.
+// locked second pass does, then empty those page-cache slots. The mappings
+// are found through the file's i_mmap, as unmap_mapping_range does.
 
-import { Mm, mmById, mmTableCapacity } from "./mm";
-import { vmaAt, vmaPages } from "./vma";
+import { Mm, mmById } from "./mm";
+import { Vma, vmaLookup, vmaPages } from "./vma";
 import { walkPageRange } from "./walk";
 import { ZapOp } from "./ops/zap";
 import { File, cacheForEach, cacheRelease } from "./file";
+import { immapKeyAt, immapPgoffAt, keyMm, keyStart } from "./immap";
 import { gatherBegin, gatherEnd } from "./gather";
 
 const zapOp = new ZapOp();
@@ -16,20 +18,16 @@ export function truncateFile(f: File, newPages: u64): bool {
   if (newPages < f.sizePages) {
     zapOp.dropMarkers = true;
     zapOp.evenCows = true;
-    for (let id: u32 = 1; id < mmTableCapacity(); id++) {
-      const m = mmById(id);
-      if (m == null) continue;
-      const mm = changetype<Mm>(m);
-      for (let i: u32 = 0; i < mm.nrVmas; i++) {
-        const v = vmaAt(mm, i);
-        if (v.file != f.id) continue;
-        const last = v.pgoff + vmaPages(v);
-        if (last <= newPages) continue;
-        const from = newPages > v.pgoff ? v.start + ((newPages - v.pgoff) << 12) : v.start;
-        if (!gatherBegin(mm, false)) return false;
-        walkPageRange<ZapOp>(zapOp, mm, from, v.end);
-        gatherEnd();
-      }
+    for (let i: u32 = 0; i < f.immapCount; i++) {
+      const key = immapKeyAt(f, i);
+      const mm = changetype<Mm>(mmById(keyMm(key)));
+      const v = changetype<Vma>(vmaLookup(mm, keyStart(key)));
+      const pgoff = immapPgoffAt(f, i);
+      if (pgoff + vmaPages(v) <= newPages) continue;
+      const from = newPages > pgoff ? v.start + ((newPages - pgoff) << 12) : v.start;
+      if (!gatherBegin(mm, false)) return false;
+      walkPageRange<ZapOp>(zapOp, mm, from, v.end);
+      gatherEnd();
     }
     cacheForEach(f, newPages, cacheRelease);
   }

@@ -6,7 +6,8 @@ import { kmalloc, kfree } from "./heap";
 import { Mm } from "./mm";
 import { VM_SOFTDIRTY, VM_SHARED, VM_MAYWRITE, VM_WRITE, VM_UFFD_WP, VM_UFFD_MISSING } from "./constants";
 import { vmGetPageProt, pteMkwrite } from "./arch/index";
-import { fileGet, filePut, fileWantsWritenotify } from "./file";
+import { fileGet, filePut, fileWantsWritenotify, fileOf } from "./file";
+import { immapInsert, immapInsertAfter, immapRemove, immapKey } from "./immap";
 
 @unmanaged export class Vma {
   start: u64;
@@ -88,8 +89,12 @@ function ensureCapacity(mm: Mm, n: u32): bool {
 /** Makes room for `extra` more VMAs so that a later split or insert cannot fail. */
 export function vmaReserve(mm: Mm, extra: u32): bool { return ensureCapacity(mm, mm.nrVmas + extra); }
 
-/** Inserts a new VMA at its sorted position (capacity must be reserved); returns its index. */
-export function vmaInsert(mm: Mm, start: u64, end: u64, flags: u32, file: u32, pgoff: u64): u32 {
+/**
+ * Inserts a new VMA at its sorted position; returns its index. Capacity must
+ * be reserved, in the file's i_mmap too. A fork passes the parent VMA's
+ * i_mmap key so that the child is linked right after it.
+ */
+export function vmaInsert(mm: Mm, start: u64, end: u64, flags: u32, file: u32, pgoff: u64, immapAfter: u64 = 0): u32 {
   const i = findVmaIndex(mm, start);
   const at = mm.vmas + <usize>i * VMA_BYTES;
   memory.copy(at + VMA_BYTES, at, <usize>(mm.nrVmas - i) * VMA_BYTES);
@@ -99,12 +104,16 @@ export function vmaInsert(mm: Mm, start: u64, end: u64, flags: u32, file: u32, p
   v.pgoff = file != 0 ? pgoff : start >> 12;
   v.anonVma = 0; v.uffd = 0;
   vmaSetPageProt(v);
-  if (file != 0) fileGet(file);
+  if (file != 0) {
+    fileGet(file);
+    if (immapAfter != 0) immapInsertAfter(fileOf(file), immapAfter, immapKey(mm.id, start), pgoff);
+    else immapInsert(fileOf(file), immapKey(mm.id, start), pgoff);
+  }
   mm.vmaCache = i;
   return i;
 }
 
-/** Splits VMA i at addr (strictly inside); both halves keep every attribute. Capacity must be reserved. */
+/** Splits VMA i at addr (strictly inside); both halves keep every attribute. Capacity (and i_mmap space) must be reserved. */
 export function vmaSplit(mm: Mm, i: u32, addr: u64): void {
   const at = mm.vmas + <usize>i * VMA_BYTES;
   memory.copy(at + VMA_BYTES, at, <usize>(mm.nrVmas - i) * VMA_BYTES);
@@ -113,7 +122,10 @@ export function vmaSplit(mm: Mm, i: u32, addr: u64): void {
   lo.end = addr;
   hi.pgoff = lo.pgoff + ((addr - lo.start) >> 12);
   hi.start = addr;
-  if (lo.file != 0) fileGet(lo.file);
+  if (lo.file != 0) {
+    fileGet(lo.file);
+    immapInsert(fileOf(lo.file), immapKey(mm.id, addr), hi.pgoff);
+  }
   mm.vmaCache = 0;
 }
 
@@ -121,10 +133,14 @@ export function vmaSplit(mm: Mm, i: u32, addr: u64): void {
 export function vmaRemove(mm: Mm, i: u32): void {
   const at = mm.vmas + <usize>i * VMA_BYTES;
   const f = changetype<Vma>(at).file;
+  const key = immapKey(mm.id, changetype<Vma>(at).start);
   memory.copy(at, at + VMA_BYTES, <usize>(mm.nrVmas - i - 1) * VMA_BYTES);
   mm.nrVmas--;
   mm.vmaCache = 0;
-  if (f != 0) filePut(f);
+  if (f != 0) {
+    immapRemove(fileOf(f), key);
+    filePut(f);
+  }
 }
 
 /** is_mergeable_vma + anon_vma compatibility + contiguous pgoff. */

@@ -21,8 +21,10 @@
 // A huge leaf reached with walkAction still SUBTREE is split (VMA walks only,
 // PMD level), then walked as a table, as walk_pmd_range does.
 
-import { Mm } from "./mm";
-import { Vma, findVmaIndex, vmaAt } from "./vma";
+import { Mm, mmById } from "./mm";
+import { Vma, findVmaIndex, vmaAt, vmaLookup, vmaPages } from "./vma";
+import { File } from "./file";
+import { immapKeyAt, immapPgoffAt, keyMm, keyStart } from "./immap";
 import { tablePtr, levelAddrEnd, levelShift } from "./pgtable";
 import { isTableEntry, isUpperLeaf, tableEntryPfn } from "./arch/index";
 import { splitHugePmd } from "./thp";
@@ -123,4 +125,44 @@ function walkLevel<T>(op: T, level: u32, table: u32, start: u64, end: u64): i32 
     addr = next;
   }
   return 0;
+}
+
+/**
+ * walk_page_mapping: each VMA of the file's i_mmap overlapping pgoffs
+ * [first, first + nr), clipped to it, in interval-tree order, in whatever mm
+ * it belongs to. A test_walk that skips a VMA stops the whole mapping walk
+ * (the kernel breaks out of its loop with 0), unless `walkOnSkip`.
+ */
+export function walkPageMapping<T>(op: T, f: File, first: u64, nr: u64, walkOnSkip: bool): i32 {
+  if (nr == 0) return 0;
+  const last = first + nr - 1;
+  let r: i32 = 0;
+  for (let i: u32 = 0; i < f.immapCount; i++) {
+    const pgoff = immapPgoffAt(f, i);
+    if (pgoff > last) break;                          // sorted by pgoff: nothing further overlaps
+    const key = immapKeyAt(f, i);
+    const mm = changetype<Mm>(mmById(keyMm(key)));
+    const v = changetype<Vma>(vmaLookup(mm, keyStart(key)));
+    const vend = pgoff + vmaPages(v);
+    if (vend <= first) continue;
+    const start = v.start + (((first > pgoff ? first : pgoff) - pgoff) << 12);
+    const end = v.start + (((first + nr < vend ? first + nr : vend) - pgoff) << 12);
+    if (start >= end) continue;
+    walkMm = mm;
+    walkVma = v;
+    r = op.testWalk(v);
+    if (r < 0) break;
+    if (r > 0) {
+      r = 0;
+      if (walkOnSkip) continue;
+      break;
+    }
+    r = op.preVma(v, start, end);
+    if (r != 0) break;
+    r = walkLevel<T>(op, mm.levels - 1, mm.root, start, end);
+    op.postVma(changetype<Vma>(vmaLookup(mm, start)), start, end);
+    if (r != 0) break;
+  }
+  walkVma = null;
+  return r;
 }

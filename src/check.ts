@@ -39,6 +39,7 @@ export function readProblems(core: Core, count: number): Problem[] {
       case 16: p = { kind: 'free-count', message: `free frame counter ${a}, free lists hold ${b}` }; break;
       case 17: p = { kind: 'anon-not-exclusive', message: `mm ${id} at ${h(a)}: writable anon pfn ${h(b)} is not PageAnonExclusive` }; break;
       case 18: p = { kind: 'pincount', message: `folio ${h(BigInt(id))}: pincount should be ${a}, is ${b}` }; break;
+      case 19: p = { kind: 'i_mmap', message: id === 0 ? `file VMAs ${a}, i_mmap records ${b}` : `file ${id}: i_mmap record (mm ${a >> 48n}, vm_start ${h((a & 0xffffffffffffn) << 12n)}, pgoff ${b}) ${['', 'names no such VMA', 'is out of pgoff order', 'appears twice'][Number(c)]}` }; break;
       default: p = { kind: `code-${code}`, message: `unknown problem ${code}` };
     }
     out.push(p);

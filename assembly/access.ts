@@ -27,8 +27,10 @@ import {
 } from "./tlb";
 import {
   VM_FAULT_ERROR, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_HWPOISON, FAULT_FLAG_WRITE, FAULT_FLAG_INSTRUCTION,
-  ACCESS_OK, ACCESS_SEGV_MAPERR, ACCESS_SEGV_ACCERR, ACCESS_SIGBUS, ACCESS_OOM, ACCESS_HWPOISON,
+  ACCESS_OK, ACCESS_SEGV_MAPERR, ACCESS_SEGV_ACCERR, ACCESS_SIGBUS, ACCESS_OOM, ACCESS_HWPOISON, ACCESS_BLOCKED,
+  VM_FAULT_BLOCKED,
 } from "./constants";
+import { ptlHeld } from "./step";
 import { vmaLookup } from "./vma";
 
 /** Results of the last access: the frame touched, the tag read, where the translation came from. */
@@ -42,6 +44,17 @@ export let accessHit: u32 = 0;
 export const HIT_L1: u32 = 1;
 export const HIT_L2: u32 = 2;
 export const HIT_WALK: u32 = 3;
+
+/** What the last ACCESS_BLOCKED access waits on. */
+export let accessBlockedOn: u32 = 0;
+export const BLOCKED_PTL: u32 = 1;        // a page-table lock held by an operation stopped at a yield point
+export const BLOCKED_MKWRITE: u32 = 2;    // ->page_mkwrite made the writer wait
+
+/** Heap address of the PTE table a fault at addr would lock (0 if there is none yet). */
+function faultNeedsTable(mm: Mm, addr: u64): usize {
+  const ep = leafLookup(mm, addr);
+  return lookupLevel == 0 ? ep & ~<usize>4095 : 0;
+}
 
 const MAX_RETRIES: u32 = 8;
 /** Whether the last failed translation came from a cached entry (rather than a walk). */
@@ -305,7 +318,10 @@ function faultAndRetry(c: Cpu, mm: Mm, addr: u64, kind: u32, tag: u32, functiona
     cpuFaultInvalidate(c, mm.id, addr >> 12, faultFromHit || functional);
     if (!functional) bumpStat(c, ST_PAGE_FAULTS, 1);
     const flags: u32 = kind == ACCESS_WRITE ? FAULT_FLAG_WRITE : (kind == ACCESS_EXEC ? FAULT_FLAG_INSTRUCTION : 0);
+    // An interrupted kernel operation holds this address's PTE table lock: the handler would spin on it.
+    if (ptlHeld != 0 && faultNeedsTable(mm, addr) == ptlHeld) { accessBlockedOn = BLOCKED_PTL; accessHit = 0; return ACCESS_BLOCKED; }
     const r = handleMmFault(mm, addr, flags);
+    if ((r & VM_FAULT_BLOCKED) != 0) { accessBlockedOn = BLOCKED_MKWRITE; accessHit = 0; return ACCESS_BLOCKED; }
     if ((r & VM_FAULT_ERROR) != 0) {
       accessHit = 0;
       if (!functional) bumpStat(c, ST_SIGNALS, 1);

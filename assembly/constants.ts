@@ -51,6 +51,12 @@ export const VM_FAULT_SIGSEGV: u32 = 0x40;
 export const VM_FAULT_NOPAGE: u32 = 0x100;
 export const VM_FAULT_RETRY: u32 = 0x400;
 export const VM_FAULT_FALLBACK: u32 = 0x800;
+/**
+ * ptemu's own bit: the faulting task now waits (on a page-table lock held by
+ * an interrupted operation, in ->page_mkwrite). Nothing changed; the access
+ * did not happen and is reported as blocked.
+ */
+export const VM_FAULT_BLOCKED: u32 = 0x100000;
 export const VM_FAULT_ERROR: u32 = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | VM_FAULT_HWPOISON;
 
 // fault flags.
@@ -72,6 +78,7 @@ export const ACCESS_SEGV_ACCERR: i32 = 2;
 export const ACCESS_SIGBUS: i32 = 3;
 export const ACCESS_OOM: i32 = 4;
 export const ACCESS_HWPOISON: i32 = 5;
+export const ACCESS_BLOCKED: i32 = 6;      // see VM_FAULT_BLOCKED; accessBlockedOn says on what
 
 // THP policy (/sys/kernel/mm/transparent_hugepage/enabled).
 export const THP_NEVER: u32 = 0;

@@ -14,12 +14,18 @@ import { kzalloc, kfree } from "./heap";
 import { folioPut, setIndex, clearFlag, PG_DIRTY } from "./frames";
 import { swapFree } from "./swap";
 import { immapFree } from "./immap";
+import { VM_FAULT_SIGBUS, VM_FAULT_BLOCKED } from "./constants";
 
 export const CACHE_PAGE: u64 = 1;
 export const CACHE_SWAP: u64 = 2;
 
 export const FILE_SHMEM: u32 = 1;           // swap-backed, no disk (memfd, shared anon)
 export const FILE_WRITENOTIFY: u32 = 2;     // has ->page_mkwrite: shared writable maps start read-only
+export const FILE_MKWRITE_HOOK: u32 = 4;    // ->page_mkwrite calls out to the scenario (JavaScript)
+
+/** The scenario's page_mkwrite: 0 go on, 1 the writer blocks, 2 SIGBUS. */
+@external("env", "pageMkwrite")
+declare function pageMkwriteCallback(file: u32, pgoff: f64, mm: u32, vpn: f64): i32;
 
 @unmanaged export class File {
   id: u32;
@@ -80,6 +86,18 @@ export function filePut(id: u32): void {
 }
 
 export function fileWantsWritenotify(id: u32): bool { return (fileOf(id).flags & FILE_WRITENOTIFY) != 0; }
+
+/**
+ * do_page_mkwrite: the filesystem learns that a page of a shared mapping is
+ * about to be written. Returns 0, VM_FAULT_SIGBUS or VM_FAULT_BLOCKED.
+ */
+export function doPageMkwrite(f: File, pgoff: u64, mm: u32, addr: u64): u32 {
+  if ((f.flags & FILE_WRITENOTIFY) == 0) return 0;
+  f.mkwriteCount++;
+  if ((f.flags & FILE_MKWRITE_HOOK) == 0) return 0;
+  const r = pageMkwriteCallback(f.id, <f64>pgoff, mm, <f64>(addr >> 12));
+  return r == 1 ? VM_FAULT_BLOCKED : r == 2 ? VM_FAULT_SIGBUS : 0;
+}
 
 /**
  * Empties one cache slot: drops the cache's page reference or frees the swap

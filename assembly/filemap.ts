@@ -7,7 +7,7 @@ import { Vma, anonVmaPrepare, linearPageIndex, maybeMkwrite } from "./vma";
 import { pteNone, pteWrite, pteMkdirty, pteMkold, pteMkuffdWp, pfnPte, ARM64, hwAF } from "./arch/index";
 import { allocFolio, folioHead, tagOf, setTag, testFlag, setFlag, setIndex, PG_SWAPBACKED, PG_DIRTY, PG_LRU } from "./frames";
 import { addNewAnonRmap, addFileRmap } from "./rmap";
-import { File, fileOf, cacheLookup, cacheSlot, CACHE_PAGE, CACHE_SWAP, FILE_WRITENOTIFY } from "./file";
+import { File, fileOf, cacheLookup, cacheSlot, CACHE_PAGE, CACHE_SWAP, doPageMkwrite } from "./file";
 import { swapTag, swapFree } from "./swap";
 import { VM_SHARED, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MAJOR, FAULT_FLAG_WRITE, MM_ANONPAGES, PMD_SIZE } from "./constants";
 
@@ -57,7 +57,8 @@ export function doFault(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32, uf
   if (page == 0) return VM_FAULT_OOM;
   if (page == <u32>-1) return VM_FAULT_SIGBUS;
   if (lastFaultMajor) ret |= VM_FAULT_MAJOR;
-  if ((f.flags & FILE_WRITENOTIFY) != 0) f.mkwriteCount++;
+  const mk = doPageMkwrite(f, pgoff, mm.id, addr);
+  if (mk != 0) return mk;
   setPteRange(mm, vma, ptep, page, true, false, uffdWp);
   setFlag(folioHead(page), PG_DIRTY);
   return ret;

@@ -6,10 +6,10 @@
 // tlb_single_page_flush_ceiling (33). Every CPU in mm_cpumask is reached:
 // the initiating CPU locally, the others by IPI (counted).
 //
-// Log record (40 bytes): kind u32 | mm u32 | initiator u32 | stride shift u32 |
+// Log record (48 bytes): seq u64 | kind u32 | mm u32 | initiator u32 | stride shift u32 |
 //                        start u64 | end u64 | cpus reached u64 (bit per CPU)
 
-import { kmalloc, kfree } from "./heap";
+import { Log, staticLog, logAppend } from "./log";
 import { Mm } from "./mm";
 import { Cpu, cpuAt, nrCpus, cpuFlushPage, cpuFlushAsid, bumpStat, ST_FLUSHES, ST_IPIS } from "./cpu";
 
@@ -21,31 +21,16 @@ export const FLUSH_ALL: u32 = 3;
 export let flushCeiling: u32 = 33;
 export function setFlushCeiling(n: u32): void { flushCeiling = n; }
 
-const LOG_RECORD: usize = 40;
-const LOG_MAX: u32 = 1 << 20;
-let logBuf: usize = 0;
-let logCap: u32 = 0;
-export let logCount: u32 = 0;
-export let logDropped: u64 = 0;
+export const FLUSH_RECORD: usize = 48;
+export const flushLog: Log = staticLog();
 export let totalFlushes: u64 = 0;
 export let totalIpis: u64 = 0;
 
-export function flushLogPtr(): usize { return logBuf; }
-export function flushLogClear(): void { logCount = 0; logDropped = 0; }
-
 function logFlush(kind: u32, mm: u32, initiator: u32, stride: u32, start: u64, end: u64, cpus: u64): void {
-  if (logCount == logCap) {
-    if (logCap >= LOG_MAX) { logDropped++; return; }
-    const cap = logCap == 0 ? 256 : logCap * 2;
-    const nb = kmalloc(<usize>cap * LOG_RECORD);
-    if (nb == 0) { logDropped++; return; }
-    if (logBuf != 0) { memory.copy(nb, logBuf, <usize>logCount * LOG_RECORD); kfree(logBuf, <usize>logCap * LOG_RECORD); }
-    logBuf = nb; logCap = cap;
-  }
-  const r = logBuf + <usize>logCount * LOG_RECORD;
-  store<u32>(r, kind); store<u32>(r, mm, 4); store<u32>(r, initiator, 8); store<u32>(r, stride, 12);
-  store<u64>(r, start, 16); store<u64>(r, end, 24); store<u64>(r, cpus, 32);
-  logCount++;
+  const r = logAppend(flushLog, FLUSH_RECORD);
+  if (r == 0) return;
+  store<u32>(r, kind, 8); store<u32>(r, mm, 12); store<u32>(r, initiator, 16); store<u32>(r, stride, 20);
+  store<u64>(r, start, 24); store<u64>(r, end, 32); store<u64>(r, cpus, 40);
 }
 
 /** Counts the flush on every reached CPU; returns the mask reached. */

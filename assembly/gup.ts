@@ -18,7 +18,7 @@ import {
 } from "./frames";
 import {
   VM_READ, VM_WRITE, VM_IO, VM_PFNMAP, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_FAULT_HWPOISON,
-  FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE, ENOMEM, EFAULT,
+  FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE, ENOMEM, EFAULT, EAGAIN, VM_FAULT_BLOCKED,
 } from "./constants";
 
 export const GUP_WRITE: u32 = 1;      // FOLL_WRITE
@@ -168,6 +168,12 @@ export function gupRange(mm: Mm, start: u64, npages: u32, flags: u32): i32 {
       if ((flags & GUP_WRITE) != 0) fflags = FAULT_FLAG_WRITE;
       else if (lookupPresent(mm, addr)) fflags = FAULT_FLAG_UNSHARE;
       const r = handleMmFault(mm, addr, fflags);
+      if ((r & VM_FAULT_BLOCKED) != 0) {
+        // ->page_mkwrite made the fault wait: the caller may retry once the file lets writers in.
+        undo(pfns, i, flags);
+        kfree(pfns, <usize>npages << 2);
+        return -EAGAIN;
+      }
       if ((r & (VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | VM_FAULT_HWPOISON)) != 0) {
         undo(pfns, i, flags);
         kfree(pfns, <usize>npages << 2);

@@ -17,11 +17,11 @@ import { entryPtr, pmdCacheInvalidate } from "./pgtable";
 import { Mm, mmById, getRss } from "./mm";
 import { vmaAt } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
-import { userAccess, touchRange, replayTrace, accessPfn, accessTag, accessFaults, accessHit, touchDone } from "./access";
+import { userAccess, touchRange, replayTrace, accessPfn, accessTag, accessFaults, accessHit, accessBlockedOn, touchDone } from "./access";
 import { cpusInit, cpusAddArray, cpusSetWalkCache, setTranslationMode, nrCpus, cpuAt, arrayAt, funcKey, FUNC_SLOTS } from "./cpu";
 import { tlbArrayCount, tlbArrayPeek, entryPfn, entryPerms, sizeShift } from "./tlb";
 import {
-  flushLogPtr, flushLogClear, logCount, logDropped, totalFlushes, totalIpis, flushTlbRange, flushTlbMm, flushTlbAll,
+  flushLog, totalFlushes, totalIpis, flushTlbRange, flushTlbMm, flushTlbAll,
   setFlushCeiling,
 } from "./flush";
 import { Gather, gatherAlloc, gatherFree, tlbGatherMmu, tlbFinishMmu, tlbFlushPteRange, tlbFlushPmdRange } from "./gather";
@@ -35,6 +35,12 @@ import { DumpOp } from "./ops/dump";
 import { swapInit, swapSlots, slotsInUse, swapCount, swapCachePfn, swapTag } from "./swap";
 import { fileCreate, fileById, filePut, File, cacheLookup, fileTableCapacity, CACHE_PAGE } from "./file";
 import { truncateFile } from "./truncate";
+import { Log, logClear } from "./log";
+import { notifierLog } from "./notifier";
+import { warnLog } from "./warn";
+import { setStepping } from "./step";
+import { wpSharedMappingRange, cleanRecordSharedMappingRange, cacheFlushes, cleanStart, cleanEnd } from "./ops/mappingdirty";
+import { clearRefs as clearRefsMm } from "./ops/clearrefs";
 import { thpSplitPmd, thpFaultAlloc, thpFaultFallback, setThpPolicy } from "./thp";
 import { checkAll, problems } from "./check";
 import { dupMmap, forkRetries, forkEarlyCopies } from "./fork";
@@ -135,6 +141,7 @@ export function access(cpu: u32, id: u32, vpn: f64, kind: u32, tag: u32): i32 {
   unchecked(result[1] = <u64>accessTag);
   unchecked(result[2] = <u64>accessFaults);
   unchecked(result[3] = <u64>accessHit);
+  unchecked(result[4] = <u64>accessBlockedOn);
   return r;
 }
 
@@ -144,6 +151,7 @@ export function touch(cpu: u32, id: u32, vpn: f64, pages: f64, kind: u32, tag: u
   if (m == null || cpu >= nrCpus) return -ENOENT;
   const r = touchRange(cpu, m, addr(vpn), addr(vpn + pages), kind, tag);
   unchecked(result[0] = touchDone);
+  unchecked(result[1] = <u64>accessBlockedOn);
   return r;
 }
 
@@ -240,14 +248,22 @@ export function cpuPeek(cpu: u32, id: u32, vpn: f64): i32 {
 
 // ---- flushes (m.kernel) and the flush log ---------------------------------------------------
 
-export function flushLog(): usize { return flushLogPtr(); }
-export function flushLogLength(): u32 { return logCount; }
-export function flushLogReset(): void { flushLogClear(); }
-/** [0] flushes, [1] IPIs, [2] log records dropped. */
+// @ts-ignore: decorator
+@inline function logOf(which: u32): Log { return which == 0 ? flushLog : which == 1 ? notifierLog : warnLog; }
+/** Log `which` (0 flushes, 1 mmu notifier calls, 2 warnings): returns its records; [0] count, [1] dropped. */
+export function logRecords(which: u32): usize {
+  const l = logOf(which);
+  unchecked(result[0] = <u64>l.count);
+  unchecked(result[1] = l.dropped);
+  return l.buf;
+}
+export function logReset(which: u32): void { logClear(logOf(which)); }
+/** [0] flushes, [1] IPIs, [2] flush records dropped, [3] flush_cache_range calls. */
 export function flushTotals(): void {
   unchecked(result[0] = totalFlushes);
   unchecked(result[1] = totalIpis);
-  unchecked(result[2] = logDropped);
+  unchecked(result[2] = flushLog.dropped);
+  unchecked(result[3] = cacheFlushes);
 }
 export function kFlushTlbRange(id: u32, vpn: f64, endVpn: f64, stride: u32): i32 {
   const m = mm(id);
@@ -558,4 +574,38 @@ export function decode(raw: u64, level: u32): i32 {
   unchecked(result[2] = <u64>decodedType);
   unchecked(result[3] = decodedOffset);
   return k;
+}
+
+// ---- dirty tracking (mapping_dirty_helpers, clear_refs) ------------------------------------
+
+/** Turns yield points of kernel range operations on or off (see step.ts). */
+export function stepMode(on: bool): void { setStepping(on); }
+
+/** wp_shared_mapping_range: PTEs write-protected, or -errno. */
+export function fileWriteProtect(id: u32, first: f64, nr: f64, walkOnSkip: bool): f64 {
+  const f = fileById(id);
+  if (f == null) return -ENOENT;
+  return <f64>wpSharedMappingRange(changetype<File>(f), <u64>first, <u64>nr, walkOnSkip);
+}
+
+/**
+ * clean_record_shared_mapping_range over a bitmap at `bitmap` (bit i = pgoff
+ * bitmapPgoff + i, little-endian bytes like the kernel's unsigned longs).
+ * Returns the PTEs cleaned (or -errno); [0] start, [1] end of the set bits.
+ */
+export function fileCleanRecord(id: u32, first: f64, nr: f64, bitmapPgoff: f64, bitmap: usize, start: f64, end: f64, walkOnSkip: bool): f64 {
+  const f = fileById(id);
+  if (f == null) return -ENOENT;
+  const total = cleanRecordSharedMappingRange(changetype<File>(f), <u64>first, <u64>nr, <u64>bitmapPgoff, bitmap, <u64>start, <u64>end, walkOnSkip);
+  unchecked(result[0] = cleanStart);
+  unchecked(result[1] = cleanEnd);
+  return <f64>total;
+}
+
+/** Writing `type` to /proc/PID/clear_refs. */
+export function clearRefs(id: u32, type: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  clearRefsMm(m, type);
+  return 0;
 }

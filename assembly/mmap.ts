@@ -5,7 +5,7 @@
 
 import { Mm, mmAllocStruct, mmFreeStruct } from "./mm";
 import {
-  Vma, vmaAt, findVmaIndex, vmaInsert, vmaSplit, vmaRemove, vmaReserve, vmaTryMergeNext, vmaSetPageProt,
+  Vma, vmaAt, findVmaIndex, vmaInsert, vmaSplit, vmaRemove, vmaReserve, vmaTryMergeNext, vmaSetPageProt, vmaWantsWritenotify,
 } from "./vma";
 import { allocTable, freeTable, tablePtr, levelShift, levelSize } from "./pgtable";
 import { isTableEntry, tableEntryPfn, softDirtySupported } from "./arch/index";
@@ -13,7 +13,7 @@ import { walkPageRange } from "./walk";
 import { ZapOp } from "./ops/zap";
 import { ChangeProtOp } from "./ops/changeprot";
 import { PageoutOp } from "./ops/pageout";
-import { fileWantsWritenotify, fileOf } from "./file";
+import { fileOf } from "./file";
 import { immapReserve } from "./immap";
 import { gatherBegin, gatherEnd, currentGather, tlbFreePteTable, tlbFreeUpperTable } from "./gather";
 import { forgetMm } from "./cpu";
@@ -240,7 +240,7 @@ export function exitMmap(mm: Mm): bool {
 
 /** vma_wants_manual_pte_write_upgrade. */
 function wantsManualWriteUpgrade(v: Vma): bool {
-  if ((v.flags & VM_SHARED) != 0) return v.file != 0 && fileWantsWritenotify(v.file);
+  if ((v.flags & VM_SHARED) != 0) return vmaWantsWritenotify(v);
   return (v.flags & VM_WRITE) != 0;
 }
 

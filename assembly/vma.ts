@@ -5,7 +5,7 @@
 import { kmalloc, kfree } from "./heap";
 import { Mm } from "./mm";
 import { VM_SOFTDIRTY, VM_SHARED, VM_MAYWRITE, VM_WRITE, VM_UFFD_WP, VM_UFFD_MISSING } from "./constants";
-import { vmGetPageProt, pteMkwrite } from "./arch/index";
+import { vmGetPageProt, pteMkwrite, softDirtySupported } from "./arch/index";
 import { fileGet, filePut, fileWantsWritenotify, fileOf } from "./file";
 import { immapInsert, immapInsertAfter, immapRemove, immapKey } from "./immap";
 
@@ -39,11 +39,21 @@ let anonVmaIds: u32 = 0;
 // @ts-ignore: decorator
 @inline export function maybeMkwrite(e: u64, vma: Vma): u64 { return (vma.flags & VM_WRITE) != 0 ? pteMkwrite(e) : e; }
 
-/** vma_set_page_prot: shared writable mappings that want write-notify start read-only. */
+/**
+ * vma_wants_writenotify: a shared writable mapping whose first write to each
+ * page the kernel must see: the file has ->page_mkwrite, soft-dirty tracking
+ * was reset (VM_SOFTDIRTY clear), or userfaultfd write-protects it.
+ */
+export function vmaWantsWritenotify(v: Vma): bool {
+  if ((v.flags & (VM_SHARED | VM_WRITE)) != (VM_SHARED | VM_WRITE)) return false;
+  if (v.file != 0 && fileWantsWritenotify(v.file)) return true;
+  if (softDirtySupported && (v.flags & VM_SOFTDIRTY) == 0) return true;
+  return (v.flags & VM_UFFD_WP) != 0;
+}
+
+/** vma_set_page_prot: write-notified mappings get the private (read-only) protection. */
 export function vmaSetPageProt(v: Vma): void {
-  let f = v.flags;
-  if ((f & VM_SHARED) != 0 && v.file != 0 && fileWantsWritenotify(v.file)) f &= ~VM_SHARED;
-  v.pageProt = vmGetPageProt(f);
+  v.pageProt = vmGetPageProt(vmaWantsWritenotify(v) ? v.flags & ~VM_SHARED : v.flags);
 }
 
 /** Index of the first VMA ending above addr (find_vma), or nrVmas. */

@@ -44,6 +44,11 @@ export let walkTablePfn: u32 = 0;
 
 export function setWalkAction(a: i32): void { walkAction = a; }
 
+/** Puts back the walker's globals after a nested walk (see step.ts). */
+export function restoreWalkState(action: i32, vma: Vma | null, mm: Mm, table: u32): void {
+  walkAction = action; walkVma = vma; walkMm = mm; walkTablePfn = table;
+}
+
 /** Walks the page tables of mm over [start, end) regardless of VMAs (walk_page_range_novma). */
 export function walkTables<T>(op: T, mm: Mm, start: u64, end: u64): i32 {
   if (start >= end) return 0;

@@ -4,14 +4,14 @@
 // page and copy anything else.
 
 import { Mm, addRss } from "./mm";
-import { Vma, anonVmaPrepare, maybeMkwrite } from "./vma";
+import { Vma, anonVmaPrepare, maybeMkwrite, linearPageIndex } from "./vma";
 import { pteMkdirty, pteMkyoung, pteSoftDirty, pteUffdWp, pteMksoftDirty, pteMkuffdWp, pfnPte, leafPfn, pteSpecial } from "./arch/index";
 import {
   allocFolio, isZeroPfn, folioHead, tagOf, setTag, testFlag, setFlag, refcount, indexOf, orderOf, mapcount,
   addMapcount, entireMapcount, PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, PG_DIRTY,
 } from "./frames";
 import { addNewAnonRmap, mmCounter, putMappedFolio, deleteFromSwapCache, folioMapcount } from "./rmap";
-import { fileOf, FILE_WRITENOTIFY } from "./file";
+import { fileOf, doPageMkwrite } from "./file";
 import { swapCount } from "./swap";
 import { flushTlbPage } from "./flush";
 import { VM_SHARED, VM_MAYSHARE, VM_FAULT_OOM, FAULT_FLAG_UNSHARE, MM_ANONPAGES } from "./constants";
@@ -28,8 +28,9 @@ export function doWpPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): 
 
   if ((vma.flags & (VM_SHARED | VM_MAYSHARE)) != 0) {
     if (normal && vma.file != 0) {
-      const f = fileOf(vma.file);
-      if ((f.flags & FILE_WRITENOTIFY) != 0) f.mkwriteCount++;   // wp_page_shared -> do_page_mkwrite
+      // wp_page_shared: ->page_mkwrite first; it may refuse (SIGBUS) or make the writer wait.
+      const mk = doPageMkwrite(fileOf(vma.file), linearPageIndex(vma, addr), mm.id, addr);
+      if (mk != 0) return mk;
       setFlag(folioHead(pfn), PG_DIRTY);
     }
     wpPageReuse(vma, ptep, e);

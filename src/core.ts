@@ -3,6 +3,7 @@
 
 import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { EmuError } from './errors.js';
 
 /** The core's flat ABI (assembly/index.ts). Page numbers are f64; i64 values arrive as bigint. */
 export interface CoreExports {
@@ -37,10 +38,13 @@ export interface CoreExports {
   cpuStats(cpu: number): number;
   cpuInfo(cpu: number): number;
   cpuPeek(cpu: number, id: number, vpn: number): number;
-  flushLog(): number;
-  flushLogLength(): number;
-  flushLogReset(): void;
+  logRecords(which: number): number;
+  logReset(which: number): void;
   flushTotals(): void;
+  stepMode(on: number): void;
+  fileWriteProtect(id: number, first: number, nr: number, walkOnSkip: number): number;
+  fileCleanRecord(id: number, first: number, nr: number, bitmapPgoff: number, bitmap: number, start: number, end: number, walkOnSkip: number): number;
+  clearRefs(id: number, type: number): number;
   kFlushTlbRange(id: number, vpn: number, endVpn: number, stride: number): number;
   kFlushTlbMm(id: number): number;
   kFlushTlbAll(cpu: number): void;
@@ -81,6 +85,29 @@ export interface CoreExports {
 
 /** Receives the core's walk callbacks (see assembly/ops/jsop.ts). */
 export type WalkHandler = (kind: number, level: number, vpn: number, nextVpn: number, entry: bigint, depth: number) => number;
+/** Receives the yield points of a stepped kernel operation (assembly/step.ts). */
+export type StepHandler = (kind: number, mm: number, vpn: number, endVpn: number) => void;
+/** Runs a file's ->page_mkwrite: 0 go on, 1 the writer waits, 2 SIGBUS (assembly/file.ts). */
+export type MkwriteHandler = (file: number, pgoff: number, mm: number, vpn: number) => number;
+
+/**
+ * Where scenario code is running while the core is in the middle of an
+ * operation, and so what it may call: at a yield point of a stepped
+ * operation, CPU accesses and inspection (the operation holds no lock the
+ * hardware needs); inside ->page_mkwrite, a fault is half done, so only
+ * reads of descriptors and counters.
+ */
+export type HookContext = 'step' | 'page_mkwrite';
+
+const INSPECT = [
+  'resultPtr', 'memory', 'frameInfo', 'frameTag', 'machineInfo', 'swapInfo', 'fileInfo', 'fileLookup', 'mmInfo', 'vmaInfo',
+  'mmFlags', 'cpuStats', 'cpuInfo', 'logRecords', 'flushTotals', 'pageoutCount', 'decode', 'encodePresent', 'encodeSwap', 'encodeTable',
+];
+const ALLOWED: Record<HookContext, ReadonlySet<string>> = {
+  page_mkwrite: new Set(INSPECT),
+  step: new Set([...INSPECT, 'access', 'touch', 'cpuPeek', 'entryAt', 'entryPath', 'pagemap', 'allocBuffer', 'freeBuffer', 'dump',
+    'dumpRecords', 'walkStats', 'check', 'checkProblems', 'kFlushTlbRange', 'kFlushTlbMm', 'kFlushTlbAll', 'kFlushPending']),
+};
 
 export type CoreArch = 'x86_64' | 'arm64';
 const compiled = new Map<CoreArch, WebAssembly.Module>();
@@ -108,6 +135,15 @@ export async function instantiateCore(arch: CoreArch): Promise<Core> {
         const h = core?.walkHandler;
         return h ? h(kind, level, vpn, nextVpn, entry, depth) : 0;
       },
+      stepCallback(kind: number, mm: number, vpn: number, endVpn: number): void {
+        const h = core?.stepHandler;
+        if (h && core!.hookError === undefined) core!.runHook('step', () => h(kind, mm, vpn, endVpn), undefined);
+      },
+      pageMkwrite(file: number, pgoff: number, mm: number, vpn: number): number {
+        const h = core?.mkwriteHandler;
+        // A hook that throws fails the fault as a filesystem error would (SIGBUS); the exception follows.
+        return h ? core!.runHook('page_mkwrite', () => h(file, pgoff, mm, vpn), 2) : 0;
+      },
       abort(_msg: number, _file: number, line: number, col: number): never {
         throw new Error(`ptemu core aborted at ${line}:${col}`);
       },
@@ -122,14 +158,63 @@ export async function instantiateCore(arch: CoreArch): Promise<Core> {
  * whenever memory has grown (a grown buffer detaches the old one).
  */
 export class Core {
-  readonly x: CoreExports;
+  private readonly raw: CoreExports;
   /** Set for the duration of a JavaScript-callback walk. */
   walkHandler: WalkHandler | undefined;
+  /** Set for the duration of a stepped operation. */
+  stepHandler: StepHandler | undefined;
+  /** Dispatches ->page_mkwrite to the file's hook (set by the Machine). */
+  mkwriteHandler: MkwriteHandler | undefined;
+  /** What a hook threw inside the core; thrown again once the core call returns (takeHookError). */
+  hookError: unknown;
+  private context: HookContext | undefined;
+  private guarded: CoreExports | undefined;
   private buffer: ArrayBuffer | undefined;
   private u64: BigUint64Array = new BigUint64Array(0);
   private u32: Uint32Array = new Uint32Array(0);
 
-  constructor(x: CoreExports) { this.x = x; }
+  constructor(x: CoreExports) { this.raw = x; }
+
+  /** The exports; inside a hook, a view that refuses what the hook may not do (EBUSY). */
+  get x(): CoreExports {
+    if (this.context === undefined) return this.raw;
+    return this.guarded ??= this.makeGuard();
+  }
+
+  private makeGuard(): CoreExports {
+    return new Proxy(this.raw, {
+      get: (target, name: string) => {
+        const v = target[name as keyof CoreExports];
+        const ctx = this.context;
+        if (typeof v !== 'function' || ctx === undefined || ALLOWED[ctx].has(name)) return v;
+        return () => {
+          throw new EmuError('EBUSY', `not allowed inside ${ctx === 'step' ? 'an onStep callback (the operation is half done; only CPU accesses and inspection may run)' : 'a page_mkwrite hook (the fault is half done)'}`, ctx === 'step' ? 'onStep' : 'pageMkwrite');
+        };
+      },
+    });
+  }
+
+  /** Runs scenario code called from inside the core; an exception is kept for takeHookError and `failed` returned. */
+  runHook<T>(ctx: HookContext, fn: () => T, failed: T): T {
+    const prev = this.context;
+    this.context = ctx;
+    try {
+      return fn();
+    } catch (err) {
+      if (this.hookError === undefined) this.hookError = err;
+      return failed;
+    } finally {
+      this.context = prev;
+    }
+  }
+
+  /** Throws what a hook threw during the core call that just returned. */
+  takeHookError(): void {
+    const err = this.hookError;
+    if (err === undefined) return;
+    this.hookError = undefined;
+    throw err;
+  }
 
   private views(): void {
     if (this.buffer !== this.x.memory.buffer) {

@@ -5,9 +5,56 @@
 import type { Core } from './core.js';
 import { EmuError } from './errors.js';
 import { parseSize, PAGE_SIZE } from './units.js';
+import { stepped, type StepOptions } from './step.js';
 
 export const FILE_SHMEM = 1;
 export const FILE_WRITENOTIFY = 2;
+export const FILE_MKWRITE_HOOK = 4;
+
+/** What ->page_mkwrite is told: a write fault is about to make a page of a shared mapping writable. */
+export interface PageMkwriteEvent {
+  file: File;
+  pgoff: number;
+  pid: number;
+  addr: number;
+}
+
+/**
+ * A file's ->page_mkwrite. Return nothing (or 'ok') to let the write in,
+ * 'block' to make the writer wait (the access reports `blocked: 'page-mkwrite'`
+ * and can be retried later), or 'sigbus' to fail it.
+ */
+export type PageMkwriteHook = (ev: PageMkwriteEvent) => void | 'ok' | 'block' | 'sigbus';
+
+/** Options of the dirty-tracking helpers. */
+export interface MappingWalkOptions extends StepOptions {
+  /**
+   * walk_page_mapping stops the whole walk at the first VMA (in i_mmap
+   * order) that the helper skips, e.g. a private mapping of the file: the
+   * kernel's behaviour, kept by default. true walks on past it.
+   */
+  walkOnSkip?: boolean;
+}
+
+export interface CleanRecordOptions extends MappingWalkOptions {
+  /** The pgoff that bit 0 of the bitmap stands for (bitmap_pgoff). Default 0. */
+  bitmapOffset?: number;
+  /** Where to set bits: any unsigned typed array, bits in little-endian order (the kernel's unsigned longs). Default: a new Uint8Array. */
+  bitmap?: Uint8Array | Uint16Array | Uint32Array | BigUint64Array;
+  /** The caller's range of set bits so far (start >= end: none set). Default 0, 0. */
+  start?: number;
+  end?: number;
+}
+
+export interface CleanRecordResult {
+  /** PTEs cleaned (the kernel's return value). */
+  cleaned: number;
+  /** The bitmap the bits were set in (the caller's own when given). */
+  bitmap: Uint8Array | Uint16Array | Uint32Array | BigUint64Array;
+  /** The range of set bits after the call (start = nr, end = 0 when none was ever set). */
+  start: number;
+  end: number;
+}
 
 /** What a page-cache slot holds. */
 export type CacheSlot =
@@ -71,10 +118,80 @@ export class File {
     return { state: 'empty' };
   }
 
+  /**
+   * wp_shared_mapping_range: write-protects every PTE that maps pages
+   * [firstIndex, firstIndex + nr) in the shared writable mappings of this
+   * file, in every process; returns how many were writable. One notifier
+   * range and at most one TLB flush (of the PTEs changed) per mapping.
+   */
+  writeProtect(firstIndex: number, nr: number, opts: MappingWalkOptions = {}): number {
+    this.assertOpen();
+    const o = checkWalkOptions(opts, ['onStep', 'walkOnSkip']);
+    checkIndex(firstIndex, 'firstIndex');
+    checkIndex(nr, 'nr');
+    return stepped(this.core, o, () => this.core.x.fileWriteProtect(this.id, firstIndex, nr, o.walkOnSkip ? 1 : 0));
+  }
+
+  /**
+   * clean_record_shared_mapping_range: cleans every dirty PTE mapping pages
+   * [firstIndex, firstIndex + nr) in the shared writable mappings of this
+   * file, sets bit (pgoff - bitmapOffset) for each, and widens [start, end)
+   * over the set bits. PTEs keep their write permission: the next write
+   * dirties them again without a fault.
+   */
+  cleanRecord(firstIndex: number, nr: number, opts: CleanRecordOptions = {}): CleanRecordResult {
+    this.assertOpen();
+    const o = checkWalkOptions(opts, ['onStep', 'walkOnSkip', 'bitmapOffset', 'bitmap', 'start', 'end']);
+    checkIndex(firstIndex, 'firstIndex');
+    checkIndex(nr, 'nr');
+    const offset = o.bitmapOffset ?? 0;
+    checkIndex(offset, 'bitmapOffset');
+    if (offset > firstIndex) throw new EmuError('EINVAL', `bitmapOffset ${offset} is above firstIndex ${firstIndex}: the bitmap must cover the range`, 'bitmapOffset');
+    const start = o.start ?? 0, end = o.end ?? 0;
+    checkIndex(start, 'start');
+    checkIndex(end, 'end');
+    // Bits [lo, hi) can be set; only those bytes travel to the core and back.
+    const lo = firstIndex - offset, hi = lo + nr;
+    const loByte = Math.floor(lo / 8), hiByte = Math.ceil(hi / 8);
+    let bitmap = o.bitmap;
+    if (bitmap === undefined) bitmap = new Uint8Array(hiByte);
+    else if (!isUnsignedArray(bitmap)) throw new EmuError('EINVAL', 'bitmap must be a Uint8Array, Uint16Array, Uint32Array or BigUint64Array', 'bitmap');
+    if (bitmap.byteLength < hiByte) throw new EmuError('EINVAL', `bitmap has ${bitmap.byteLength} bytes; bits up to ${hi - 1} need ${hiByte}`, 'bitmap');
+    const bytes = new Uint8Array(bitmap.buffer, bitmap.byteOffset, bitmap.byteLength).subarray(loByte, hiByte);
+    const x = this.core.x;
+    const size = Math.max(8, (bytes.length + 7) & ~7);
+    const buf = x.allocBuffer(size);
+    if (buf === 0) throw new EmuError('ENOMEM', 'no memory for the bitmap', 'bitmap');
+    try {
+      new Uint8Array(x.memory.buffer, buf >>> 0, bytes.length).set(bytes);
+      // The core indexes bits from bitmapOffset; the buffer holds from byte loByte on (modular pointer arithmetic).
+      const cleaned = stepped(this.core, o, () => x.fileCleanRecord(this.id, firstIndex, nr, offset, (buf - loByte) >>> 0, start, end, o.walkOnSkip ? 1 : 0));
+      bytes.set(new Uint8Array(this.core.x.memory.buffer, buf >>> 0, bytes.length));
+      return { cleaned, bitmap, start: this.core.result(0), end: this.core.result(1) };
+    } finally {
+      this.core.x.freeBuffer(buf, size);
+    }
+  }
+
   /** Drops the caller's handle; the file lives on while mappings hold it. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.core.x.fileClose(this.id);
   }
+}
+
+function checkIndex(v: unknown, arg: string): asserts v is number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new EmuError('EINVAL', `${arg} must be a non-negative integer, got ${String(v)}`, arg);
+}
+
+function checkWalkOptions<T extends MappingWalkOptions>(opts: T, keys: readonly string[]): T {
+  if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'options must be an object', 'opts');
+  for (const k of Object.keys(opts)) if (!keys.includes(k)) throw new EmuError('EINVAL', `unknown option ${k}`, k);
+  if (opts.walkOnSkip !== undefined && typeof opts.walkOnSkip !== 'boolean') throw new EmuError('EINVAL', 'walkOnSkip must be a boolean', 'walkOnSkip');
+  return opts;
+}
+
+function isUnsignedArray(b: unknown): boolean {
+  return b instanceof Uint8Array || b instanceof Uint16Array || b instanceof Uint32Array || b instanceof BigUint64Array;
 }

@@ -1,9 +1,11 @@
 export { Machine } from './machine.js';
-export type { MachineOptions, ThpPolicy, FrameInfo, MachineStats, TranslationMode, FlushRecord, ReplayStats } from './machine.js';
+export type { MachineOptions, ThpPolicy, FrameInfo, MachineStats, TranslationMode, ReplayStats } from './machine.js';
+export type { FlushRecord, NotifierRecord, NotifierEvent, KernelWarning } from './logs.js';
+export type { Step, StepOptions } from './step.js';
 export { Process } from './process.js';
-export type { MmapOptions, Mapping, Advice, AccessResult, TouchResult, Rss, VmaInfo, Prot, Signal, SignalCode } from './process.js';
+export type { MmapOptions, Mapping, Advice, AccessResult, TouchResult, BlockedOn, Rss, VmaInfo, Prot, Signal, SignalCode, ClearRefs } from './process.js';
 export { File } from './file.js';
-export type { CacheSlot, FileStats } from './file.js';
+export type { CacheSlot, FileStats, PageMkwriteHook, PageMkwriteEvent, MappingWalkOptions, CleanRecordOptions, CleanRecordResult } from './file.js';
 export { EmuError } from './errors.js';
 export type { ErrnoCode } from './errors.js';
 export { ArchCodec, SWP, PTE_MARKER } from './arch.js';

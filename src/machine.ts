@@ -7,7 +7,11 @@ import { parseSize, GiB, PAGE_SIZE, type Size } from './units.js';
 import { ArchCodec, LEVEL_NAMES, type ArchName, type EntryLevel } from './arch.js';
 import type { Geometry, Addr } from './addr.js';
 import { Process } from './process.js';
-import { File, FILE_SHMEM, FILE_WRITENOTIFY } from './file.js';
+import { File, FILE_SHMEM, FILE_WRITENOTIFY, FILE_MKWRITE_HOOK, type PageMkwriteHook } from './file.js';
+import {
+  readFlushLog, readNotifierLog, readWarnings, LOG_FLUSH, LOG_NOTIFIER, LOG_WARN,
+  type FlushRecord, type NotifierRecord, type KernelWarning,
+} from './logs.js';
 import { readProblems, type Problem } from './check.js';
 import { Kernel } from './kernel.js';
 import { Cpu, readCpuStats, toTlbStats, type TlbStats } from './cpu.js';
@@ -108,6 +112,8 @@ export interface MachineStats {
   /** Bytes of the core's heap in use (tables, VMAs, caches) and of linear memory reserved. */
   heapBytes: number;
   wasmMemoryBytes: number;
+  /** flush_cache_range calls (no-ops on x86-64 and arm64, whose caches are physically tagged; counted so staging is visible). */
+  cacheFlushes: number;
 }
 
 /** splitmix64: a well-mixed 64-bit value from a seed (deterministic across runs and hosts). */
@@ -119,20 +125,6 @@ function splitmix64(seed: bigint): bigint {
 }
 
 export type TranslationMode = 'model' | 'functional';
-
-/** One TLB invalidation the kernel issued, and the CPUs it reached. */
-export interface FlushRecord {
-  kind: 'page' | 'range' | 'mm' | 'all';
-  /** The process (mm) it was for; 0 for a global flush. */
-  pid: number;
-  start: number;
-  end: number;
-  /** log2 of the stride (12 for pages, 21 for PMDs); 0 for whole flushes. */
-  strideShift: number;
-  /** The CPU that issued it, and every CPU it reached (the others by IPI). */
-  initiator: number;
-  cpus: number[];
-}
 
 /** What a replay did, as deltas of the CPU's counters. TLB counters only exist in model mode. */
 export interface ReplayStats {
@@ -163,6 +155,7 @@ export class Machine {
   readonly kernel: Kernel;
   private readonly processes = new Map<number, Process>();
   private readonly cpuObjects: Cpu[];
+  private readonly mkwriteHooks = new Map<number, { file: File; hook: PageMkwriteHook }>();
   private replayBuf = 0;
   private replayPfnBuf = 0;
 
@@ -171,6 +164,7 @@ export class Machine {
     this.options = opts;
     this.arch = new ArchCodec(core, opts.arch);
     this.kernel = new Kernel(this);
+    core.mkwriteHandler = (file, pgoff, pid, vpn) => this.pageMkwrite(file, pgoff, pid, vpn);
     this.cpuObjects = Array.from({ length: opts.cpus }, (_, i) => new Cpu(this, core, i));
     const vaBits = opts.levels === 5 ? 57 : 48;
     // TASK_SIZE: x86-64 keeps the top page of the lower half unmapped; arm64 TTBR0 covers 2^48.
@@ -254,27 +248,16 @@ export class Machine {
   }
 
   /** The TLB invalidations issued since the last clearFlushLog(), oldest first. */
-  get flushLog(): FlushRecord[] {
-    const c = this.core;
-    const n = c.x.flushLogLength();
-    const base = c.x.flushLog();
-    const kinds = ['page', 'range', 'mm', 'all'] as const;
-    const out: FlushRecord[] = [];
-    for (let i = 0; i < n; i++) {
-      const r = base + i * 40;
-      const mask = c.u64At(r + 32);
-      const cpus: number[] = [];
-      for (let b = 0; b < this.options.cpus; b++) if ((mask >> BigInt(b)) & 1n) cpus.push(b);
-      const end = c.u64At(r + 24);
-      out.push({
-        kind: kinds[c.u32At(r)]!, pid: c.u32At(r + 4), initiator: c.u32At(r + 8), strideShift: c.u32At(r + 12),
-        start: Number(c.u64At(r + 16)), end: end === 0xffffffffffffffffn ? Infinity : Number(end), cpus,
-      });
-    }
-    return out;
-  }
+  get flushLog(): FlushRecord[] { return readFlushLog(this.core, this.options.cpus); }
+  clearFlushLog(): void { this.core.x.logReset(LOG_FLUSH); }
 
-  clearFlushLog(): void { this.core.x.flushLogReset(); }
+  /** mmu-notifier invalidate_range_start/end calls since the last clearNotifierLog(), oldest first. */
+  get notifierLog(): NotifierRecord[] { return readNotifierLog(this.core); }
+  clearNotifierLog(): void { this.core.x.logReset(LOG_NOTIFIER); }
+
+  /** WARN()s the kernel would have printed since the last clearWarnings(). */
+  get warnings(): KernelWarning[] { return readWarnings(this.core); }
+  clearWarnings(): void { this.core.x.logReset(LOG_WARN); }
 
   /**
    * Replays a trace of accesses by p on one CPU, inside the core in large
@@ -310,6 +293,7 @@ export class Machine {
     } finally {
       c.x.setMode(this.options.mode === 'functional' ? 1 : 0);
     }
+    c.takeHookError();
     const after = readCpuStats(c, cpu);
     const faults1 = p.faults;
     c.x.flushTotals();
@@ -353,10 +337,20 @@ export class Machine {
   /**
    * A regular file with a page cache. With `pageMkwrite` its shared writable
    * mappings are write-notified: mapped read-only, and the first write to
-   * each page calls ->page_mkwrite (counted in file.stats).
+   * each page calls ->page_mkwrite (counted in file.stats). Give a function
+   * to take part: it runs inside the write fault and may let the writer in,
+   * make it wait, or fail it.
    */
-  file(opts: { size: Size; pageMkwrite?: boolean }): File {
-    return this.newFile(opts, opts?.pageMkwrite ? FILE_WRITENOTIFY : 0, 'file');
+  file(opts: { size: Size; pageMkwrite?: boolean | PageMkwriteHook }): File {
+    const hook = opts?.pageMkwrite;
+    if (hook !== undefined && typeof hook !== 'boolean' && typeof hook !== 'function') {
+      throw new EmuError('EINVAL', 'pageMkwrite must be a boolean or a function', 'pageMkwrite');
+    }
+    const flags = typeof hook === 'function' ? FILE_WRITENOTIFY | FILE_MKWRITE_HOOK : hook ? FILE_WRITENOTIFY : 0;
+    const f = this.newFile(opts, flags, 'file');
+    if (typeof hook === 'function') this.mkwriteHooks.set(f.id, { file: f, hook });
+    else this.mkwriteHooks.delete(f.id);
+    return f;
   }
 
   private newFile(opts: { size: Size }, flags: number, kind: 'memfd' | 'file'): File {
@@ -366,6 +360,17 @@ export class Machine {
     const id = this.core.x.fileNew(size / PAGE_SIZE, flags);
     if (id < 0) throw new EmuError('ENOMEM', 'no memory for a new file', 'size');
     return new File(this.core, id, kind);
+  }
+
+  /** ->page_mkwrite of a file with a hook (ids are reused once a file is gone, so the newest file wins). */
+  private pageMkwrite(fileId: number, pgoff: number, pid: number, vpn: number): number {
+    const h = this.mkwriteHooks.get(fileId);
+    if (!h) return 0;
+    const r = h.hook({ file: h.file, pgoff, pid, addr: vpn * PAGE_SIZE });
+    if (r === undefined || r === 'ok') return 0;
+    if (r === 'block') return 1;
+    if (r === 'sigbus') return 2;
+    throw new EmuError('EINVAL', `pageMkwrite returned ${String(r)}; expected nothing, 'ok', 'block' or 'sigbus'`, 'pageMkwrite');
   }
 
   /** A frame's descriptor. */
@@ -405,6 +410,7 @@ export class Machine {
       frames: c.result(0), freeFrames: c.result(1), swapSlots: c.result(2), swapSlotsUsed: c.result(3),
       heapBytes: c.result(6), wasmMemoryBytes: c.result(7),
       thpFaultAlloc: c.result(8), thpFaultFallback: c.result(9), thpSplitPmd: c.result(10),
+      cacheFlushes: (c.x.flushTotals(), c.result(3)),
     };
   }
 

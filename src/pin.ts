@@ -88,6 +88,8 @@ export function takeUserPages(core: Core, g: Geometry, p: Process, addr: unknown
   checkUserRange(g, start, BigInt(npages) * 4096n, 'addr', 'EINVAL');
   const flags = (o.write ? GUP_WRITE : 0) | (kind === 'pin' ? GUP_PIN : 0) | (o.longterm ? GUP_LONGTERM : 0) | (o.fast ? GUP_FAST : 0);
   const id = core.x.gup(p.pid, Number(start >> 12n), npages, flags);
+  core.takeHookError();
+  if (id === -11) throw new EmuError('EAGAIN', `the ${kind} had to wait: ->page_mkwrite blocked the write fault it took`, 'addr');
   if (id === -14) throw new EmuError('EFAULT', `range 0x${start.toString(16)}+${npages} pages is not fully mapped with the access the ${kind} needs`, 'addr');
   if (id < 0) throw EmuError.fromErrno(id, `${kind} of ${npages} pages failed`, 'npages');
   const fastPages = core.result(0);

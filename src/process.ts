@@ -12,6 +12,7 @@ import { decodePagemap, type PagemapEntry } from './pagemap.js';
 import { LEVEL_NAMES, type DecodedEntry, type EntryLevel } from './arch.js';
 import { formatDump } from './dump.js';
 import { Cpu, type HitLevel } from './cpu.js';
+import { stepped, type StepOptions } from './step.js';
 
 export const VM_READ = 0x1;
 export const VM_WRITE = 0x2;
@@ -41,6 +42,12 @@ export interface MmapOptions {
   offset?: Size;
   /** MAP_FIXED: replace whatever is mapped there. */
   fixed?: boolean;
+  /**
+   * How the file descriptor was opened. 'rdonly' (O_RDONLY): PROT_WRITE is
+   * EACCES, and MAP_SHARED maps without VM_SHARED and VM_MAYWRITE, as the
+   * kernel does, so the mapping can never become writable. Default 'rdwr'.
+   */
+  openMode?: 'rdwr' | 'rdonly';
 }
 
 export interface Mapping {
@@ -55,17 +62,32 @@ export interface Mapping {
 export type Advice = 'dontneed' | 'pageout' | 'dontfork' | 'dofork' | 'hugepage' | 'nohugepage';
 const ADVICE: Record<Advice, number> = { dontneed: 4, dontfork: 10, dofork: 11, hugepage: 14, nohugepage: 15, pageout: 21 };
 
+/** What can be written to /proc/PID/clear_refs (CLEAR_REFS_MM_HIWATER_RSS is not modelled). */
+export type ClearRefs = 'all' | 'anon' | 'mapped' | 'soft-dirty';
+const CLEAR_REFS: Record<string, number> = { all: 1, anon: 2, mapped: 3, 'soft-dirty': 4 };
+
 export type Signal = 'SIGSEGV' | 'SIGBUS';
 export type SignalCode = 'SEGV_MAPERR' | 'SEGV_ACCERR' | 'BUS_ADRERR' | 'BUS_MCEERR_AR' | 'OOM';
+
+/**
+ * What a faulting access waits on instead of completing: the page-table lock
+ * of an operation stopped at a yield point (onStep), or ->page_mkwrite
+ * making the writer wait. Nothing happened; retry the access later.
+ */
+export type BlockedOn = 'page-table-lock' | 'page-mkwrite';
+const BLOCKED: Record<number, BlockedOn> = { 1: 'page-table-lock', 2: 'page-mkwrite' };
+const ACCESS_BLOCKED = 6;
 
 /** The outcome of a user access: failures are values, as on real hardware. */
 export type AccessResult =
   | { ok: true; tag: number; pfn: number; faults: number }
-  | { ok: false; signal: Signal; code: SignalCode; addr: bigint; faults: number };
+  | { ok: false; signal: Signal; code: SignalCode; addr: bigint; faults: number; blocked?: undefined }
+  | { ok: false; blocked: BlockedOn; addr: bigint; faults: number; signal?: undefined; code?: undefined };
 
 export type TouchResult =
   | { ok: true; pages: number }
-  | { ok: false; pages: number; signal: Signal; code: SignalCode; addr: bigint };
+  | { ok: false; pages: number; signal: Signal; code: SignalCode; addr: bigint; blocked?: undefined }
+  | { ok: false; pages: number; blocked: BlockedOn; addr: bigint; signal?: undefined; code?: undefined };
 
 export interface Rss { anon: number; file: number; shmem: number; swap: number }
 
@@ -145,7 +167,7 @@ export class Process {
     this.live();
     if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'mmap needs an options object', 'opts');
     for (const k of Object.keys(opts)) {
-      if (!['addr', 'length', 'prot', 'shared', 'file', 'offset', 'fixed'].includes(k)) throw new EmuError('EINVAL', `unknown mmap option ${k}`, k);
+      if (!['addr', 'length', 'prot', 'shared', 'file', 'offset', 'fixed', 'openMode'].includes(k)) throw new EmuError('EINVAL', `unknown mmap option ${k}`, k);
     }
     const prot = parseProt(opts.prot);
     const len = parseSize(opts.length, 'length');
@@ -161,6 +183,12 @@ export class Process {
       file.assertOpen('file');
     } else if (offset !== 0) {
       throw new EmuError('EINVAL', 'offset is only meaningful with a file', 'offset');
+    }
+    const openMode = opts.openMode ?? 'rdwr';
+    if (openMode !== 'rdwr' && openMode !== 'rdonly') throw new EmuError('EINVAL', `openMode must be 'rdwr' or 'rdonly', got ${String(openMode)}`, 'openMode');
+    if (openMode === 'rdonly') {
+      if (!file) throw new EmuError('EINVAL', 'openMode is only meaningful with a file', 'openMode');
+      if (shared && (prot & VM_WRITE) !== 0) throw new EmuError('EACCES', 'PROT_WRITE on a MAP_SHARED mapping of a file opened read-only', 'prot');
     }
     const g = this.machine.geometry;
     let start: bigint;
@@ -179,6 +207,7 @@ export class Process {
 
     let flags = prot | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
     if (shared) flags |= VM_SHARED | VM_MAYSHARE;
+    if (shared && openMode === 'rdonly') flags &= ~(VM_MAYWRITE | VM_SHARED);
     let fileId = 0;
     let ownFile: File | undefined;
     if (file) {
@@ -227,6 +256,20 @@ export class Process {
     if (e < 0) throw EmuError.fromErrno(e, `madvise ${advice} failed`, 'addr');
   }
 
+  /**
+   * Writing to /proc/PID/clear_refs. 'soft-dirty' (4): every present entry
+   * is write-protected and loses its soft-dirty bit (x86 bit 11), VMAs lose
+   * VM_SOFTDIRTY, so the next write to a page faults and marks it again
+   * (pagemap bit 55); DMA-pinned pages of private mappings are left alone.
+   * 'all' / 'anon' / 'mapped' (1/2/3) clear the accessed bit. Takes onStep.
+   */
+  clearRefs(what: ClearRefs, opts: StepOptions = {}): void {
+    this.live();
+    const type = CLEAR_REFS[what];
+    if (type === undefined) throw new EmuError('EINVAL', `clear_refs takes 'soft-dirty', 'all', 'anon' or 'mapped', got ${String(what)}`, 'what');
+    stepped(this.core, opts, () => this.core.x.clearRefs(this.pid, type));
+  }
+
   /** exit_mmap: everything unmapped, every table freed. The process object is dead afterwards. */
   exit(): void {
     this.live();
@@ -267,9 +310,11 @@ export class Process {
       return { ok: false, signal: 'SIGSEGV', code: 'SEGV_MAPERR', addr: a, faults: 1 };
     }
     const r = this.core.x.access(cpu, this.pid, Number(a >> 12n), kind, tag);
+    this.core.takeHookError();
     const faults = this.core.result(2);
     const hit = Cpu.hitName(this.core.result(3));
     if (r === 0) return { ok: true, tag: this.core.result(1), pfn: this.core.result(0), faults, ...(hit ? { hit } : {}) };
+    if (r === ACCESS_BLOCKED) return { ok: false, blocked: BLOCKED[this.core.result(4)]!, addr: a, faults };
     const s = SIGNALS[r] ?? { signal: 'SIGBUS', code: 'BUS_ADRERR' };
     return { ok: false, ...s, addr: a, faults };
   }
@@ -298,8 +343,10 @@ export class Process {
     if (pages === 0) return { ok: true, pages: 0 };
     checkUserRange(this.machine.geometry, first << 12n, BigInt(pages) << 12n, 'addr', 'EINVAL');
     const r = this.core.x.touch(cpu, this.pid, Number(first), pages, kind === 'w' ? 1 : 0, tag);
+    this.core.takeHookError();
     const done = this.core.result(0);
     if (r === 0) return { ok: true, pages: done };
+    if (r === ACCESS_BLOCKED) return { ok: false, pages: done, blocked: BLOCKED[this.core.result(1)]!, addr: (first + BigInt(done)) << 12n };
     const s = SIGNALS[r] ?? { signal: 'SIGBUS', code: 'BUS_ADRERR' };
     return { ok: false, pages: done, ...s, addr: (first + BigInt(done)) << 12n };
   }

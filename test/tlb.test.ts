@@ -78,7 +78,7 @@ describe('flushes and shootdowns', () => {
     m.clearFlushLog();
     const ipis = m.cpu(1).tlb.stats.ipis;
     p.mprotect(a.start, 8 * PAGE, 'r');
-    expect(m.flushLog).toEqual([{ kind: 'range', pid: p.pid, start: a.start, end: a.start + 8 * PAGE, strideShift: 12, initiator: 0, cpus: [0, 1] }]);
+    expect(m.flushLog).toEqual([{ seq: expect.any(Number), kind: 'range', pid: p.pid, start: a.start, end: a.start + 8 * PAGE, strideShift: 12, initiator: 0, cpus: [0, 1] }]);
     p.mprotect(a.start + 8 * PAGE, 56 * PAGE, 'r');                   // 56 pages > 33
     expect(m.flushLog[1]).toMatchObject({ kind: 'mm', pid: p.pid, cpus: [0, 1] });
     expect(m.cpu(1).tlb.stats.ipis).toBe(ipis + 2);
@@ -146,7 +146,7 @@ describe('mmu_gather', () => {
     const g = m.kernel.tlbGather(p);
     for (const off of [0x5000, 0x3000, 0x9000]) g.removeTlbEntry(base + off);
     expect(g.finish()).toBe(1);
-    expect(m.flushLog).toEqual([{ kind: 'range', pid: p.pid, start: base + 0x3000, end: base + 0xa000, strideShift: 12, initiator: 0, cpus: [0] }]);
+    expect(m.flushLog).toEqual([{ seq: expect.any(Number), kind: 'range', pid: p.pid, start: base + 0x3000, end: base + 0xa000, strideShift: 12, initiator: 0, cpus: [0] }]);
     m.clearFlushLog();
     expect(m.kernel.tlbGather(p).finish()).toBe(0);
     expect(m.flushLog).toEqual([]);

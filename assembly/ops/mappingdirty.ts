@@ -1,0 +1,179 @@
+// mm/mapping_dirty_helpers.c: write-protect and clean-and-record of the PTEs
+// that map a range of a file, in every shared writable mapping of it
+// (wp_shared_mapping_range, clean_record_shared_mapping_range). Built for
+// drivers that track which pages of a shared buffer were written.
+//
+// Per-VMA staging, exactly as the kernel's: pre_vma opens an mmu-notifier
+// range (PROTECTION_PAGE), flushes caches and raises tlb_flush_pending; the
+// PTE edits record the tight range of entries actually modified; post_vma
+// flushes only that range (nothing when nothing changed) unless another
+// flush is pending on the mm, in which case the whole notifier range, then
+// closes the notifier range and drops pending. Deliberately no mmu_gather:
+// it would flush the full range while usually only a few PTEs change.
+//
+// Huge PMD/PUD leaves are never split (splitting would lose the dirty state;
+// the fault path splits when it must): they are skipped, with a warning if
+// writable or dirty. Only present PTEs are touched: the kernel's callbacks do
+// not check pte_present, which on x86 lets a migration entry with swp
+// soft-dirty (bit 1, the RW position) read as writable; ptemu does not
+// reproduce that latent hazard.
+
+import { Vma } from "../vma";
+import { Mm } from "../mm";
+import { File } from "../file";
+import { walkMm, walkPageMapping, setWalkAction, ACTION_CONTINUE } from "../walk";
+import { ptePresent, pteWrite, pteDirty, pteWrprotect, pteMkclean, isTableEntry, isUpperLeaf } from "../arch/index";
+import { flushTlbRange } from "../flush";
+import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_PROTECTION_PAGE } from "../notifier";
+import { warn, WARN_WP_CLEAN_HUGE } from "../warn";
+import { stepping, yieldStep, STEP_ENTRY, STEP_FLUSH, STEP_VMA_START, STEP_VMA_END } from "../step";
+import { VM_SHARED, VM_MAYWRITE, VM_HUGETLB } from "../constants";
+
+/** flush_cache_range calls (a no-op on x86 and arm64, whose caches are physically tagged; counted). */
+export let cacheFlushes: u64 = 0;
+
+@final export class MappingDirtyOp {
+  /** false: wp_pte (write-protect writable PTEs); true: clean_record_pte. */
+  clean: bool = false;
+  /** PTEs changed. */
+  total: u64 = 0;
+  // clean_record_pte's output: the caller's bitmap (bit = pgoff - bitmapPgoff) and the set bits' [start, end).
+  bitmap: usize = 0;
+  bitmapPgoff: u64 = 0;
+  cstart: u64 = 0;
+  cend: u64 = 0;
+  // Per VMA: the notifier range, the tight range of modified PTEs, vpn -> bitmap index.
+  rangeStart: u64 = 0;
+  rangeEnd: u64 = 0;
+  flushStart: u64 = 0;
+  flushEnd: u64 = 0;
+  bitBase: u64 = 0;
+
+  pteRange(ptep: usize, addr: u64, end: u64): i32 {
+    const last = ptep + <usize>((end - addr) >> 9);
+    let lo = this.flushStart, hi = this.flushEnd, total = this.total;
+    if (!this.clean) {
+      for (let p = ptep; p < last; p += 8) {
+        const e = load<u64>(p);
+        if (e == 0 || !ptePresent(e) || !pteWrite(e)) continue;
+        // ptep_modify_prot_start/commit: read-and-clear, then the new value (A/D kept).
+        store<u64>(p, pteWrprotect(e));
+        const a = addr + (<u64>(p - ptep) << 9);
+        if (a < lo) lo = a;
+        if (a + 4096 > hi) hi = a + 4096;
+        total++;
+        if (stepping) this.step(a, ptep);
+      }
+    } else {
+      const bitmap = this.bitmap;
+      let cs = this.cstart, ce = this.cend;
+      for (let p = ptep; p < last; p += 8) {
+        const e = load<u64>(p);
+        if (e == 0 || !ptePresent(e) || !pteDirty(e)) continue;
+        store<u64>(p, pteMkclean(e));       // write permission stays: the next write re-dirties
+        const a = addr + (<u64>(p - ptep) << 9);
+        const bit = (a >> 12) + this.bitBase;
+        const w = bitmap + <usize>(bit >> 3);
+        store<u8>(w, load<u8>(w) | <u8>(<u32>1 << <u32>(bit & 7)));
+        if (bit < cs) cs = bit;
+        if (bit + 1 > ce) ce = bit + 1;
+        if (a < lo) lo = a;
+        if (a + 4096 > hi) hi = a + 4096;
+        total++;
+        if (stepping) { this.cstart = cs; this.cend = ce; this.step(a, ptep); }
+      }
+      this.cstart = cs; this.cend = ce;
+    }
+    this.flushStart = lo; this.flushEnd = hi; this.total = total;
+    return 0;
+  }
+
+  private step(a: u64, ptep: usize): void {
+    yieldStep(STEP_ENTRY, walkMm, a, a + 4096, ptep & ~<usize>4095);
+  }
+
+  /** wp_clean_pmd_entry / wp_clean_pud_entry: never split a huge leaf, never descend into one. */
+  upperEntry(level: u32, ep: usize, addr: u64, next: u64): i32 {
+    const e = load<u64>(ep);
+    if (isTableEntry(e)) return 0;
+    if (isUpperLeaf(e) && ptePresent(e) && (pteWrite(e) || pteDirty(e))) warn(WARN_WP_CLEAN_HUGE, walkMm.id, addr, e);
+    setWalkAction(ACTION_CONTINUE);
+    return 0;
+  }
+
+  // @ts-ignore: decorator
+  @inline hole(addr: u64, next: u64, depth: i32): i32 { return 0; }
+
+  /** wp_clean_test_walk: shared writable, not hugetlb. */
+  // @ts-ignore: decorator
+  @inline testWalk(vma: Vma): i32 {
+    return (vma.flags & (VM_SHARED | VM_MAYWRITE | VM_HUGETLB)) == (VM_SHARED | VM_MAYWRITE) ? 0 : 1;
+  }
+
+  /** wp_clean_pre_vma. */
+  preVma(vma: Vma, start: u64, end: u64): i32 {
+    const mm = walkMm;
+    this.flushStart = end;
+    this.flushEnd = start;
+    this.rangeStart = start;
+    this.rangeEnd = end;
+    this.bitBase = vma.pgoff - (vma.start >> 12) - this.bitmapPgoff;
+    mmuNotifierInvalidateStart(mm, MMU_NOTIFY_PROTECTION_PAGE, start, end);
+    cacheFlushes++;
+    mm.flushPending++;
+    if (stepping) yieldStep(STEP_VMA_START, mm, start, end, 0);
+    return 0;
+  }
+
+  /** wp_clean_post_vma. */
+  postVma(vma: Vma, start: u64, end: u64): void {
+    const mm: Mm = walkMm;
+    if (mm.flushPending > 1) {
+      // Another thread is batching on this mm: it may have skipped the flush of entries we changed.
+      if (stepping) yieldStep(STEP_FLUSH, mm, this.rangeStart, this.rangeEnd, 0);
+      flushTlbRange(mm, this.rangeStart, this.rangeEnd, 12);
+    } else if (this.flushEnd > this.flushStart) {
+      if (stepping) yieldStep(STEP_FLUSH, mm, this.flushStart, this.flushEnd, 0);
+      flushTlbRange(mm, this.flushStart, this.flushEnd, 12);
+    }
+    mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_PROTECTION_PAGE, this.rangeStart, this.rangeEnd);
+    mm.flushPending--;
+    if (stepping) yieldStep(STEP_VMA_END, mm, start, end, 0);
+  }
+}
+
+const op = new MappingDirtyOp();
+
+/** The set bits' [start, end) after the last clean-and-record. */
+export let cleanStart: u64 = 0;
+export let cleanEnd: u64 = 0;
+
+/** wp_shared_mapping_range: write-protects the PTEs mapping pgoffs [first, first+nr); returns how many were writable. */
+export function wpSharedMappingRange(f: File, first: u64, nr: u64, walkOnSkip: bool): u64 {
+  op.clean = false;
+  op.total = 0;
+  op.bitmapPgoff = 0;
+  walkPageMapping<MappingDirtyOp>(op, f, first, nr, walkOnSkip);
+  return op.total;
+}
+
+/**
+ * clean_record_shared_mapping_range: cleans every dirty PTE mapping pgoffs
+ * [first, first+nr), setting bit (pgoff - bitmapPgoff) for each and widening
+ * [start, end) over the set bits (start >= end on entry means "none set").
+ */
+export function cleanRecordSharedMappingRange(
+  f: File, first: u64, nr: u64, bitmapPgoff: u64, bitmap: usize, start: u64, end: u64, walkOnSkip: bool,
+): u64 {
+  const noneSet = start >= end;
+  op.clean = true;
+  op.total = 0;
+  op.bitmap = bitmap;
+  op.bitmapPgoff = bitmapPgoff;
+  op.cstart = noneSet ? nr : start;
+  op.cend = noneSet ? 0 : end;
+  walkPageMapping<MappingDirtyOp>(op, f, first, nr, walkOnSkip);
+  cleanStart = op.cstart;
+  cleanEnd = op.cend;
+  return op.total;
+}

@@ -182,16 +182,23 @@ export class Core {
   }
 
   private makeGuard(): CoreExports {
-    return new Proxy(this.raw, {
-      get: (target, name: string) => {
-        const v = target[name as keyof CoreExports];
+    // WebAssembly export objects are frozen (a Proxy may not alter them): a plain object of checking wrappers.
+    const raw = this.raw as unknown as Record<string, unknown>;
+    const guarded: Record<string, unknown> = {};
+    for (const name of Object.keys(raw)) {
+      const v = raw[name];
+      if (typeof v !== 'function') { guarded[name] = v; continue; }
+      guarded[name] = (...args: unknown[]): unknown => {
         const ctx = this.context;
-        if (typeof v !== 'function' || ctx === undefined || ALLOWED[ctx].has(name)) return v;
-        return () => {
-          throw new EmuError('EBUSY', `not allowed inside ${ctx === 'step' ? 'an onStep callback (the operation is half done; only CPU accesses and inspection may run)' : 'a page_mkwrite hook (the fault is half done)'}`, ctx === 'step' ? 'onStep' : 'pageMkwrite');
-        };
-      },
-    });
+        if (ctx !== undefined && !ALLOWED[ctx].has(name)) {
+          throw new EmuError('EBUSY', `not allowed inside ${ctx === 'step'
+            ? 'an onStep callback (the operation is half done; only CPU accesses and inspection may run)'
+            : 'a page_mkwrite hook (the fault is half done)'}`, ctx === 'step' ? 'onStep' : 'pageMkwrite');
+        }
+        return (v as (...a: unknown[]) => unknown)(...args);
+      };
+    }
+    return guarded as unknown as CoreExports;
   }
 
   /** Runs scenario code called from inside the core; an exception is kept for takeHookError and `failed` returned. */

@@ -150,23 +150,26 @@ export class File {
     const start = o.start ?? 0, end = o.end ?? 0;
     checkIndex(start, 'start');
     checkIndex(end, 'end');
-    // Bits [lo, hi) can be set; only those bytes travel to the core and back.
+    // Bits [lo, hi) can be set. The core ORs whole 64-bit words (the kernel's unsigned
+    // longs), so the words holding them travel to the core and back.
     const lo = firstIndex - offset, hi = lo + nr;
-    const loByte = Math.floor(lo / 8), hiByte = Math.ceil(hi / 8);
+    const hiByte = Math.ceil(hi / 8);
+    const loWord = Math.floor(lo / 64) * 8, hiWord = Math.ceil(hi / 64) * 8;
     let bitmap = o.bitmap;
     if (bitmap === undefined) bitmap = new Uint8Array(hiByte);
     else if (!isUnsignedArray(bitmap)) throw new EmuError('EINVAL', 'bitmap must be a Uint8Array, Uint16Array, Uint32Array or BigUint64Array', 'bitmap');
     if (bitmap.byteLength < hiByte) throw new EmuError('EINVAL', `bitmap has ${bitmap.byteLength} bytes; bits up to ${hi - 1} need ${hiByte}`, 'bitmap');
-    const bytes = new Uint8Array(bitmap.buffer, bitmap.byteOffset, bitmap.byteLength).subarray(loByte, hiByte);
+    const bytes = new Uint8Array(bitmap.buffer, bitmap.byteOffset, bitmap.byteLength).subarray(loWord, hiWord);
     const x = this.core.x;
-    const size = Math.max(8, (bytes.length + 7) & ~7);
+    const size = Math.max(8, hiWord - loWord);
     const buf = x.allocBuffer(size);
     if (buf === 0) throw new EmuError('ENOMEM', 'no memory for the bitmap', 'bitmap');
     try {
-      new Uint8Array(x.memory.buffer, buf >>> 0, bytes.length).set(bytes);
-      // The core indexes bits from bitmapOffset; the buffer holds from byte loByte on (modular pointer arithmetic).
-      const cleaned = stepped(this.core, o, () => x.fileCleanRecord(this.id, firstIndex, nr, offset, (buf - loByte) >>> 0, start, end, o.walkOnSkip ? 1 : 0));
-      bytes.set(new Uint8Array(this.core.x.memory.buffer, buf >>> 0, bytes.length));
+      const inCore = (): Uint8Array => new Uint8Array(this.core.x.memory.buffer, buf >>> 0, size);
+      inCore().fill(0).set(bytes);
+      // The core indexes bits from bitmapOffset; the buffer starts at byte loWord (modular pointer arithmetic).
+      const cleaned = stepped(this.core, o, () => x.fileCleanRecord(this.id, firstIndex, nr, offset, (buf - loWord) >>> 0, start, end, o.walkOnSkip ? 1 : 0));
+      bytes.set(inCore().subarray(0, bytes.length));
       return { cleaned, bitmap, start: this.core.result(0), end: this.core.result(1) };
     } finally {
       this.core.x.freeBuffer(buf, size);

@@ -184,3 +184,72 @@ export const PTE_MARKER_MASK: u64 = 7;
 
 /** Width of a pfn inside a migration entry's offset: SWP_PFN_BITS = MAX_PHYSMEM_BITS - PAGE_SHIFT. */
 export function swpPfnBits(levels: u32): u32 { return ARM64 ? 36 : (levels == 5 ? 40 : 34); }
+
+// ---- four entries at a time -------------------------------------------------------------
+// Range edits that change few entries spend their time proving entries need
+// nothing, and the per-entry branches cost more than the edit. These apply an
+// edit to the four entries at p with two 128-bit lanes pairs, branch-free, write
+// back only the halves that changed, and return which entries changed (bit i
+// for entry i). Each matches its scalar counterpart entry for entry.
+
+/** Lanes of v whose entry is present (pte_present: x86 P or PROTNONE; arm64 VALID or PRESENT_INVALID). */
+// @ts-ignore: decorator
+@inline function presentLanes(v: v128): v128 {
+  const m = i64x2.splat(ARM64 ? a64.PTE_VALID | a64.PTE_PRESENT_INVALID : x86._PAGE_PRESENT | x86._PAGE_PROTNONE);
+  return i64x2.ne(v128.and(v, m), i64x2.splat(0));
+}
+
+/** arm64 hardware-dirty lanes: DBM-writable and RDONLY clear. */
+// @ts-ignore: decorator
+@inline function hwDirtyLanes(v: v128): v128 {
+  return i64x2.eq(v128.and(v, i64x2.splat(a64.PTE_WRITE | a64.PTE_RDONLY)), i64x2.splat(a64.PTE_WRITE));
+}
+
+/** pte_wrprotect on the present writable entries of one pair; returns the changed-lanes mask. */
+// @ts-ignore: decorator
+@inline function wrprotectPair(p: usize): u32 {
+  const v = v128.load(p);
+  const w = i64x2.splat(ARM64 ? a64.PTE_WRITE : x86._PAGE_RW);
+  const change = v128.and(presentLanes(v), i64x2.ne(v128.and(v, w), i64x2.splat(0)));
+  const m = i64x2.bitmask(change);
+  if (m != 0) {
+    let n: v128;
+    if (ARM64) {
+      // The hardware dirty state moves into the software DIRTY bit, then WRITE off, RDONLY on.
+      n = v128.or(v, v128.and(hwDirtyLanes(v), i64x2.splat(a64.PTE_DIRTY)));
+      n = v128.or(v128.andnot(n, w), i64x2.splat(a64.PTE_RDONLY));
+    } else {
+      n = v128.andnot(v, w);
+    }
+    v128.store(p, v128.bitselect(n, v, change));
+  }
+  return m;
+}
+
+/** pte_mkclean on the present dirty entries of one pair; returns the changed-lanes mask. */
+// @ts-ignore: decorator
+@inline function mkcleanPair(p: usize): u32 {
+  const v = v128.load(p);
+  let dirty: v128, n: v128;
+  if (ARM64) {
+    const sw = i64x2.splat(a64.PTE_DIRTY);
+    dirty = v128.or(i64x2.ne(v128.and(v, sw), i64x2.splat(0)), hwDirtyLanes(v));
+    n = v128.or(v128.andnot(v, sw), i64x2.splat(a64.PTE_RDONLY));
+  } else {
+    const d = i64x2.splat(x86._PAGE_DIRTY | x86._PAGE_SAVED_DIRTY);
+    dirty = i64x2.ne(v128.and(v, d), i64x2.splat(0));
+    n = v128.andnot(v, d);
+  }
+  const change = v128.and(presentLanes(v), dirty);
+  const m = i64x2.bitmask(change);
+  if (m != 0) v128.store(p, v128.bitselect(n, v, change));
+  return m;
+}
+
+/** Write-protects the present writable entries among the four at p (pteWrprotect); bit i set if entry i changed. */
+// @ts-ignore: decorator
+@inline export function wrprotect4(p: usize): u32 { return wrprotectPair(p) | (wrprotectPair(p + 16) << 2); }
+
+/** Cleans the present dirty entries among the four at p (pteMkclean); bit i set if entry i changed. */
+// @ts-ignore: decorator
+@inline export function mkclean4(p: usize): u32 { return mkcleanPair(p) | (mkcleanPair(p + 16) << 2); }

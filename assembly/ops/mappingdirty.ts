@@ -22,7 +22,9 @@ import { Vma } from "../vma";
 import { Mm } from "../mm";
 import { File } from "../file";
 import { walkMm, walkPageMapping, setWalkAction, ACTION_CONTINUE } from "../walk";
-import { ptePresent, pteWrite, pteDirty, pteWrprotect, pteMkclean, isTableEntry, isUpperLeaf } from "../arch/index";
+import {
+  ptePresent, pteWrite, pteDirty, pteWrprotect, pteMkclean, isTableEntry, isUpperLeaf, wrprotect4, mkclean4,
+} from "../arch/index";
 import { flushTlbRange } from "../flush";
 import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_PROTECTION_PAGE } from "../notifier";
 import { warn, WARN_WP_CLEAN_HUGE } from "../warn";
@@ -51,44 +53,59 @@ export let cacheFlushes: u64 = 0;
 
   pteRange(ptep: usize, addr: u64, end: u64): i32 {
     const last = ptep + <usize>((end - addr) >> 9);
-    let lo = this.flushStart, hi = this.flushEnd, total = this.total;
-    if (!this.clean) {
-      for (let p = ptep; p < last; p += 8) {
-        const e = load<u64>(p);
-        if (e == 0 || !ptePresent(e) || !pteWrite(e)) continue;
+    // The loops note only the first and last entry they change and how many;
+    // addresses, the flush range and the bit range are derived once per table.
+    let first: usize = 0, final: usize = 0, n: u64 = 0;
+    let p = ptep;
+    const clean = this.clean, bitmap = this.bitmap;
+    const bit0 = (addr >> 12) + this.bitBase;
+    if (!stepping) {
+      // Four entries at a time, branch-free (arch/index.ts); the tail goes one by one below.
+      for (; p + 32 <= last; p += 32) {
+        const m = clean ? mkclean4(p) : wrprotect4(p);
+        if (m == 0) continue;
+        if (first == 0) first = p + (<usize>ctz(m) << 3);
+        final = p + (<usize>(31 - clz(m)) << 3);
+        n += <u64>popcnt(m);
+        if (clean) setBits(bitmap, bit0 + (<u64>(p - ptep) >> 3), m);
+      }
+    }
+    for (; p < last; p += 8) {
+      const e = load<u64>(p);
+      if (clean) {
+        if (!pteDirty(e) || !ptePresent(e)) continue;
+        store<u64>(p, pteMkclean(e));       // write permission stays: the next write re-dirties
+        setBits(bitmap, bit0 + (<u64>(p - ptep) >> 3), 1);
+      } else {
+        if (!pteWrite(e) || !ptePresent(e)) continue;
         // ptep_modify_prot_start/commit: read-and-clear, then the new value (A/D kept).
         store<u64>(p, pteWrprotect(e));
-        const a = addr + (<u64>(p - ptep) << 9);
-        if (a < lo) lo = a;
-        if (a + 4096 > hi) hi = a + 4096;
-        total++;
-        if (stepping) this.step(a, ptep);
       }
-    } else {
-      const bitmap = this.bitmap;
-      let cs = this.cstart, ce = this.cend;
-      for (let p = ptep; p < last; p += 8) {
-        const e = load<u64>(p);
-        if (e == 0 || !ptePresent(e) || !pteDirty(e)) continue;
-        store<u64>(p, pteMkclean(e));       // write permission stays: the next write re-dirties
-        const a = addr + (<u64>(p - ptep) << 9);
-        const bit = (a >> 12) + this.bitBase;
-        const w = bitmap + <usize>(bit >> 3);
-        store<u8>(w, load<u8>(w) | <u8>(<u32>1 << <u32>(bit & 7)));
-        if (bit < cs) cs = bit;
-        if (bit + 1 > ce) ce = bit + 1;
-        if (a < lo) lo = a;
-        if (a + 4096 > hi) hi = a + 4096;
-        total++;
-        if (stepping) { this.cstart = cs; this.cend = ce; this.step(a, ptep); }
-      }
-      this.cstart = cs; this.cend = ce;
+      if (first == 0) first = p;
+      final = p;
+      n++;
+      if (stepping) this.step(ptep, addr, p);
     }
-    this.flushStart = lo; this.flushEnd = hi; this.total = total;
+    if (n != 0) this.account(ptep, addr, first, final, n);
     return 0;
   }
 
-  private step(a: u64, ptep: usize): void {
+  /** Folds one table's changes into the VMA's flush range, the bit range and the total. */
+  private account(ptep: usize, addr: u64, first: usize, final: usize, n: u64): void {
+    const lo = addr + (<u64>(first - ptep) << 9), hi = addr + (<u64>(final - ptep) << 9) + 4096;
+    if (lo < this.flushStart) this.flushStart = lo;
+    if (hi > this.flushEnd) this.flushEnd = hi;
+    if (this.clean) {
+      const bs = (lo >> 12) + this.bitBase, be = ((hi - 4096) >> 12) + this.bitBase + 1;
+      if (bs < this.cstart) this.cstart = bs;
+      if (be > this.cend) this.cend = be;
+    }
+    this.total += n;
+  }
+
+  /** A yield point after the entry at p was changed (its table stays locked). */
+  private step(ptep: usize, addr: u64, p: usize): void {
+    const a = addr + (<u64>(p - ptep) << 9);
     yieldStep(STEP_ENTRY, walkMm, a, a + 4096, ptep & ~<usize>4095);
   }
 
@@ -140,6 +157,18 @@ export let cacheFlushes: u64 = 0;
     mm.flushPending--;
     if (stepping) yieldStep(STEP_VMA_END, mm, start, end, 0);
   }
+}
+
+/**
+ * Sets the bits of `mask` (up to 4) starting at bit `bit` of the bitmap, in
+ * 64-bit little-endian words like the kernel's unsigned longs.
+ */
+// @ts-ignore: decorator
+@inline function setBits(bitmap: usize, bit: u64, mask: u32): void {
+  const w = bitmap + <usize>((bit >> 6) << 3);
+  const sh = bit & 63;
+  store<u64>(w, load<u64>(w) | (<u64>mask << sh));
+  if (sh > 60 && (<u64>mask >> (64 - sh)) != 0) store<u64>(w, load<u64>(w, 8) | (<u64>mask >> (64 - sh)), 8);
 }
 
 const op = new MappingDirtyOp();

@@ -243,6 +243,47 @@ export class NaivePageTables {
     this.freeFrame(root.pfn);
   }
 
+  /** Sets write and/or dirty on every `stride`-th present PTE of the range and clears them on the others (benchmark setup). */
+  setBits(start: number, pages: number, stride: number, bits: { write: boolean; dirty: boolean }): void {
+    let i = 0;
+    this.walkRange(start, pages, (pte) => {
+      const on = i++ % stride === 0;
+      if (bits.write) pte.write = on;
+      if (bits.dirty) pte.dirty = on;
+    });
+  }
+
+  /**
+   * wp_shared_mapping_range over one mapping: write-protects the writable
+   * PTEs and returns how many, with the range a TLB flush would cover.
+   */
+  writeProtect(start: number, pages: number): { total: number; flushStart: number; flushEnd: number } {
+    let total = 0, flushStart = Infinity, flushEnd = 0;
+    this.walkRangeFrom(this.root, start, pages, (pte, _pt, _i, va) => {
+      if (!pte.present || !pte.write) return;
+      pte.write = false;
+      total++;
+      flushStart = Math.min(flushStart, va);
+      flushEnd = Math.max(flushEnd, va + PAGE_SIZE);
+    });
+    return { total, flushStart, flushEnd };
+  }
+
+  /** clean_record_shared_mapping_range over one mapping: bit (page index) per dirty PTE cleaned. */
+  cleanRecord(start: number, pages: number, bitmap: Uint8Array): { total: number; bitStart: number; bitEnd: number } {
+    let total = 0, bitStart = pages, bitEnd = 0;
+    this.walkRangeFrom(this.root, start, pages, (pte, _pt, _i, va) => {
+      if (!pte.present || !pte.dirty) return;
+      pte.dirty = false;
+      const bit = (va - start) / PAGE_SIZE;
+      bitmap[Math.floor(bit / 8)]! |= 1 << (bit % 8);
+      bitStart = Math.min(bitStart, bit);
+      bitEnd = Math.max(bitEnd, bit + 1);
+      total++;
+    });
+    return { total, bitStart, bitEnd };
+  }
+
   private walkRange(start: number, pages: number, visit: (pte: Pte, pt: PageTable, index: number) => void): void {
     this.walkRangeFrom(this.root, start, pages, visit);
   }

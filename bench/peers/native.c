@@ -92,6 +92,7 @@ static _Noreturn void unreachable(const char *what)
 #define VM_SHARED       0x8u
 #define VM_MAYREAD      0x10u
 #define VM_MAYWRITE     0x20u
+#define VM_MAYSHARE     0x80u
 #define VM_MAYEXEC      0x40u
 #define VM_UFFD_WP      0x1000u
 #define VM_LOCKED       0x2000u
@@ -573,6 +574,9 @@ typedef struct {
     uint64_t min_flt;
     uint64_t maj_flt;
     uint64_t task_size;
+    uint64_t cpumask;
+    uint32_t last_cpu;
+    uint32_t flush_pending;
 } mm_t;
 
 #define MAX_MMS (1u << 16)
@@ -1788,6 +1792,197 @@ static int32_t x_fork(uint32_t id)
     return (int32_t)child->id;
 }
 
+/*
+ * mapping_dirty_helpers: MappingDirtyOp (assembly/ops/mappingdirty.ts) with
+ * its per-VMA staging: notifier records, flush_cache_range and
+ * tlb_flush_pending in pre_vma, a flush of the tight modified range in
+ * post_vma. The VMA is walked as walk_page_mapping walks each VMA of i_mmap.
+ */
+static inline uint64_t pte_mkclean(uint64_t e) { return e & ~(_PAGE_DIRTY | _PAGE_SAVED_DIRTY); }
+
+typedef struct {
+    bool clean;
+    uint64_t total;
+    uint8_t *bitmap;
+    uint64_t bitmap_pgoff;
+    uint64_t cstart, cend;
+    uint64_t range_start, range_end, flush_start, flush_end, bit_base;
+} mapping_dirty_op;
+
+static mapping_dirty_op md_op_instance;
+static struct { uint32_t phase, event, mm; uint64_t start, end; } notifier_log[64];
+static unsigned notifier_count;
+static uint64_t cache_flushes, flushed_pages;
+
+static void notifier_record(uint32_t phase, mm_t *mm, uint64_t start, uint64_t end)
+{
+    unsigned i = notifier_count++ & 63;
+    notifier_log[i].phase = phase;
+    notifier_log[i].event = 3;
+    notifier_log[i].mm = mm->id;
+    notifier_log[i].start = start;
+    notifier_log[i].end = end;
+}
+
+/*
+ * Four entries at a time, branch-free, as arch/index.ts wrprotect4/mkclean4
+ * (GCC vector extensions; SSE2 on x86-64). Returns the changed-entries mask.
+ */
+typedef uint64_t u64x2 __attribute__((vector_size(16)));
+typedef int64_t i64x2 __attribute__((vector_size(16)));
+
+static inline unsigned edit_pair(uint64_t *p, uint64_t bits)
+{
+    u64x2 v;
+    memcpy(&v, p, sizeof v);
+    i64x2 present = (v & (_PAGE_PRESENT | _PAGE_PROTNONE)) != 0;
+    i64x2 change = present & ((v & bits) != 0);
+    unsigned m = (change[0] ? 1u : 0u) | (change[1] ? 2u : 0u);
+    if (m) {
+        u64x2 n = v & ~((u64x2)change & bits);
+        memcpy(p, &n, sizeof n);
+    }
+    return m;
+}
+
+static inline void set_bits(uint8_t *bitmap, uint64_t bit, unsigned mask)
+{
+    uint64_t *w = (uint64_t *)(bitmap + ((bit >> 6) << 3));
+    unsigned sh = (unsigned)(bit & 63);
+    w[0] |= (uint64_t)mask << sh;
+    if (sh > 60 && ((uint64_t)mask >> (64 - sh)) != 0)
+        w[1] |= (uint64_t)mask >> (64 - sh);
+}
+
+static int32_t md_pte_range(mapping_dirty_op *op, uint64_t *ptep, uint64_t addr, uint64_t end)
+{
+    uint64_t *last = ptep + ((end - addr) >> 12);
+    uint64_t *first = NULL, *final = NULL, n = 0;
+    uint64_t *p = ptep;
+    const bool clean = op->clean;
+    const uint64_t bits = clean ? (_PAGE_DIRTY | _PAGE_SAVED_DIRTY) : _PAGE_RW;
+    const uint64_t bit0 = (addr >> 12) + op->bit_base;
+    for (; p + 4 <= last; p += 4) {
+        unsigned m = edit_pair(p, bits) | (edit_pair(p + 2, bits) << 2);
+        if (m == 0)
+            continue;
+        if (first == NULL)
+            first = p + __builtin_ctz(m);
+        final = p + (31 - __builtin_clz(m));
+        n += (uint64_t)__builtin_popcount(m);
+        if (clean)
+            set_bits(op->bitmap, bit0 + (uint64_t)(p - ptep), m);
+    }
+    for (; p < last; p++) {
+        uint64_t e = *p;
+        if (clean) {
+            if (!pte_dirty(e) || !pte_present(e))
+                continue;
+            *p = pte_mkclean(e);
+            set_bits(op->bitmap, bit0 + (uint64_t)(p - ptep), 1);
+        } else {
+            if (!pte_write(e) || !pte_present(e))
+                continue;
+            *p = pte_wrprotect(e);
+        }
+        if (first == NULL)
+            first = p;
+        final = p;
+        n++;
+    }
+    if (n != 0) {
+        uint64_t lo = addr + ((uint64_t)(first - ptep) << 12), hi = addr + ((uint64_t)(final - ptep) << 12) + 4096;
+        if (lo < op->flush_start) op->flush_start = lo;
+        if (hi > op->flush_end) op->flush_end = hi;
+        if (clean) {
+            uint64_t bs = (lo >> 12) + op->bit_base, be = ((hi - 4096) >> 12) + op->bit_base + 1;
+            if (bs < op->cstart) op->cstart = bs;
+            if (be > op->cend) op->cend = be;
+        }
+        op->total += n;
+    }
+    return 0;
+}
+
+static int32_t md_upper_entry(mapping_dirty_op *op, uint32_t level, uint64_t *ep, uint64_t addr, uint64_t next)
+{
+    (void)op; (void)level; (void)addr; (void)next;
+    if (is_upper_leaf(*ep))
+        unreachable("huge leaf in the dirty benchmark");
+    return 0;
+}
+
+static inline int32_t md_hole(mapping_dirty_op *op, uint64_t addr, uint64_t next, int32_t depth)
+{
+    (void)op; (void)addr; (void)next; (void)depth;
+    return 0;
+}
+
+static inline int32_t md_test_walk(mapping_dirty_op *op, vma_t *vma)
+{
+    (void)op;
+    return (vma->flags & (VM_SHARED | VM_MAYWRITE | VM_HUGETLB)) == (VM_SHARED | VM_MAYWRITE) ? 0 : 1;
+}
+
+static int32_t md_pre_vma(mapping_dirty_op *op, vma_t *vma, uint64_t start, uint64_t end)
+{
+    mm_t *mm = walk_mm;
+    op->flush_start = end;
+    op->flush_end = start;
+    op->range_start = start;
+    op->range_end = end;
+    op->bit_base = vma->pgoff - (vma->start >> 12) - op->bitmap_pgoff;
+    notifier_record(0, mm, start, end);
+    cache_flushes++;
+    mm->flush_pending++;
+    return 0;
+}
+
+static void md_post_vma(mapping_dirty_op *op, vma_t *vma, uint64_t start, uint64_t end)
+{
+    (void)vma; (void)start; (void)end;
+    mm_t *mm = walk_mm;
+    if (mm->flush_pending > 1)
+        flushed_pages += (op->range_end - op->range_start) >> 12;
+    else if (op->flush_end > op->flush_start)
+        flushed_pages += (op->flush_end - op->flush_start) >> 12;
+    notifier_record(1, mm, op->range_start, op->range_end);
+    mm->flush_pending--;
+}
+
+DEFINE_WALK_LEVEL(md, mapping_dirty_op)
+DEFINE_WALK_PAGE_RANGE(md, mapping_dirty_op)
+
+static uint64_t x_write_protect(mm_t *mm, uint64_t start, uint64_t end)
+{
+    md_op_instance.clean = false;
+    md_op_instance.total = 0;
+    md_op_instance.bitmap_pgoff = 0;
+    md_walk_page_range(&md_op_instance, mm, start, end);
+    return md_op_instance.total;
+}
+
+static uint64_t x_clean_record(mm_t *mm, uint64_t start, uint64_t end, uint8_t *bitmap)
+{
+    md_op_instance.clean = true;
+    md_op_instance.total = 0;
+    md_op_instance.bitmap = bitmap;
+    md_op_instance.bitmap_pgoff = start >> 12;   /* an anonymous VMA's pgoff is its start page */
+    md_op_instance.cstart = (end - start) >> 12;
+    md_op_instance.cend = 0;
+    md_walk_page_range(&md_op_instance, mm, start, end);
+    return md_op_instance.total;
+}
+
+/* Benchmark setup, untimed: every stride-th PTE gets `bit`, the others lose it. */
+static void set_pte_bit(mm_t *mm, uint64_t start, uint64_t pages, uint64_t stride, uint64_t bit)
+{
+    for (uint64_t i = 0; i < pages; i++) {
+        uint64_t *ep = leaf_lookup(mm, start + i * PAGE_SIZE);
+        *ep = i % stride == 0 ? (*ep | bit) : (*ep & ~bit);
+    }
+}
+
 static uint64_t machine_memory(uint64_t pages)
 {
     uint64_t wanted = (pages * PAGE_SIZE * 3 / 2 + GiB - 1) / GiB * GiB;
@@ -1971,10 +2166,47 @@ int main(int argc, char **argv)
         expect((uint64_t)(int64_t)x_madvise((uint32_t)child, vpn, (double)pages, EMU_MADV_DONTNEED), 0, "fork: child zap");
     }
 
+    /*
+     * Dirty tracking over the written range, marked shared writable (the PTE
+     * bits of shared and private written pages are the same): write-protect
+     * and clean-and-record with 1% and 100% of the PTEs writable / dirty.
+     */
+    vma_t *dv = vma_at(mm, find_vma_index(mm, first));
+    dv->flags |= VM_SHARED | VM_MAYSHARE;
+    uint8_t *bitmap = calloc((pages + 63) / 64 + 1, 8);
+    double *t_dirty[4];
+    for (unsigned k = 0; k < 4; k++)
+        if (!(t_dirty[k] = malloc(repeats * sizeof(double))))
+            die("cannot allocate timing buffers");
+    const uint64_t strides[2] = {100, 1};
+    for (unsigned r = 0; r < repeats; r++) {
+        for (unsigned k = 0; k < 2; k++) {
+            const uint64_t want = (pages + strides[k] - 1) / strides[k];
+            set_pte_bit(mm, first, pages, strides[k], _PAGE_RW);
+            uint64_t t0 = now_ns();
+            uint64_t n = x_write_protect(mm, first, first + pages * PAGE_SIZE);
+            t_dirty[k][r] = (double)(now_ns() - t0) * per_page;
+            expect(n, want, "writeProtect count");
+            set_pte_bit(mm, first, pages, strides[k], _PAGE_DIRTY);
+            memset(bitmap, 0, ((pages + 63) / 64 + 1) * 8);
+            t0 = now_ns();
+            n = x_clean_record(mm, first, first + pages * PAGE_SIZE, bitmap);
+            t_dirty[2 + k][r] = (double)(now_ns() - t0) * per_page;
+            expect(n, want, "cleanRecord count");
+            expect(bitmap[0] & 1, 1, "cleanRecord bit 0");
+        }
+    }
+    sink += cache_flushes + flushed_pages + notifier_count;
+
     double mprotect = (median(t_ro, repeats) + median(t_rw, repeats)) / 2.0;
-    printf("{\"pages\":%llu,\"faultIn\":%.3f,\"mprotect\":%.3f,\"dontneed\":%.3f,\"walk\":%.3f,\"fork\":%.3f}\n",
+    printf("{\"pages\":%llu,\"faultIn\":%.3f,\"mprotect\":%.3f,\"dontneed\":%.3f,\"walk\":%.3f,\"fork\":%.3f,"
+           "\"wp1\":%.3f,\"wp100\":%.3f,\"clean1\":%.3f,\"clean100\":%.3f}\n",
            (unsigned long long)pages, median(t_fault, repeats), mprotect,
-           median(t_zap, repeats), median(t_walk, repeats), median(t_fork, repeats));
+           median(t_zap, repeats), median(t_walk, repeats), median(t_fork, repeats),
+           median(t_dirty[0], repeats), median(t_dirty[1], repeats), median(t_dirty[2], repeats), median(t_dirty[3], repeats));
+    for (unsigned k = 0; k < 4; k++)
+        free(t_dirty[k]);
+    free(bitmap);
     free(t_fork);
 
     free(t_fault);

@@ -20,6 +20,11 @@ export interface NativePeerResult {
   dontneed: number;
   walk: number;
   fork: number;
+  /** Dirty tracking with 1% / 100% of PTEs writable (wp) or dirty (clean). */
+  wp1: number;
+  wp100: number;
+  clean1: number;
+  clean100: number;
 }
 
 function parseResult(stdout: string): NativePeerResult | null {
@@ -33,7 +38,7 @@ function parseResult(stdout: string): NativePeerResult | null {
     return null;
   }
   const record = parsed as Record<string, unknown>;
-  const fields = ['pages', 'faultIn', 'mprotect', 'dontneed', 'walk', 'fork'] as const;
+  const fields = ['pages', 'faultIn', 'mprotect', 'dontneed', 'walk', 'fork', 'wp1', 'wp100', 'clean1', 'clean100'] as const;
   const valid = fields.every((field) => {
     const value = record[field];
     return typeof value === 'number' && Number.isFinite(value);
@@ -49,6 +54,10 @@ function parseResult(stdout: string): NativePeerResult | null {
     dontneed: numbers.dontneed,
     walk: numbers.walk,
     fork: numbers.fork,
+    wp1: numbers.wp1,
+    wp100: numbers.wp100,
+    clean1: numbers.clean1,
+    clean100: numbers.clean100,
   };
 }
 

@@ -3,7 +3,7 @@
 import { it, expect } from 'vitest';
 import { runDemo } from '../src/demo.js';
 
-it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, THP, TLBs, fork with a pin, ptdump and a clean check', async () => {
+it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, THP, TLBs, fork with a pin, dirty tracking, ptdump and a clean check', async () => {
   const lines: string[] = [];
   await runDemo((l) => lines.push(l));
   const text = lines.join('\n');
@@ -20,5 +20,9 @@ it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, T
   expect(text).toMatch(/the write takes 1 fault\(s\)/);
   expect(text).toMatch(/copied at fork \(1 early copy, 1 prealloc retry\)/);
   expect(text).toMatch(/parent reads 0xd11a, child reads 0xd0\b/);
+  expect(text).toMatch(/C1 writes 0xbeef: completes from l1, PTE 6 stays clean \(RW /);
+  expect(text).toMatch(/3 cleaned, bits 2,5,6, \[start, end\) = \[2, 7\)/);
+  expect(text).toMatch(/holds 0xbeef: recorded/);
+  expect(text).toMatch(/notifier calls: protection-page start, protection-page end/);
   expect(text).toMatch(/m\.check\(\): clean/);
 });

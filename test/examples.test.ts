@@ -3,6 +3,7 @@
 import { it, expect } from 'vitest';
 import { firstScenario } from '../examples/first-scenario.js';
 import { countDirty } from '../examples/walk-dirty.js';
+import { raceOnClean } from '../examples/dirty-race.js';
 
 it('the first scenario runs and ends with a clean check', async () => {
   const out: unknown[][] = [];
@@ -16,4 +17,8 @@ it('the first scenario runs and ends with a clean check', async () => {
 
 it('the dirty-counting walk skips the huge PMD and finds the ten written pages', async () => {
   expect(await countDirty()).toEqual({ dirty: 10, skippedHuge: 1 });
+});
+
+it('the dirty-tracking race example records page 6, which reads clean yet holds the racing write', async () => {
+  expect(await raceOnClean()).toEqual({ cleaned: 2, bits: [2, 6], start: 2, end: 7, page6Dirty: false, page6Tag: 0xbeef });
 });

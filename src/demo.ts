@@ -115,7 +115,7 @@ export async function runDemo(out: Out = (l) => console.log(l)): Promise<void> {
   const rec = buf.cleanRecord(0, 8, {
     onStep: (st) => {
       if (st.kind === 'entry' && st.start === g.start + 6 * 4096) {
-        const w = gpu.write(g.start + 6 * 4096, 0xbeef, { cpu: 1 });
+        const w = m3.cpu(1).write(gpu, g.start + 6 * 4096, 0xbeef);
         const e6 = gpu.entry(g.start + 6 * 4096);
         out(`  step: PTE 6 cleaned, not yet flushed; C1 writes 0xbeef: ${w.ok ? `completes from ${w.hit}` : 'faults'}, PTE 6 stays ${e6.dirty ? 'dirty' : 'clean'} (${describeEntry(e6)})`);
       }

@@ -135,15 +135,25 @@ let probeArray: TlbArray = changetype<TlbArray>(0);
 // @ts-ignore: decorator
 @inline function alignVpn(vpn: u64, size: u32): u64 { return (vpn >> sizeShift(size)) << sizeShift(size); }
 
-/** Fills the first array of `level` that fits; returns the entry or 0 if none holds such pages (probeArray/probeSize: where). */
+/**
+ * Fills an array of `level`: the first that holds pages of the leaf's size,
+ * else the first that can hold a smaller piece of it (splintering, as CPUs
+ * do for page sizes an array lacks). Returns the entry or 0 if none fits
+ * (probeArray/probeSize: where).
+ */
 function fillLevel(c: Cpu, level: u32, vpn: u64, kind: u32, asid: u32, size: u32, leafVbase: u64, leafPfnBase: u32, perms: u32, stamp: u32): usize {
   probeArray = changetype<TlbArray>(0);
   const list = probeList(c, level, kind == ACCESS_EXEC);
   const n = <u32>load<u8>(list);
+  let pick: i32 = -1;
   for (let j: u32 = 0; j < n; j++) {
     const a = arrayAt(c, <u32>load<u8>(list + 1 + j));
+    if ((a.sizes & (<u32>1 << size)) != 0) { pick = <i32>j; break; }
+    if (pick < 0 && fitSize(a, size) >= 0) pick = <i32>j;
+  }
+  if (pick >= 0) {
+    const a = arrayAt(c, <u32>load<u8>(list + 1 + <u32>pick));
     const s = fitSize(a, size);
-    if (s < 0) continue;
     const fragVbase = alignVpn(vpn, <u32>s);
     probeArray = a;
     probeSize = <u32>s;

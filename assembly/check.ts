@@ -9,7 +9,7 @@ import { kmalloc, kfree } from "./heap";
 import {
   nrFrames, refcount, mapcount, orderOf, kindOf, testFlag, indexOf, isZeroPfn, zeroPfn, hugeZeroPfn, freeFrames,
   freeListFirst, freeListNext, folioHead, entireMapcount, tagOf, KIND_PAGE, KIND_TABLE, KIND_FREE, MAX_ORDER,
-  PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, pincount, GUP_PIN_COUNTING_BIAS,
+  PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, pincount, GUP_PIN_COUNTING_BIAS, cachePageIndex,
 } from "./frames";
 import { pinTableCapacity, pinCount, pinPfns, pinFlags, GUP_PIN } from "./gup";
 import { Mm, mmById, mmTableCapacity, getRss } from "./mm";
@@ -164,7 +164,7 @@ function countCacheSlot(f: File, pgoff: u64, slot: usize): void {
   const v = load<u64>(slot);
   if ((v & 3) == CACHE_PAGE) {
     const pfn = <u32>(v >> 2);
-    if (testFlag(pfn, PG_ANON) || <u64>indexOf(pfn) != pgoff) problem(CHK_CACHE_PAGE, f.id, pgoff, <u64>pfn, 0);
+    if (testFlag(folioHead(pfn), PG_ANON) || <u64>cachePageIndex(pfn) != pgoff) problem(CHK_CACHE_PAGE, f.id, pgoff, <u64>pfn, 0);
     bump(folioHead(pfn), 0, 1);
   } else if ((v & 3) == CACHE_SWAP) {
     const s = <u32>(v >> 2);

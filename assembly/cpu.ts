@@ -14,7 +14,7 @@ import { Mm } from "./mm";
 import {
   TlbArray, WalkCache, ARRAY_BYTES, WALKCACHE_BYTES, MAX_ARRAYS, MAX_WALK_LEVELS, tlbArrayInit, walkCacheInit,
   KIND_UNIFIED, KIND_INSTR,
-  tlbArrayFlushPage, tlbArrayFlushAsid, walkCacheFlush, walkCacheDrop,
+  tlbArrayFlushPage, tlbArrayFlushRegion, tlbArrayFlushAsid, walkCacheFlush, walkCacheDrop,
 } from "./tlb";
 
 export const MODE_MODEL: u32 = 0;
@@ -135,6 +135,23 @@ export function cpuFlushPage(c: Cpu, asid: u32, vpn: u64): void {
   for (let l: u32 = 1; l < MAX_WALK_LEVELS; l++) walkCacheFlush(walkCacheAt(c, l), <i32>asid);
   const s = funcSlot(c, vpn);
   if (load<u64>(s) == funcKey(vpn, asid)) store<u64>(s, 0);
+}
+
+/**
+ * INVLPG of an address mapped by a huge page: every translation derived from
+ * that page goes, including the pieces of it an array without that page size
+ * held as smaller entries ("splintered"), and the functional slots of each of
+ * its 4 KiB pages. `shift` is log2 of the huge page in 4 KiB pages (9: 2 MiB).
+ */
+export function cpuFlushHugePage(c: Cpu, asid: u32, vpn: u64, shift: u64): void {
+  const base = (vpn >> shift) << shift;
+  const n: u64 = <u64>1 << shift;
+  for (let i: u32 = 0; i < c.nArrays; i++) tlbArrayFlushRegion(arrayAt(c, i), base, shift, asid);
+  for (let l: u32 = 1; l < MAX_WALK_LEVELS; l++) walkCacheFlush(walkCacheAt(c, l), <i32>asid);
+  for (let v = base; v < base + n; v++) {
+    const s = funcSlot(c, v);
+    if (load<u64>(s) == funcKey(v, asid)) store<u64>(s, 0);
+  }
 }
 
 /**

@@ -21,7 +21,7 @@ import { addNewAnonRmap, deleteFromSwapCache } from "./rmap";
 import { swapCachePfn, swapTag, swapFree, swapCacheSet, swapCount } from "./swap";
 import { doFault } from "./filemap";
 import { doWpPage } from "./wp";
-import { thpVmaAllowable, doHugePmdAnonymousPage, hugePmdFault } from "./thp";
+import { thpVmaAllowable, doHugePmdAnonymousPage, hugePmdFault, fileThpSuitable, doHugeFileFault } from "./thp";
 import {
   VM_WRITE, VM_SHARED, VM_EXEC, VM_ACCESS_FLAGS, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
   VM_FAULT_MAJOR, VM_FAULT_HWPOISON, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, FAULT_FLAG_INSTRUCTION, FAULT_FLAG_UNSHARE,
@@ -98,6 +98,9 @@ export function handleMmFault(mm: Mm, addr: u64, flags: u32): u32 {
     const r = doHugePmdAnonymousPage(mm, vma, addr, pmdp, pmdTable, flags);
     if ((r & VM_FAULT_FALLBACK) == 0) return r;
     pmd = load<u64>(pmdp);
+  } else if (pmd == 0 && fileThpSuitable(vma, addr, flags)) {
+    const r = doHugeFileFault(mm, vma, addr, pmdp, flags);
+    if ((r & VM_FAULT_FALLBACK) == 0) return r;
   } else if (isUpperLeaf(pmd)) {
     const r = hugePmdFault(mm, vma, addr, pmdp, pmdTable, flags);
     if ((r & VM_FAULT_FALLBACK) == 0) return r;

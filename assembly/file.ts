@@ -11,7 +11,7 @@
 // index = pgoff, as in the kernel.
 
 import { kzalloc, kfree } from "./heap";
-import { folioPut, setIndex, clearFlag, PG_DIRTY } from "./frames";
+import { folioPut, folioHead, setIndex, clearFlag, PG_DIRTY } from "./frames";
 import { swapFree } from "./swap";
 import { immapFree } from "./immap";
 import { VM_FAULT_SIGBUS, VM_FAULT_BLOCKED } from "./constants";
@@ -22,6 +22,7 @@ export const CACHE_SWAP: u64 = 2;
 export const FILE_SHMEM: u32 = 1;           // swap-backed, no disk (memfd, shared anon)
 export const FILE_WRITENOTIFY: u32 = 2;     // has ->page_mkwrite: shared writable maps start read-only
 export const FILE_MKWRITE_HOOK: u32 = 4;    // ->page_mkwrite calls out to the scenario (JavaScript)
+export const FILE_HUGE: u32 = 8;            // tmpfs huge=always: PMD-size folios where the range allows
 
 /** The scenario's page_mkwrite: 0 go on, 1 the writer blocks, 2 SIGBUS. */
 @external("env", "pageMkwrite")
@@ -107,10 +108,14 @@ export function cacheRelease(f: File, pgoff: u64, slot: usize): void {
   const v = load<u64>(slot);
   store<u64>(slot, 0);
   if ((v & 3) == CACHE_PAGE) {
+    // The cache holds one reference per page, on the folio's head.
     const pfn = <u32>(v >> 2);
-    setIndex(pfn, 0);
-    clearFlag(pfn, PG_DIRTY);
-    folioPut(pfn);
+    const head = folioHead(pfn);
+    if (pfn == head) {
+      setIndex(head, 0);
+      clearFlag(head, PG_DIRTY);
+    }
+    folioPut(head);
     f.nrPages--;
   } else if ((v & 3) == CACHE_SWAP) {
     swapFree(<u32>(v >> 2));

@@ -11,7 +11,7 @@
 
 import { Log, staticLog, logAppend } from "./log";
 import { Mm } from "./mm";
-import { Cpu, cpuAt, nrCpus, cpuFlushPage, cpuFlushAsid, bumpStat, ST_FLUSHES, ST_IPIS } from "./cpu";
+import { Cpu, cpuAt, nrCpus, cpuFlushPage, cpuFlushHugePage, cpuFlushAsid, bumpStat, ST_FLUSHES, ST_IPIS } from "./cpu";
 
 export const FLUSH_PAGE: u32 = 0;
 export const FLUSH_RANGE: u32 = 1;
@@ -58,7 +58,9 @@ export function flushTlbRange(mm: Mm, start: u64, end: u64, strideShift: u32): v
   for (let i: u32 = 0; i < nrCpus; i++) {
     if ((mask & (<u64>1 << i)) == 0) continue;
     const c = cpuAt(i);
-    for (let a = start; a < end; a += <u64>1 << strideShift) cpuFlushPage(c, asid, a >> 12);
+    // A 2 MiB stride flushes huge pages: INVLPG drops every piece of each, however it was cached.
+    if (strideShift > 12) for (let a = start; a < end; a += <u64>1 << strideShift) cpuFlushHugePage(c, asid, a >> 12, <u64>strideShift - 12);
+    else for (let a = start; a < end; a += 4096) cpuFlushPage(c, asid, a >> 12);
   }
   logFlush(end - start == 4096 ? FLUSH_PAGE : FLUSH_RANGE, mm.id, mm.lastCpu, strideShift, start, end, mask);
 }

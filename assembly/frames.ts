@@ -109,6 +109,15 @@ const freeCounts = new StaticArray<u32>(<i32>MAX_ORDER + 1);
 // @ts-ignore: decorator
 @inline export function pincount(head: u32): u32 { return orderOf(head) == 0 ? 0 : refcount(head + 1); }
 
+/**
+ * page->index of a page-cache page: a large folio keeps the index of its
+ * first page in the head (the tails' index words hold other fields).
+ */
+export function cachePageIndex(pfn: u32): u32 {
+  const head = folioHead(pfn);
+  return indexOf(head) + (pfn - head);
+}
+
 /** folio_precise_page_mapcount: PTE maps of the page plus PMD maps of its folio. */
 export function pageMapcount(pfn: u32): u32 {
   const head = folioHead(pfn);

@@ -9,8 +9,8 @@
 import { heapInit, heapBytesInUse, heapBytesReserved, kmalloc, kfree } from "./heap";
 import {
   framesInit, nrFrames, freeFrames, refcount, mapcount, tagOf, indexOf, info, kindOf, folioHead, entireMapcount,
-  pincount, zeroPfn, isZeroPfn, frameIsFree, testFlag, PG_ANON, KIND_PAGE, hugeZeroPfn, setFailAfter as framesSetFailAfter,
-  setRefcount, setInfo, setTag,
+  pincount, zeroPfn, isZeroPfn, frameIsFree, testFlag, PG_ANON, KIND_PAGE, KIND_TAIL, hugeZeroPfn, setFailAfter as framesSetFailAfter,
+  setRefcount, setInfo, setTag, cachePageIndex,
 } from "./frames";
 import { archInit, isTableEntry, tableEntryPfn } from "./arch/index";
 import { entryPtr, pmdCacheInvalidate } from "./pgtable";
@@ -41,7 +41,7 @@ import { warnLog } from "./warn";
 import { setStepping } from "./step";
 import { wpSharedMappingRange, cleanRecordSharedMappingRange, cacheFlushes, cleanStart, cleanEnd } from "./ops/mappingdirty";
 import { clearRefs as clearRefsMm } from "./ops/clearrefs";
-import { thpSplitPmd, thpFaultAlloc, thpFaultFallback, setThpPolicy } from "./thp";
+import { thpSplitPmd, thpFaultAlloc, thpFaultFallback, thpFileAlloc, thpFileMapped, setThpPolicy } from "./thp";
 import { checkAll, problems } from "./check";
 import { dupMmap, forkRetries, forkEarlyCopies } from "./fork";
 import { gupRange, gupRelease, gupFastPages, pinPfns } from "./gup";
@@ -472,17 +472,19 @@ export function frameInfo(pfn: u32): i32 {
  * whose cache slot at that index points back at the page.
  */
 function pageCacheOwner(pfn: u32): u32 {
-  if (testFlag(pfn, PG_ANON) || kindOf(pfn) != KIND_PAGE) return 0;
+  const kind = kindOf(pfn);
+  if ((kind != KIND_PAGE && kind != KIND_TAIL) || testFlag(folioHead(pfn), PG_ANON)) return 0;
   const want = (<u64>pfn << 2) | CACHE_PAGE;
   for (let id: u32 = 1; id < fileTableCapacity(); id++) {
     const f = fileById(id);
-    if (f != null && cacheLookup(changetype<File>(f), <u64>indexOf(pfn)) == want) return id;
+    if (f != null && cacheLookup(changetype<File>(f), <u64>cachePageIndex(pfn)) == want) return id;
   }
   return 0;
 }
 
 /** Machine counters: [0] frames, [1] free, [2] swap slots, [3] slots in use, [4] zero pfn, [5] huge zero pfn,
- *  [6] heap bytes in use, [7] linear memory bytes, [8] THP faults, [9] THP fallbacks, [10] PMD splits. */
+ *  [6] heap bytes in use, [7] linear memory bytes, [8] THP faults, [9] THP fallbacks, [10] PMD splits,
+ *  [11] shmem huge folios allocated, [12] PMD mappings of them made by faults. */
 export function machineInfo(): void {
   unchecked(result[0] = <u64>nrFrames);
   unchecked(result[1] = <u64>freeFrames);
@@ -495,6 +497,8 @@ export function machineInfo(): void {
   unchecked(result[8] = thpFaultAlloc);
   unchecked(result[9] = thpFaultFallback);
   unchecked(result[10] = thpSplitPmd);
+  unchecked(result[11] = thpFileAlloc);
+  unchecked(result[12] = thpFileMapped);
 }
 
 /** Swap slot: [0] count, [1] cached pfn, [2] tag. */

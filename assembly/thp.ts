@@ -9,17 +9,19 @@
 // PMD was created, so a split never allocates.
 
 import { Mm, addRss } from "./mm";
-import { Vma, anonVmaPrepare, maybeMkwrite } from "./vma";
+import { Vma, anonVmaPrepare, maybeMkwrite, linearPageIndex } from "./vma";
 import { allocTable, freeTable, tablePtr, depositTable, withdrawTable } from "./pgtable";
 import {
   leafPfn, pfnPte, pfnHuge, pteWrite, pteYoung, pteDirty, pteSoftDirty, pteUffdWp, pteMkwrite, pteMkold, pteMkdirty,
   pteMkyoung, pteMksoftDirty, pteMkuffdWp, pteMkspecial, pteProtnone, pmdModify, mkTableEntry, ptePresent,
 } from "./arch/index";
 import {
-  allocFolio, folioPut, getHugeZeroFolio, isZeroPfn, folioHead, addMapcount, addEntireMapcount, folioRefAdd, testFlag,
-  setFlag, refcount, zeroPfn, PG_EXCLUSIVE, PG_ANON,
+  allocFolio, folioPut, freeFolio, getHugeZeroFolio, isZeroPfn, folioHead, addMapcount, addEntireMapcount, folioRefAdd, testFlag,
+  setFlag, refcount, zeroPfn, orderOf, entireMapcount, mapcount, info, setInfo, setRefcount, indexOf, setIndex,
+  PG_EXCLUSIVE, PG_ANON, PG_DIRTY, PG_SWAPBACKED, PG_LRU, MAPCOUNT_MASK, ORDER_SHIFT, KIND_SHIFT,
 } from "./frames";
-import { addNewAnonRmap } from "./rmap";
+import { addNewAnonRmap, mmCounter, folioMapcount } from "./rmap";
+import { File, fileOf, cacheLookup, cacheSlot, doPageMkwrite, CACHE_PAGE, FILE_HUGE } from "./file";
 import { flushTlbRange } from "./flush";
 import {
   VM_WRITE, VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE,
@@ -35,6 +37,10 @@ export function setThpPolicy(p: u32, useZero: bool): void { thpPolicy = p; thpUs
 export let thpFaultAlloc: u64 = 0;
 export let thpFaultFallback: u64 = 0;
 export let thpSplitPmd: u64 = 0;
+
+/** /proc/vmstat thp_file_alloc, thp_file_mapped: shmem huge folios allocated and PMD mappings made of them. */
+export let thpFileAlloc: u64 = 0;
+export let thpFileMapped: u64 = 0;
 
 /** thp_vma_allowable_order for an anonymous fault at PMD order. */
 export function thpVmaAllowable(vma: Vma, addr: u64): bool {
@@ -128,6 +134,121 @@ export function hugePmdFault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable:
   return 0;
 }
 
+/**
+ * Whether a fault at addr may map a PMD-size folio of the VMA's file (tmpfs
+ * huge=always): the 2 MiB around addr lies inside the VMA, virtual and file
+ * offsets agree modulo 2 MiB (thp_vma_suitable_order), and it is not a
+ * private write, which copies one 4 KiB page.
+ */
+export function fileThpSuitable(vma: Vma, addr: u64, flags: u32): bool {
+  if (vma.file == 0 || (fileOf(vma.file).flags & FILE_HUGE) == 0) return false;
+  if ((vma.flags & (VM_NOHUGEPAGE | VM_UFFD_WP)) != 0) return false;
+  if ((flags & FAULT_FLAG_WRITE) != 0 && (vma.flags & VM_SHARED) == 0) return false;
+  if ((((vma.start >> 12) - vma.pgoff) & 511) != 0) return false;
+  const haddr = addr & ~(PMD_SIZE - 1);
+  return haddr >= vma.start && haddr + PMD_SIZE <= vma.end;
+}
+
+/**
+ * A file fault that maps a whole huge folio (shmem_fault at PMD order, then
+ * do_set_pmd): writable and dirty on a write (after ->page_mkwrite), else the
+ * VMA's protection. No table is deposited for file PMDs: a split just
+ * unmaps the PMD and later faults map PTEs. VM_FAULT_FALLBACK when the page
+ * cache cannot give a huge folio for the range.
+ */
+export function doHugeFileFault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, flags: u32): u32 {
+  const f = fileOf(vma.file);
+  const pgoff = linearPageIndex(vma, addr);
+  const head = shmemHugeFolio(f, pgoff & ~<u64>511);
+  if (head == 0) return VM_FAULT_FALLBACK;
+  const write = (flags & FAULT_FLAG_WRITE) != 0;
+  let entry = pfnHuge(<u64>head, vma.pageProt, 1);
+  if (write) {
+    const mk = doPageMkwrite(f, pgoff, mm.id, addr);
+    if (mk != 0) return mk;
+    setFlag(head, PG_DIRTY);
+    entry = maybeMkwrite(pteMkdirty(entry), vma);
+  }
+  folioRefAdd(head, 1);
+  addEntireMapcount(head, 1);
+  addRss(mm, mmCounter(head), 512);
+  store<u64>(pmdp, entry);
+  thpFileMapped++;
+  return 0;
+}
+
+/**
+ * shmem_alloc_and_add_folio at PMD order: the huge folio caching pgoffs
+ * [index, index + 512) (index 512-aligned), allocated when all those slots
+ * are empty and inside the file. The cache holds one reference per page.
+ * 0 when the range is (partly) cached in small pages or swapped, or memory is short.
+ */
+function shmemHugeFolio(f: File, index: u64): u32 {
+  if (index + 512 > f.sizePages) return 0;
+  const v = cacheLookup(f, index);
+  if ((v & 3) == CACHE_PAGE) {
+    const pfn = <u32>(v >> 2);
+    return orderOf(pfn) == 9 && folioHead(pfn) == pfn ? pfn : 0;
+  }
+  for (let i: u64 = 0; i < 512; i++) if (cacheLookup(f, index + i) != 0) return 0;
+  const slot0 = cacheSlot(f, index);                 // 512 aligned slots are one radix node
+  if (slot0 == 0) return 0;
+  const head = allocFolio(9);
+  if (head == 0) return 0;
+  setFlag(head, PG_SWAPBACKED | PG_LRU);
+  setIndex(head, <u32>index);
+  folioRefAdd(head, 511);
+  for (let i: u32 = 0; i < 512; i++) store<u64>(slot0 + (<usize>i << 3), (<u64>(head + i) << 2) | CACHE_PAGE);
+  f.nrPages += 512;
+  thpFileAlloc++;
+  return head;
+}
+
+/**
+ * __split_huge_pmd for a file PMD: nothing to remap, the PMD is cleared and
+ * flushed and faults will map PTEs (the folio stays whole in the page cache).
+ * The PMD's dirty bit goes to the folio.
+ */
+function splitFileHugePmd(mm: Mm, ep: usize, haddr: u64, e: u64): void {
+  store<u64>(ep, 0);
+  flushTlbRange(mm, haddr, haddr + PMD_SIZE, 21);
+  const head = folioHead(<u32>leafPfn(e, 1));
+  if (pteDirty(e)) setFlag(head, PG_DIRTY);
+  addEntireMapcount(head, -1);
+  addRss(mm, mmCounter(head), -512);
+  folioPut(head);
+  thpSplitPmd++;
+}
+
+/**
+ * split_folio to order 0 for a large folio that no PMD maps and nobody else
+ * references: each page becomes its own folio holding its own mappings'
+ * references and, for a page-cache folio, the cache's reference for it and
+ * its own index. Returns false when the folio is busy (PMD-mapped, pinned,
+ * or held by GUP).
+ */
+export function splitFolio(head: u32): bool {
+  const order = orderOf(head);
+  const n = <u32>1 << order;
+  if (entireMapcount(head) != 0) return false;
+  // Every large folio that is not anonymous is a page-cache folio here.
+  const cached: u32 = testFlag(head, PG_ANON) ? 0 : 1;
+  if (refcount(head) != folioMapcount(head) + cached * n) return false;
+  const index = indexOf(head);
+  const keep = info(head) & ~(MAPCOUNT_MASK | (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_EXCLUSIVE);
+  setRefcount(head + 1, 0);      // pincount
+  setIndex(head + 1, 0);         // entire mapcount
+  for (let i: u32 = 0; i < n; i++) {
+    const p = head + i;
+    const excl = info(p) & PG_EXCLUSIVE;
+    setInfo(p, keep | excl | mapcount(p));
+    setRefcount(p, mapcount(p) + cached);
+    if (cached != 0) setIndex(p, index + i);
+  }
+  for (let i: u32 = 0; i < n; i++) if (refcount(head + i) == 0) freeFolio(head + i);
+  return true;
+}
+
 function splitToPtes(mm: Mm, vma: Vma, pmdp: usize, pmdTable: u32, addr: u64): u32 {
   if (!splitHugePmd(mm, vma, pmdp, pmdTable, addr & ~(PMD_SIZE - 1))) return VM_FAULT_OOM;
   return VM_FAULT_FALLBACK;
@@ -142,6 +263,10 @@ function splitToPtes(mm: Mm, vma: Vma, pmdp: usize, pmdTable: u32, addr: u64): u
  */
 export function splitHugePmd(mm: Mm, vma: Vma, ep: usize, pmdTablePfn: u32, haddr: u64): bool {
   const e = load<u64>(ep);
+  if (!isZeroPfn(<u32>leafPfn(e, 1)) && !testFlag(folioHead(<u32>leafPfn(e, 1)), PG_ANON)) {
+    splitFileHugePmd(mm, ep, haddr, e);
+    return true;
+  }
   let table = withdrawTable(pmdTablePfn);
   if (table == 0) table = allocTable(mm);
   if (table == 0) return false;

@@ -201,20 +201,38 @@ export function tlbArrayFill(a: TlbArray, vpn: u64, size: u32, asid: u32, pfn: u
   return e;
 }
 
+/** Invalidates the entry for page pageNo of `size` (global ones too). */
+function flushEntry(a: TlbArray, pageNo: u64, size: u32, asid: u32): void {
+  const set = setOf(a, pageNo);
+  const key = tagFor(pageNo, size, asid);
+  const gkey = (key & ~ASID_MASK) | GLOBAL_TAG;
+  const tags = a.tags + (<usize>set * a.ways << 3);
+  for (let w: u32 = 0; w < a.ways; w++) {
+    const p = tags + (<usize>w << 3);
+    const t = load<u64>(p);
+    if (t == key || t == gkey) store<u64>(p, 0);
+  }
+}
+
 /** Invalidates the translations of vpn in the array (INVLPG: global ones too). */
 export function tlbArrayFlushPage(a: TlbArray, vpn: u64, asid: u32): void {
   for (let size: u32 = 0; size < 4; size++) {
+    if ((a.sizes & (<u32>1 << size)) != 0) flushEntry(a, vpn >> sizeShift(size), size, asid);
+  }
+}
+
+/**
+ * Invalidates every translation inside the 2^shift pages from base (a huge
+ * page): entries of its size or larger covering it, and the smaller entries an
+ * array without its size split it into.
+ */
+export function tlbArrayFlushRegion(a: TlbArray, base: u64, shift: u64, asid: u32): void {
+  for (let size: u32 = 0; size < 4; size++) {
     if ((a.sizes & (<u32>1 << size)) == 0) continue;
-    const pageNo = vpn >> sizeShift(size);
-    const set = setOf(a, pageNo);
-    const key = tagFor(pageNo, size, asid);
-    const gkey = (key & ~ASID_MASK) | GLOBAL_TAG;
-    const tags = a.tags + (<usize>set * a.ways << 3);
-    for (let w: u32 = 0; w < a.ways; w++) {
-      const p = tags + (<usize>w << 3);
-      const t = load<u64>(p);
-      if (t == key || t == gkey) store<u64>(p, 0);
-    }
+    const ss = sizeShift(size);
+    if (ss >= shift) { flushEntry(a, base >> ss, size, asid); continue; }
+    const first = base >> ss, last = (base + (<u64>1 << shift)) >> ss;
+    for (let pageNo = first; pageNo < last; pageNo++) flushEntry(a, pageNo, size, asid);
   }
 }
 

@@ -1,13 +1,16 @@
 // truncate_pagecache: unmap the file's pages beyond the new size from every
 // mapping (private copies included: even_cows), dropping their markers as the
 // locked second pass does, then empty those page-cache slots. The mappings
-// are found through the file's i_mmap, as unmap_mapping_range does.
+// are found through the file's i_mmap, as unmap_mapping_range does. A huge
+// folio across the new end is split first.
 
 import { Mm, mmById } from "./mm";
 import { Vma, vmaLookup, vmaPages } from "./vma";
 import { walkPageRange } from "./walk";
 import { ZapOp } from "./ops/zap";
-import { File, cacheForEach, cacheRelease } from "./file";
+import { File, cacheForEach, cacheRelease, cacheLookup, CACHE_PAGE } from "./file";
+import { folioHead, orderOf, indexOf, setTag } from "./frames";
+import { splitFolio } from "./thp";
 import { immapKeyAt, immapPgoffAt, keyMm, keyStart } from "./immap";
 import { gatherBegin, gatherEnd } from "./gather";
 
@@ -29,8 +32,25 @@ export function truncateFile(f: File, newPages: u64): bool {
       walkPageRange<ZapOp>(zapOp, mm, from, v.end);
       gatherEnd();
     }
-    cacheForEach(f, newPages, cacheRelease);
+    cacheForEach(f, releaseFrom(f, newPages), cacheRelease);
   }
   f.sizePages = newPages;
   return true;
+}
+
+/**
+ * truncate_inode_partial_folio: a large folio straddling the new end is split
+ * so that its pages past the end can go. One that cannot be split (pinned,
+ * held by GUP) stays whole, its pages past the end zeroed, and the release
+ * starts after it. Returns the first pgoff to release.
+ */
+function releaseFrom(f: File, newPages: u64): u64 {
+  const v = cacheLookup(f, newPages);
+  if ((v & 3) != CACHE_PAGE) return newPages;
+  const head = folioHead(<u32>(v >> 2));
+  const n = <u64>1 << orderOf(head);
+  const index = <u64>indexOf(head);
+  if (n == 1 || index >= newPages || splitFolio(head)) return newPages;
+  for (let i = newPages - index; i < n; i++) setTag(head + <u32>i, 0);
+  return index + n;
 }

@@ -10,6 +10,7 @@ import { stepped, type StepOptions } from './step.js';
 export const FILE_SHMEM = 1;
 export const FILE_WRITENOTIFY = 2;
 export const FILE_MKWRITE_HOOK = 4;
+export const FILE_HUGE = 8;
 
 /** What ->page_mkwrite is told: a write fault is about to make a page of a shared mapping writable. */
 export interface PageMkwriteEvent {
@@ -77,13 +78,16 @@ export class File {
   /** @internal */ readonly core: Core;
   readonly id: number;
   readonly kind: 'memfd' | 'file';
+  /** tmpfs huge=always: PMD-size folios in the page cache where the range allows. */
+  readonly huge: boolean;
   private closed = false;
 
   /** @internal */
-  constructor(core: Core, id: number, kind: 'memfd' | 'file') {
+  constructor(core: Core, id: number, kind: 'memfd' | 'file', huge = false) {
     this.core = core;
     this.id = id;
     this.kind = kind;
+    this.huge = huge;
   }
 
   /** @internal */

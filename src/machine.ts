@@ -7,7 +7,7 @@ import { parseSize, GiB, PAGE_SIZE, type Size } from './units.js';
 import { ArchCodec, LEVEL_NAMES, type ArchName, type EntryLevel } from './arch.js';
 import type { Geometry, Addr } from './addr.js';
 import { Process } from './process.js';
-import { File, FILE_SHMEM, FILE_WRITENOTIFY, FILE_MKWRITE_HOOK, type PageMkwriteHook } from './file.js';
+import { File, FILE_SHMEM, FILE_WRITENOTIFY, FILE_MKWRITE_HOOK, FILE_HUGE, type PageMkwriteHook } from './file.js';
 import {
   readFlushLog, readNotifierLog, readWarnings, LOG_FLUSH, LOG_NOTIFIER, LOG_WARN,
   type FlushRecord, type NotifierRecord, type KernelWarning,
@@ -109,6 +109,9 @@ export interface MachineStats {
   thpFaultAlloc: number;
   thpFaultFallback: number;
   thpSplitPmd: number;
+  /** Huge (PMD-size) folios allocated in the page cache of huge memfds, and PMD mappings faults made of them. */
+  thpFileAlloc: number;
+  thpFileMapped: number;
   /** Bytes of the core's heap in use (tables, VMAs, caches) and of linear memory reserved. */
   heapBytes: number;
   wasmMemoryBytes: number;
@@ -329,9 +332,15 @@ export class Machine {
   /** @internal */
   forget(p: Process): void { this.processes.delete(p.pid); }
 
-  /** memfd_create + ftruncate: a shmem file. */
-  memfd(opts: { size: Size }): File {
-    return this.newFile(opts, FILE_SHMEM, 'memfd');
+  /**
+   * memfd_create + ftruncate: a shmem file. `huge: true` is tmpfs huge=always:
+   * faults allocate PMD-size folios where 2 MiB of the file and of the mapping
+   * line up, and map them with one PMD.
+   */
+  memfd(opts: { size: Size; huge?: boolean }): File {
+    const huge = opts?.huge;
+    if (huge !== undefined && typeof huge !== 'boolean') throw new EmuError('EINVAL', 'huge must be a boolean', 'huge');
+    return this.newFile(opts, FILE_SHMEM | (huge ? FILE_HUGE : 0), 'memfd');
   }
 
   /**
@@ -354,12 +363,14 @@ export class Machine {
   }
 
   private newFile(opts: { size: Size }, flags: number, kind: 'memfd' | 'file'): File {
+    const known = kind === 'memfd' ? ['size', 'huge'] : ['size', 'pageMkwrite'];
+    for (const k of Object.keys(opts ?? {})) if (!known.includes(k)) throw new EmuError('EINVAL', `unknown ${kind} option ${k}`, k);
     if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'file options must be an object', 'opts');
     const size = parseSize(opts.size, 'size');
     if (size % PAGE_SIZE !== 0) throw new EmuError('EINVAL', `size ${size} is not a multiple of the page size`, 'size');
     const id = this.core.x.fileNew(size / PAGE_SIZE, flags);
     if (id < 0) throw new EmuError('ENOMEM', 'no memory for a new file', 'size');
-    return new File(this.core, id, kind);
+    return new File(this.core, id, kind, (flags & FILE_HUGE) !== 0);
   }
 
   /** ->page_mkwrite of a file with a hook (ids are reused once a file is gone, so the newest file wins). */
@@ -410,6 +421,7 @@ export class Machine {
       frames: c.result(0), freeFrames: c.result(1), swapSlots: c.result(2), swapSlotsUsed: c.result(3),
       heapBytes: c.result(6), wasmMemoryBytes: c.result(7),
       thpFaultAlloc: c.result(8), thpFaultFallback: c.result(9), thpSplitPmd: c.result(10),
+      thpFileAlloc: c.result(11), thpFileMapped: c.result(12),
       cacheFlushes: (c.x.flushTotals(), c.result(3)),
     };
   }

@@ -198,8 +198,10 @@ export class Process {
       checkUserRange(g, start, bytes, 'addr', 'ENOMEM');
       if (start < 65536n) throw new EmuError('EPERM', `addr 0x${start.toString(16)} is below mmap_min_addr (0x10000)`, 'addr');
     } else {
-      // THP-able anonymous private mappings of whole PMDs are PMD-aligned (thp_get_unmapped_area).
-      const align = !file && !shared && bytes % (2n << 20n) === 0n ? 512 : 1;
+      // THP-able anonymous private mappings of whole PMDs are PMD-aligned (thp_get_unmapped_area),
+      // and so are mappings of huge tmpfs files at 2 MiB-aligned offsets (shmem_get_unmapped_area).
+      const pmdSized = bytes % (2n << 20n) === 0n;
+      const align = (!file && !shared && pmdSized) || (file?.huge && bytes >= 2n << 20n && offset % (2 << 20) === 0) ? 512 : 1;
       const vpn = this.core.x.unmappedArea(this.pid, pages, align, Number(this.machine.mmapBase >> 12n));
       if (vpn === 0) throw new EmuError('ENOMEM', `no free range of ${bytes} bytes in the address space`, 'length');
       start = BigInt(vpn) << 12n;

@@ -172,6 +172,33 @@ describe('mmu_gather', () => {
   });
 });
 
+describe('huge pages in TLB arrays', () => {
+  it('a 2 MiB translation fills the array that holds 2 MiB pages, not the 4 KiB one listed before it', async () => {
+    const m = await machine({ tlb: 'skylake', thp: 'always' });
+    const p = m.spawn();
+    const a = p.mmap({ length: 2 * MiB, prot: 'rw' });
+    p.write(a.start, 1);
+    p.read(a.start + 5 * PAGE);
+    expect(m.cpu(0).tlb.lookup(p, a.start + 5 * PAGE)).toMatchObject({ where: 'l1', size: '2M' });
+    expect(m.cpu(0).tlb.stats.l1Hits).toMatchObject({ '2M': 1, '4K': 0 });
+  });
+
+  it('an array without 2 MiB pages holds pieces of one; a 2 MiB-stride flush (INVLPG of the huge page) drops them all', async () => {
+    const m = await machine({
+      thp: 'always',
+      tlb: { arrays: [{ name: 'L1 4K only', level: 1, kind: 'data', sizes: ['4K'], entries: 64, ways: 4 }] },
+    });
+    const p = m.spawn();
+    const a = p.mmap({ length: 2 * MiB, prot: 'rw' });
+    p.write(a.start, 1);
+    p.read(a.start + 5 * PAGE);
+    p.read(a.start + 300 * PAGE);
+    for (const off of [0, 5, 300]) expect(m.cpu(0).tlb.lookup(p, a.start + off * PAGE)).toMatchObject({ size: '4K', pfn: p.entry(a.start).pfn! + off });
+    m.kernel.flushTlbRange(p, a.start, a.start + 2 * MiB, { stride: '2M' });
+    for (const off of [0, 5, 300]) expect(m.cpu(0).tlb.lookup(p, a.start + off * PAGE)).toBeNull();
+  });
+});
+
 describe('ASIDs', () => {
   it('two processes on one CPU keep separate entries; flushing one mm leaves the other\'s', async () => {
     const m = await machine();

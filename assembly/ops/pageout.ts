@@ -6,20 +6,19 @@
 // inside their file and the PTE becomes none (or a uffd-wp marker).
 // Pages with extra references (pins, GUP) cannot be reclaimed and stay.
 
-import { walkMm, walkVma } from "../walk";
+import { walkMm, walkVma, setWalkAction, ACTION_CONTINUE } from "../walk";
 import { currentGather, tlbFlushPteRange, tlbRemovePage } from "../gather";
 import { Vma } from "../vma";
 import { addRss } from "../mm";
 import {
   ptePresent, pteSpecial, pteSoftDirty, pteUffdWp, leafPfn, mkSwap, swpExclusiveBit, swpSoftDirtyBit, swpUffdWpBit,
-  mkPteMarker, PTE_MARKER_UFFD_WP,
+  mkPteMarker, isUpperLeaf, PTE_MARKER_UFFD_WP,
 } from "../arch/index";
 import {
-  isZeroPfn, folioHead, testFlag, clearFlag, orderOf, refcount, mapcount, tagOf, indexOf, freeFolio, folioRefAdd, addMapcount, setRefcount, setInfo, info,
-  PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, PG_SWAPBACKED, ORDER_SHIFT, KIND_SHIFT, MAPCOUNT_MASK, entireMapcount,
-  setIndex,
+  isZeroPfn, folioHead, testFlag, clearFlag, orderOf, refcount, mapcount, tagOf, indexOf, folioRefAdd, addMapcount, setIndex,
+  PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, PG_SWAPBACKED,
 } from "../frames";
-import { folioMapcount } from "../rmap";
+import { splitFolio } from "../thp";
 import { swapAlloc, swapWrite, swapDup, swapCacheSet, swapSlots } from "../swap";
 import { fileOf, cacheSlot, CACHE_SWAP } from "../file";
 import { linearPageIndex } from "../vma";
@@ -105,8 +104,15 @@ import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constan
     tlbRemovePage(currentGather, pfn);
     this.reclaimed++;
   }
-  // @ts-ignore: decorator
-  @inline upperEntry(level: u32, ep: usize, addr: u64, next: u64): i32 { return 0; }
+  /** A PMD-mapped page-cache folio is left alone: reclaiming it would mean splitting it first (not modelled). */
+  upperEntry(level: u32, ep: usize, addr: u64, next: u64): i32 {
+    const e = load<u64>(ep);
+    if (level == 1 && isUpperLeaf(e)) {
+      const pfn = <u32>leafPfn(e, 1);
+      if (!isZeroPfn(pfn) && !testFlag(folioHead(pfn), PG_ANON)) setWalkAction(ACTION_CONTINUE);
+    }
+    return 0;
+  }
   // @ts-ignore: decorator
   @inline hole(addr: u64, next: u64, depth: i32): i32 { return 0; }
   // @ts-ignore: decorator
@@ -116,27 +122,3 @@ import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constan
   // @ts-ignore: decorator
   @inline postVma(vma: Vma, start: u64, end: u64): void {}
 }
-
-/**
- * split_folio to order 0 for a PTE-mapped large folio with no references
- * beyond its mappings (and no pins): each page becomes its own folio holding
- * its own mappings' references. Returns false when the folio is busy.
- */
-export function splitFolio(head: u32): bool {
-  const order = orderOf(head);
-  if (entireMapcount(head) != 0) return false;
-  if (refcount(head) != folioMapcount(head)) return false;
-  const n = <u32>1 << order;
-  const keep = info(head) & ~(MAPCOUNT_MASK | (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_EXCLUSIVE);
-  setRefcount(head + 1, 0);      // pincount
-  setIndex(head + 1, 0);         // entire mapcount
-  for (let i: u32 = 0; i < n; i++) {
-    const p = head + i;
-    const excl = info(p) & PG_EXCLUSIVE;
-    setInfo(p, keep | excl | mapcount(p));
-    setRefcount(p, mapcount(p));
-  }
-  for (let i: u32 = 0; i < n; i++) if (refcount(head + i) == 0) freeFolio(head + i);
-  return true;
-}
-

@@ -536,20 +536,18 @@ export class NaiveReplay {
     return null;
   }
 
-  /** Fills the first array of `level` that holds the page (or a fragment of it). */
+  /** Fills the first array of `level` that holds the page's size, else the first that holds a fragment of it. */
   private fillLevel(
     level: 1 | 2, vpn: number, kind: AccessKind, asid: number, size: SizeCode, leafVbase: number, leafPfnBase: number,
     perms: Perms, stamp: number,
   ): Hit | null {
-    for (const array of this.arrays) {
-      if (array.level !== level || !array.serves(kind)) continue;
-      const fit = fitSize(array, size);
-      if (fit === null) continue;
-      const fragVbase = alignVpn(vpn, fit);
-      const entry = array.fill(vpn, fit, asid, leafPfnBase + (fragVbase - leafVbase), perms, stamp);
-      return { array, entry, size: fit };
-    }
-    return null;
+    const candidates = this.arrays.filter((a) => a.level === level && a.serves(kind) && fitSize(a, size) !== null);
+    const array = candidates.find((a) => fitSize(a, size) === size) ?? candidates[0];
+    if (array === undefined) return null;
+    const fit = fitSize(array, size)!;
+    const fragVbase = alignVpn(vpn, fit);
+    const entry = array.fill(vpn, fit, asid, leafPfnBase + (fragVbase - leafVbase), perms, stamp);
+    return { array, entry, size: fit };
   }
 
   /** Applies the cached permissions of a hit; a clean writable entry re-walks to set dirty. */

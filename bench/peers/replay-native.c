@@ -552,11 +552,17 @@ static struct payload *fill_level(struct cpu *c, uint32_t level, uint64_t vpn, u
                                   uint32_t stamp)
 {
     probe_array = NULL;
+    /* The first array holding the leaf's size, else the first holding a smaller piece of it. */
+    struct tlb_array *pick = NULL;
     for (uint32_t i = 0; i < c->n_arrays; i++) {
         struct tlb_array *a = &c->arrays[i];
         if (a->level != level || !kind_matches(a, kind)) continue;
+        if ((a->sizes & (1u << size)) != 0) { pick = a; break; }
+        if (pick == NULL && fit_size(a, size) >= 0) pick = a;
+    }
+    if (pick != NULL) {
+        struct tlb_array *a = pick;
         const int32_t s = fit_size(a, size);
-        if (s < 0) continue;
         const uint64_t frag_vbase = align_vpn(vpn, (uint32_t)s);
         probe_array = a;
         probe_size = (uint32_t)s;

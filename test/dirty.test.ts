@@ -364,28 +364,41 @@ describe('exact capture protocol (D20): write-protect, block writers in page_mkw
 });
 
 describe('huge leaves are never split (D10)', () => {
-  it('a writable dirty huge PMD in a shared mapping is skipped with a warning and left as it is', async () => {
-    const m = await machine({ thp: 'always' });
+  it('a writable dirty PMD-mapped THP in a shared mapping is skipped with a warning and left as it is', async () => {
+    const m = await machine({ cpus: 1 });
+    const f = m.memfd({ size: 4 * MiB, huge: true });
     const p = m.spawn();
-    // A real PMD-mapped THP (anonymous), whose entry is then placed in a shared file mapping with the
-    // kernel primitive set_pmd_at (no shmem THP in ptemu yet).
-    const anon = p.mmap({ length: 2 * MiB, prot: 'rw' });
-    p.write(anon.start, 1);
-    const huge = p.entry(anon.start);
+    const s = p.mmap({ file: f, shared: true, length: 4 * MiB, prot: 'rw' });
+    p.write(s.start, 1);                                  // a huge folio, mapped by one writable dirty PMD
+    const huge = p.entry(s.start);
     expect(huge).toMatchObject({ level: 'pmd', write: true, dirty: true });
-    const f = m.memfd({ size: 4 * MiB });
-    const s = p.mmap({ file: f, shared: true, length: 4 * MiB, prot: 'rw', addr: 0x4000_0000 });
-    p.write(s.start + 2 * MiB, 2);                       // the PMD table exists; the first PMD slot is none
-    m.kernel.setEntry(p, s.start, huge.raw, 'pmd');
+    p.mprotect(s.start + 2 * MiB, PAGE, 'r');             // the second half: PTEs (a VMA boundary inside it)
+    p.write(s.start + 2 * MiB + 7 * PAGE, 2);
+    expect(p.entry(s.start + 2 * MiB + 7 * PAGE)).toMatchObject({ level: 'pte', write: true, dirty: true });
+    const splits = m.stats.thpSplitPmd;
     m.clearWarnings();
+    m.clearFlushLog();
     expect(f.writeProtect(0, 1024)).toBe(1);             // only the 4K PTE in the second half
     expect(p.entry(s.start).raw).toBe(huge.raw);
-    expect(f.cleanRecord(0, 512)).toMatchObject({ cleaned: 0 });
+    expect(m.flushLog.map((l) => [l.start, l.end])).toEqual([[s.start + 2 * MiB + 7 * PAGE, s.start + 2 * MiB + 8 * PAGE]]);
+    const r = f.cleanRecord(0, 1024);
+    expect(r.cleaned).toBe(1);
+    expect(bits(r.bitmap as Uint8Array)).toEqual([519]);  // the huge page's 512 dirty pages are not recorded
+    expect(p.entry(s.start).raw).toBe(huge.raw);
+    expect(m.stats.thpSplitPmd).toBe(splits);
     expect(m.warnings).toEqual([
-      expect.objectContaining({ where: 'wp_clean_pmd_entry', pid: p.pid, addr: s.start, entry: huge.raw }),
-      expect.objectContaining({ where: 'wp_clean_pmd_entry', pid: p.pid, addr: s.start, entry: huge.raw }),
+      { seq: expect.any(Number), where: 'wp_clean_pmd_entry', message: expect.any(String), pid: p.pid, addr: s.start, entry: huge.raw },
+      { seq: expect.any(Number), where: 'wp_clean_pmd_entry', message: expect.any(String), pid: p.pid, addr: s.start, entry: huge.raw },
     ]);
-    m.kernel.setEntry(p, s.start, 0n, 'pmd');
+    // A clean, read-only huge PMD gives no warning.
+    const q = m.spawn();
+    const t = q.mmap({ file: f, shared: true, length: 2 * MiB, prot: 'r' });
+    q.read(t.start);
+    expect(q.entry(t.start)).toMatchObject({ level: 'pmd', write: false, dirty: false });
+    p.munmap(s.start, 4 * MiB);
+    m.clearWarnings();
+    expect(f.writeProtect(0, 512)).toBe(0);
+    expect(m.warnings).toEqual([]);
     expectClean(m);
   });
 });

@@ -22,7 +22,9 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const m = await Machine.create({ arch, memory: '32MiB', swap: '8MiB', cpus: 2, thp: 'always', tlb: 'tiny' });
   const file = m.memfd({ size: 64 * PAGE });
-  const fileTags = new Map<number, number>();             // pgoff -> tag (shared view)
+  const hugeFile = m.memfd({ size: 512 * PAGE, huge: true });   // tmpfs huge=always: PMD-mapped where it lines up
+  const fileTags = new Map<File, Map<number, number>>([[file, new Map()], [hugeFile, new Map()]]);   // pgoff -> tag (shared view)
+  const tagsOf = (f: File): Map<number, number> => fileTags.get(f)!;
   const procs: { p: Process; regions: Region[]; tags: Map<number, number> }[] = [];
   const spawn = (): void => { procs.push({ p: m.spawn(), regions: [], tags: new Map() }); };
   const pins: Pin[] = [];
@@ -30,9 +32,9 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
   const base = 0x40000000;
   const expected = (st: (typeof procs)[number], reg: Region, addr: number): number => {
     const off = (addr - reg.m.start) / PAGE;
-    if (reg.shared) return fileTags.get(reg.pgoff + off) ?? 0;
+    if (reg.shared) return tagsOf(reg.file!).get(reg.pgoff + off) ?? 0;
     if (st.tags.has(addr)) return st.tags.get(addr)!;
-    return reg.file ? (fileTags.get(reg.pgoff + off) ?? 0) : 0;
+    return reg.file ? (tagsOf(reg.file).get(reg.pgoff + off) ?? 0) : 0;
   };
   for (let step = 0; step < steps; step++) {
     const st = pick(procs);
@@ -46,9 +48,11 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
         if (st.regions.some((g) => g.m.start < addr + 2 * 1024 * 1024 && addr < g.m.end)) continue;
         const kind = r();
         const pages = 1 + Math.floor(r() * 512);            // a region stays inside its 2 MiB slot
-        const reg: Region = kind < 0.5 ? { m: p.mmap({ addr, length: pages * PAGE, prot: 'rw' }), shared: false, pgoff: 0, prot: 'rw' }
-          : kind < 0.75 ? { m: p.mmap({ addr, length: Math.min(pages, 64) * PAGE, prot: 'rw', shared: true, file }), shared: true, file, pgoff: 0, prot: 'rw' }
-          : { m: p.mmap({ addr, length: Math.min(pages, 64) * PAGE, prot: 'rw', file }), shared: false, file, pgoff: 0, prot: 'rw' };
+        const f = kind < 0.7 ? file : hugeFile;
+        const flen = f === file ? Math.min(pages, 64) : r() < 0.5 ? 512 : pages;
+        const shared = kind < 0.55 || (kind >= 0.7 && kind < 0.9);
+        const reg: Region = kind < 0.4 ? { m: p.mmap({ addr, length: pages * PAGE, prot: 'rw' }), shared: false, pgoff: 0, prot: 'rw' }
+          : { m: p.mmap({ addr, length: flen * PAGE, prot: 'rw', shared, file: f }), shared, file: f, pgoff: 0, prot: 'rw' };
         st.regions.push(reg);
         count('mmap');
       } else if (st.regions.length === 0) {
@@ -64,7 +68,7 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
           count('write');
           if (reg.prot.includes('w')) {
             expect(w.ok, `${where}: write`).toBe(true);
-            if (reg.shared) fileTags.set(reg.pgoff + (addr - reg.m.start) / PAGE, tag); else st.tags.set(addr, tag);
+            if (reg.shared) tagsOf(reg.file!).set(reg.pgoff + (addr - reg.m.start) / PAGE, tag); else st.tags.set(addr, tag);
           } else expect(w.ok, `${where}: write to ${reg.prot}`).toBe(false);
         } else if (op < 0.65) {
           const rd = p.read(addr, { cpu });
@@ -89,8 +93,29 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
           count('pageout');
         } else if (op < 0.9) {
           p.madvise(reg.m.start, reg.m.end - reg.m.start, pick(['hugepage', 'nohugepage'] as const));
-        } else if (op < 0.95) {
+        } else if (op < 0.92) {
           p.touch(reg.m.start, Math.min(reg.m.end - reg.m.start, 64 * PAGE), 'r', 0, { cpu });
+        } else if (op < 0.94) {
+          // The dirty helpers over a random range of a file, a writer racing them at random yield points.
+          const f = r() < 0.5 ? file : hugeFile;
+          const size = f === file ? 64 : 512;
+          const first = Math.floor(r() * size), nr = 1 + Math.floor(r() * (size - first));
+          const racers = procs.flatMap((o) => o.regions.filter((g) => g.shared && g.file === f && g.prot === 'rw').map((g) => ({ o, g })));
+          const onStep = (): void => {
+            if (racers.length === 0 || r() < 0.5) return;
+            const { o, g } = pick(racers);
+            const a = g.m.start + Math.floor(r() * ((g.m.end - g.m.start) / PAGE)) * PAGE;
+            const tag = 1 + Math.floor(r() * 1e6);
+            const w = o.p.write(a, tag, { cpu: r() < 0.5 ? 0 : 1 });
+            if (w.ok) tagsOf(f).set(g.pgoff + (a - g.m.start) / PAGE, tag);
+            else expect(w, `${where}: racing write`).toMatchObject({ blocked: 'page-table-lock' });
+          };
+          if (r() < 0.5) f.writeProtect(first, nr, { onStep });
+          else f.cleanRecord(first, nr, { onStep, bitmapOffset: first, walkOnSkip: r() < 0.5 });
+          count('dirty-helper');
+        } else if (op < 0.95) {
+          p.clearRefs(pick(['soft-dirty', 'all', 'anon', 'mapped'] as const));
+          count('clear-refs');
         } else if (op < 0.95 + 0.015) {
           // A pin outlives whatever happens to the mapping; a DMA write through a fresh write pin is the page's content.
           if (pins.length > 0 && r() < 0.4) {
@@ -111,7 +136,7 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
                 if (!reg.shared && reg.file) for (let i = 0; i < n; i++) st.tags.set(a + i * PAGE, expected(st, reg, a + i * PAGE));
                 const tag = 1 + Math.floor(r() * 1e6);
                 pin.dmaWrite(0, tag);
-                if (reg.shared) fileTags.set(reg.pgoff + (a - reg.m.start) / PAGE, tag); else st.tags.set(a, tag);
+                if (reg.shared) tagsOf(reg.file!).set(reg.pgoff + (a - reg.m.start) / PAGE, tag); else st.tags.set(a, tag);
               }
             } catch (e) {
               if (!(e instanceof EmuError) || e.code !== 'EFAULT' || allowed) throw e;
@@ -146,6 +171,7 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
   for (const st of procs) st.p.exit();
   expect(m.check(), `seed ${seed} ${arch} after teardown`).toEqual([]);
   counts.swapped = m.stats.swapSlotsUsed;
+  counts.thpFileMapped = m.stats.thpFileMapped;
   return counts;
 }
 
@@ -156,7 +182,7 @@ describe('random operation sequences keep every invariant and every page\'s cont
         const c = await run(seed, arch, Number(process.env.PTEMU_STEPS ?? 400));
         if (process.env.PTEMU_SHOW_COUNTS) console.log(arch, seed, c);
         // The generator must really exercise the operations it claims to.
-        for (const k of ['mmap', 'write', 'read', 'mprotect', 'dontneed', 'pageout', 'pin', 'fork']) expect(c[k] ?? 0, k).toBeGreaterThan(0);
+        for (const k of ['mmap', 'write', 'read', 'mprotect', 'dontneed', 'pageout', 'pin', 'fork', 'dirty-helper', 'clear-refs']) expect(c[k] ?? 0, k).toBeGreaterThan(0);
       }, 60_000);
     }
   }

@@ -15,7 +15,7 @@ import {
 import { archInit, isTableEntry, tableEntryPfn } from "./arch/index";
 import { entryPtr, pmdCacheInvalidate } from "./pgtable";
 import { Mm, mmById, getRss } from "./mm";
-import { vmaAt } from "./vma";
+import { vmaAt, vmaLookup, vmaSetPageProt } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
 import { userAccess, touchRange, replayTrace, accessPfn, accessTag, accessFaults, accessHit, accessBlockedOn, touchDone } from "./access";
 import { cpusInit, cpusAddArray, cpusSetWalkCache, setTranslationMode, nrCpus, cpuAt, arrayAt, funcKey, FUNC_SLOTS } from "./cpu";
@@ -45,7 +45,7 @@ import { thpSplitPmd, thpFaultAlloc, thpFaultFallback, thpFileAlloc, thpFileMapp
 import { checkAll, problems } from "./check";
 import { dupMmap, forkRetries, forkEarlyCopies } from "./fork";
 import { gupRange, gupRelease, gupFastPages, pinPfns } from "./gup";
-import { ENOMEM, EINVAL, ENOENT } from "./constants";
+import { ENOMEM, EINVAL, ENOENT, EFAULT } from "./constants";
 import {
   makePresent, makeSwapEntry, makeTable, decodeEntry, decodedPfn, decodedFlags, decodedType, decodedOffset,
 } from "./codec";
@@ -339,6 +339,17 @@ export function entryPath(id: u32, vpn: f64): i32 {
     table = <u32>tableEntryPfn(e);
   }
   return n;
+}
+
+/** Test-only: set and clear vm_flags bits of the VMA holding vpn (vm_page_prot follows). */
+export function debugVmaFlags(id: u32, vpn: f64, set: u32, clear: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  const v = vmaLookup(m, addr(vpn));
+  if (v == null) return -EFAULT;
+  v.flags = (v.flags | set) & ~clear;
+  vmaSetPageProt(v);
+  return 0;
 }
 
 /** Test-only: overwrite the entry at `level` of vpn's walk (tables must exist down to it). */

@@ -73,6 +73,7 @@ export interface CoreExports {
   checkProblems(): number;
   corruptFrame(pfn: number, field: number, value: number): void;
   corruptEntryAt(id: number, vpn: number, level: number, lo: number, hi: number): number;
+  debugVmaFlags(id: number, vpn: number, set: number, clear: number): number;
   entryPath(id: number, vpn: number): number;
   encodePresent(pfn: number, flags: number, level: number): bigint;
   encodeSwap(type: number, offset: number, flags: number): bigint;

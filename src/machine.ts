@@ -460,6 +460,14 @@ export class Machine {
       const r = this.core.x.corruptEntryAt(p.pid, Math.floor(addr / PAGE_SIZE), LEVEL_NAMES.indexOf(level), Number(raw & 0xffffffffn), Number(raw >> 32n));
       if (r < 0) throw new EmuError('EINVAL', `no table at ${level} level for 0x${addr.toString(16)}`, 'addr');
     },
+    /**
+     * Sets and clears raw vm_flags bits of the VMA holding addr, to reach code
+     * paths for VMA kinds ptemu cannot create (e.g. VM_HUGETLB, 0x400000).
+     */
+    setVmaFlags: (p: Process, addr: number, flags: { set?: number; clear?: number }): void => {
+      const r = this.core.x.debugVmaFlags(p.pid, Math.floor(addr / PAGE_SIZE), flags.set ?? 0, flags.clear ?? 0);
+      if (r < 0) throw new EmuError('EFAULT', `no VMA holds 0x${addr.toString(16)}`, 'addr');
+    },
     /** The next n frame allocations succeed, then every one fails (ENOMEM paths). -1 disables. */
     failAllocationsAfter: (n: number): void => { this.core.x.setFailAfter(n); },
   };

@@ -181,6 +181,22 @@ describe('which mappings are walked (D7, D8, walk_page_mapping)', () => {
     expectClean(m);
   });
 
+  it('a hugetlb VMA is skipped (its flag set by the debug hook: ptemu has no hugetlbfs)', async () => {
+    const m = await machine({ cpus: 1 });
+    const f = m.file({ size: 4 * PAGE, pageMkwrite: true });
+    const p = m.spawn();
+    const a = p.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw' });
+    p.write(a.start, 1);
+    m.debug.setVmaFlags(p, a.start, { set: 0x400000 });               // VM_HUGETLB
+    m.clearNotifierLog();
+    expect(f.writeProtect(0, 4)).toBe(0);
+    expect(f.cleanRecord(0, 4).cleaned).toBe(0);
+    expect(p.entry(a.start)).toMatchObject({ write: true, dirty: true });
+    expect(m.notifierLog).toEqual([]);
+    m.debug.setVmaFlags(p, a.start, { clear: 0x400000 });
+    expect(f.writeProtect(0, 4)).toBe(1);
+  });
+
   it('a skipped VMA stops the whole mapping walk (the kernel quirk) unless walkOnSkip', async () => {
     const m = await machine({ cpus: 1 });
     const f = m.file({ size: 8 * PAGE, pageMkwrite: true });

@@ -81,6 +81,21 @@ export function kfree(ptr: usize, size: usize): void {
   bytesInUse -= <usize>1 << cls;
 }
 
+/**
+ * krealloc for growing arrays: a block of newSize bytes holding the first
+ * `used` bytes of ptr (a block of oldSize, or 0), which is freed. Returns 0,
+ * leaving ptr untouched, when out of memory.
+ */
+export function krealloc(ptr: usize, oldSize: usize, newSize: usize, used: usize): usize {
+  const p = kmalloc(newSize);
+  if (p == 0) return 0;
+  if (ptr != 0) {
+    memory.copy(p, ptr, used);
+    kfree(ptr, oldSize);
+  }
+  return p;
+}
+
 /** Bytes of live kmalloc blocks (tables, VMAs, caches...). */
 export function heapBytesInUse(): usize { return bytesInUse; }
 

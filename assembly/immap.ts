@@ -12,7 +12,7 @@
 // immapReserve, so insertion never fails: callers reserve before they change
 // any VMA, as they do for the VMA array itself.
 
-import { kmalloc, kfree } from "./heap";
+import { krealloc, kfree } from "./heap";
 import { File } from "./file";
 
 const RECORD: usize = 16;
@@ -34,12 +34,8 @@ export function immapReserve(f: File, extra: u32): bool {
   if (need <= f.immapCap) return true;
   let cap: u32 = f.immapCap == 0 ? 8 : f.immapCap * 2;
   while (cap < need) cap *= 2;
-  const p = kmalloc(<usize>cap * RECORD);
+  const p = krealloc(f.immap, <usize>f.immapCap * RECORD, <usize>cap * RECORD, <usize>f.immapCount * RECORD);
   if (p == 0) return false;
-  if (f.immap != 0) {
-    memory.copy(p, f.immap, <usize>f.immapCount * RECORD);
-    kfree(f.immap, <usize>f.immapCap * RECORD);
-  }
   f.immap = p;
   f.immapCap = cap;
   return true;

@@ -4,7 +4,7 @@
 // can be merged into one ordered story ("notifier start, flush, notifier
 // end"). A log doubles as it fills, up to a cap, then counts what it drops.
 
-import { kmalloc, kfree } from "./heap";
+import { krealloc } from "./heap";
 
 @unmanaged export class Log {
   buf: usize;
@@ -27,9 +27,8 @@ export function logAppend(log: Log, bytes: usize): usize {
   if (log.count == log.cap) {
     if (log.cap >= LOG_MAX) { log.dropped++; return 0; }
     const cap = log.cap == 0 ? 256 : log.cap * 2;
-    const nb = kmalloc(<usize>cap * bytes);
+    const nb = krealloc(log.buf, <usize>log.cap * bytes, <usize>cap * bytes, <usize>log.count * bytes);
     if (nb == 0) { log.dropped++; return 0; }
-    if (log.buf != 0) { memory.copy(nb, log.buf, <usize>log.count * bytes); kfree(log.buf, <usize>log.cap * bytes); }
     log.buf = nb; log.cap = cap;
   }
   const r = log.buf + <usize>log.count * bytes;

@@ -2,7 +2,7 @@
 // simplest form). Lookups are a binary search behind a one-entry cache; the
 // array rarely holds more than a few hundred VMAs, so inserts move memory.
 
-import { kmalloc, kfree } from "./heap";
+import { krealloc } from "./heap";
 import { Mm } from "./mm";
 import { VM_SOFTDIRTY, VM_SHARED, VM_MAYWRITE, VM_WRITE, VM_UFFD_WP, VM_UFFD_MISSING } from "./constants";
 import { vmGetPageProt, pteMkwrite, softDirtySupported } from "./arch/index";
@@ -85,12 +85,8 @@ function ensureCapacity(mm: Mm, n: u32): bool {
   if (n <= mm.capVmas) return true;
   let cap: u32 = mm.capVmas == 0 ? 16 : mm.capVmas * 2;
   while (cap < n) cap *= 2;
-  const p = kmalloc(<usize>cap * VMA_BYTES);
+  const p = krealloc(mm.vmas, <usize>mm.capVmas * VMA_BYTES, <usize>cap * VMA_BYTES, <usize>mm.nrVmas * VMA_BYTES);
   if (p == 0) return false;
-  if (mm.vmas != 0) {
-    memory.copy(p, mm.vmas, <usize>mm.nrVmas * VMA_BYTES);
-    kfree(mm.vmas, <usize>mm.capVmas * VMA_BYTES);
-  }
   mm.vmas = p;
   mm.capVmas = cap;
   return true;

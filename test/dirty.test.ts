@@ -216,6 +216,22 @@ describe('which mappings are walked (D7, D8, walk_page_mapping)', () => {
   });
 });
 
+describe('non-present entries (D19)', () => {
+  it('a migration entry with swp soft-dirty (bit 1 on x86, the RW position) is left alone and not counted', async () => {
+    const { m, p, f, at } = await sharedFile([1, 2]);
+    const pfn = p.entry(at(1)).pfn!;
+    const mig = m.arch.makeMigration(pfn, 'write', { softDirty: true });
+    expect(mig & 2n).toBe(2n);                                       // reads as "writable" to a bare pte_write()
+    const saved = p.entry(at(1)).raw;
+    m.kernel.setEntry(p, at(1), mig);
+    expect(f.writeProtect(0, 8)).toBe(1);                            // only pgoff 2
+    expect(m.kernel.ptepGet(p, at(1))).toBe(mig);
+    expect(f.cleanRecord(0, 8)).toMatchObject({ cleaned: 1, start: 2, end: 3 });
+    expect(m.kernel.ptepGet(p, at(1))).toBe(mig);
+    m.kernel.setEntry(p, at(1), saved);
+  });
+});
+
 describe('the stale-TLB race (D13, D14, D16)', () => {
   it('(a) a CPU holding a dirty writable TLB entry writes between the clean and the flush: recorded, PTE clean after, data in the page', async () => {
     const { m, p, f, at } = await sharedFile([6]);

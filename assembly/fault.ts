@@ -22,6 +22,7 @@ import { swapCachePfn, swapTag, swapFree, swapCacheSet, swapCount } from "./swap
 import { doFault } from "./filemap";
 import { doWpPage } from "./wp";
 import { thpVmaAllowable, doHugePmdAnonymousPage, hugePmdFault, fileThpSuitable, doHugeFileFault } from "./thp";
+import { mthpAllowedOrders, mthpFit, mthpOrder, mthpAlloc, mthpFallback } from "./mthp";
 import {
   VM_WRITE, VM_SHARED, VM_EXEC, VM_ACCESS_FLAGS, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
   VM_FAULT_MAJOR, VM_FAULT_HWPOISON, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, FAULT_FLAG_INSTRUCTION, FAULT_FLAG_UNSHARE,
@@ -155,6 +156,21 @@ export function doAnonymousPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags:
     return 0;
   }
   anonVmaPrepare(vma);
+  // alloc_anon_folio: the largest enabled mTHP size that fits and can be allocated.
+  let orders = uffdWp ? 0 : mthpAllowedOrders(vma);
+  while (orders != 0) {
+    const base = mthpFit(vma, addr, ptep, orders);
+    const order = mthpOrder;
+    if (order == 0) break;
+    const folio = allocFolio(order);
+    if (folio != 0) {
+      mapNewAnonFolio(mm, vma, ptep - <usize>((addr - base) >> 9), folio, <u32>1 << order);
+      unchecked(mthpAlloc[order]++);
+      return 0;
+    }
+    unchecked(mthpFallback[order]++);
+    orders &= (<u32>1 << order) - 1;
+  }
   const pfn = allocFolio(0);
   if (pfn == 0) return VM_FAULT_OOM;
   let entry = pfnPte(<u64>pfn, vma.pageProt);
@@ -164,6 +180,18 @@ export function doAnonymousPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags:
   addNewAnonRmap(pfn, 1, false);
   store<u64>(ptep, entry);
   return 0;
+}
+
+/** Maps every page of a new anonymous folio from `first` (set_ptes): each PTE dirty, writable where the VMA allows, one reference per page. */
+function mapNewAnonFolio(mm: Mm, vma: Vma, first: usize, folio: u32, nr: u32): void {
+  const writable = (vma.flags & VM_WRITE) != 0;
+  addNewAnonRmap(folio, nr, false);
+  folioRefAdd(folio, <i32>nr - 1);
+  addRss(mm, MM_ANONPAGES, <i64>nr);
+  for (let i: u32 = 0; i < nr; i++) {
+    const entry = pfnPte(<u64>(folio + i), vma.pageProt);
+    store<u64>(first + (<usize>i << 3), writable ? pteMkwrite(pteMkdirty(entry)) : entry);
+  }
 }
 
 /** do_swap_page: markers, and genuine swap entries through the swap cache. */

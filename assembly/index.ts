@@ -35,6 +35,7 @@ import { DumpOp } from "./ops/dump";
 import { swapInit, swapSlots, slotsInUse, swapCount, swapCachePfn, swapTag } from "./swap";
 import { fileCreate, fileById, filePut, File, cacheLookup, fileTableCapacity, CACHE_PAGE } from "./file";
 import { truncateFile } from "./truncate";
+import { setMthpPolicy, mthpAlloc, mthpFallback } from "./mthp";
 import { Log, logClear } from "./log";
 import { notifierLog } from "./notifier";
 import { warnLog } from "./warn";
@@ -75,6 +76,13 @@ export function init(frames: u32, slots: u32, cpus: u32, arch: u32, ha: bool, db
 }
 
 export function setThp(policy: u32, useZero: bool): void { setThpPolicy(policy, useZero); }
+/** Per-size mTHP settings as order bitmasks (hugepages-<size>kB/enabled = always / madvise / inherit). */
+export function setMthp(always: u32, madvise: u32, inherit: u32): void { setMthpPolicy(always, madvise, inherit); }
+/** mTHP counters of one order: [0] anon_fault_alloc, [1] anon_fault_fallback. */
+export function mthpStats(order: u32): void {
+  unchecked(result[0] = order < 10 ? mthpAlloc[order] : 0);
+  unchecked(result[1] = order < 10 ? mthpFallback[order] : 0);
+}
 export function setFailAfter(n: i32): void { framesSetFailAfter(n); }
 
 // ---- processes ---------------------------------------------------------------------------

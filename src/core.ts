@@ -11,6 +11,8 @@ export interface CoreExports {
   resultPtr(): number;
   init(frames: number, slots: number, cpus: number, arch: number, ha: number, dbm: number, softDirty: number, thp: number, thpZero: number, faultAround: number): number;
   setThp(policy: number, useZero: number): void;
+  setMthp(always: number, madvise: number, inherit: number): void;
+  mthpStats(order: number): void;
   setFailAfter(n: number): void;
   mmNew(levels: number, taskSizePages: number): number;
   mmExit(id: number): number;
@@ -102,7 +104,7 @@ export type HookContext = 'step' | 'page_mkwrite';
 
 const INSPECT = [
   'resultPtr', 'memory', 'frameInfo', 'frameTag', 'machineInfo', 'swapInfo', 'fileInfo', 'fileLookup', 'mmInfo', 'vmaInfo',
-  'mmFlags', 'cpuStats', 'cpuInfo', 'logRecords', 'flushTotals', 'pageoutCount', 'decode', 'encodePresent', 'encodeSwap', 'encodeTable',
+  'mmFlags', 'cpuStats', 'cpuInfo', 'logRecords', 'flushTotals', 'mthpStats', 'pageoutCount', 'decode', 'encodePresent', 'encodeSwap', 'encodeTable',
 ];
 const ALLOWED: Record<HookContext, ReadonlySet<string>> = {
   page_mkwrite: new Set(INSPECT),

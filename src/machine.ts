@@ -24,6 +24,12 @@ const REPLAY_CHUNK = 1 << 20;
 
 export type ThpPolicy = 'never' | 'madvise' | 'always';
 
+/** Anonymous folio sizes below PMD size (hugepages-<size>kB). */
+export type MthpSize = '16K' | '32K' | '64K' | '128K' | '256K' | '512K' | '1M';
+/** hugepages-<size>kB/enabled: 'inherit' follows `thp`. */
+export type MthpPolicy = 'never' | 'madvise' | 'always' | 'inherit';
+const MTHP_ORDER: Record<MthpSize, number> = { '16K': 2, '32K': 3, '64K': 4, '128K': 5, '256K': 6, '512K': 7, '1M': 8 };
+
 export interface MachineOptions {
   arch?: ArchName;
   /** Page-table levels: 4 (48-bit VA) or 5 (57-bit, x86-64 only). */
@@ -35,6 +41,12 @@ export interface MachineOptions {
   cpus?: number;
   /** /sys/kernel/mm/transparent_hugepage/enabled. Default 'madvise'. */
   thp?: ThpPolicy;
+  /**
+   * Multi-size THP for anonymous memory, per size (default 'never' for all,
+   * as the kernel): a write fault maps the largest enabled folio whose aligned
+   * range fits the VMA with all its PTEs empty, e.g. `{ '64K': 'always' }`.
+   */
+  mthp?: Partial<Record<MthpSize, MthpPolicy>>;
   /** transparent_hugepage/use_zero_page. Default true. */
   thpZeroPage?: boolean;
   /** CONFIG_MEM_SOFT_DIRTY (x86-64 only). Default true. */
@@ -70,7 +82,7 @@ export interface MachineOptions {
   era?: 'modern' | 'seed';
 }
 
-const OPTION_KEYS = ['arch', 'levels', 'memory', 'swap', 'cpus', 'thp', 'thpZeroPage', 'softDirty', 'hwAccessFlag', 'hwDirty', 'faultAround', 'tlb', 'mode', 'flushCeiling', 'seed', 'era'];
+const OPTION_KEYS = ['arch', 'levels', 'memory', 'swap', 'cpus', 'thp', 'mthp', 'thpZeroPage', 'softDirty', 'hwAccessFlag', 'hwDirty', 'faultAround', 'tlb', 'mode', 'flushCeiling', 'seed', 'era'];
 const THP: Record<ThpPolicy, number> = { never: 0, madvise: 1, always: 2 };
 const MAX_MEMORY = 256 * GiB;
 
@@ -115,6 +127,8 @@ export interface MachineStats {
   /** Bytes of the core's heap in use (tables, VMAs, caches) and of linear memory reserved. */
   heapBytes: number;
   wasmMemoryBytes: number;
+  /** mTHP anonymous faults per size: folios allocated, and attempts that fell back to a smaller size. */
+  mthp: Record<MthpSize, { faultAlloc: number; faultFallback: number }>;
   /** flush_cache_range calls (no-ops on x86-64 and arm64, whose caches are physically tagged; counted so staging is visible). */
   cacheFlushes: number;
 }
@@ -205,6 +219,17 @@ export class Machine {
     if (!Number.isInteger(flushCeiling) || flushCeiling < 0) throw new EmuError('EINVAL', `flushCeiling must be a non-negative integer`, 'flushCeiling');
     const thp = options.thp ?? 'madvise';
     if (!(thp in THP)) throw new EmuError('EINVAL', `thp must be never, madvise or always, got ${String(thp)}`, 'thp');
+    const mthp = options.mthp ?? {};
+    if (mthp === null || typeof mthp !== 'object') throw new EmuError('EINVAL', 'mthp must be an object of size: policy', 'mthp');
+    const mthpMasks = { always: 0, madvise: 0, inherit: 0 };
+    for (const [size, policy] of Object.entries(mthp)) {
+      const order = MTHP_ORDER[size as MthpSize];
+      if (order === undefined) throw new EmuError('EINVAL', `mthp size must be one of ${Object.keys(MTHP_ORDER).join(', ')}, got ${size}`, 'mthp');
+      if (policy !== 'never' && policy !== 'madvise' && policy !== 'always' && policy !== 'inherit') {
+        throw new EmuError('EINVAL', `mthp['${size}'] must be never, madvise, always or inherit, got ${String(policy)}`, 'mthp');
+      }
+      if (policy !== 'never') mthpMasks[policy] |= 1 << order;
+    }
     const bools = { thpZeroPage: true, softDirty: true, hwAccessFlag: true, hwDirty: true };
     for (const k of Object.keys(bools) as (keyof typeof bools)[]) {
       const v = options[k];
@@ -232,8 +257,9 @@ export class Machine {
     });
     core.x.setMode(mode === 'functional' ? 1 : 0);
     core.x.setCeiling(flushCeiling);
+    core.x.setMthp(mthpMasks.always, mthpMasks.madvise, mthpMasks.inherit);
     return new Machine(core, {
-      arch, levels, memory, swap, cpus, thp, seed, faultAround, tlb, mode, flushCeiling, era,
+      arch, levels, memory, swap, cpus, thp, mthp: { ...mthp }, seed, faultAround, tlb, mode, flushCeiling, era,
       thpZeroPage: bools.thpZeroPage, softDirty: bools.softDirty && arch === 'x86_64', hwAccessFlag: bools.hwAccessFlag, hwDirty: bools.hwDirty,
     });
   }
@@ -423,6 +449,10 @@ export class Machine {
       thpFaultAlloc: c.result(8), thpFaultFallback: c.result(9), thpSplitPmd: c.result(10),
       thpFileAlloc: c.result(11), thpFileMapped: c.result(12),
       cacheFlushes: (c.x.flushTotals(), c.result(3)),
+      mthp: Object.fromEntries(Object.entries(MTHP_ORDER).map(([size, order]) => {
+        c.x.mthpStats(order);
+        return [size, { faultAlloc: c.result(0), faultFallback: c.result(1) }];
+      })) as MachineStats['mthp'],
     };
   }
 

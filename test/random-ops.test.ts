@@ -20,7 +20,7 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
   const count = (k: string): void => { counts[k] = (counts[k] ?? 0) + 1; };
   const r = rng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
-  const m = await Machine.create({ arch, memory: '32MiB', swap: '8MiB', cpus: 2, thp: 'always', tlb: 'tiny' });
+  const m = await Machine.create({ arch, memory: '32MiB', swap: '8MiB', cpus: 2, thp: 'always', mthp: { '16K': 'always', '64K': 'inherit' }, tlb: 'tiny' });
   const file = m.memfd({ size: 64 * PAGE });
   const hugeFile = m.memfd({ size: 512 * PAGE, huge: true });   // tmpfs huge=always: PMD-mapped where it lines up
   const fileTags = new Map<File, Map<number, number>>([[file, new Map()], [hugeFile, new Map()]]);   // pgoff -> tag (shared view)

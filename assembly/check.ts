@@ -18,7 +18,7 @@ import { immapKeyAt, immapPgoffAt, keyMm, keyStart } from "./immap";
 import { tablePtr } from "./pgtable";
 import {
   ptePresent, pteWrite, pteSpecial, leafPfn, isUpperLeaf, isTableEntry, tableEntryPfn, isSwapPte, swpType, swpOffset,
-  MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON,
+  MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON, ARM64, pteCont, pteMkold, pteMkclean,
 } from "./arch/index";
 import { File, fileById, fileTableCapacity, cacheForEach, CACHE_PAGE, CACHE_SWAP } from "./file";
 import { swapSlots, swapCount, swapCachePfn } from "./swap";
@@ -44,6 +44,7 @@ export const CHK_FREE_COUNT: u32 = 16;
 export const CHK_ANON_NOT_EXCLUSIVE: u32 = 17;
 export const CHK_PINCOUNT: u32 = 18;
 export const CHK_IMMAP: u32 = 19;
+export const CHK_CONT: u32 = 20;
 
 const MAX_PROBLEMS: u32 = 1000;
 const WRITABLE_ANON: u32 = 0x8000_0000;
@@ -226,6 +227,29 @@ function checkLevel(mm: Mm, level: u32, table: u32, base: u64): void {
     if (level > 0 && !isUpperLeaf(e)) { problem(CHK_BAD_ENTRY, mm.id, addr, e, 3); continue; }
     checkLeaf(mm, level, e, addr);
   }
+  if (ARM64 && level == 0) for (let i: u32 = 0; i < 512; i += 16) checkContBlock(mm, p + (<usize>i << 3), base + (<u64>i << 12));
+}
+
+/**
+ * arm64: a block with PTE_CONT anywhere must be a proper contiguous block:
+ * all 16 slots CONT, consecutive frames from a 16-aligned one in one folio,
+ * the same attributes apart from access/dirty. Anything else is a TLB
+ * conflict waiting to happen ("unpredictable" in the architecture).
+ */
+function checkContBlock(mm: Mm, p: usize, addr: u64): void {
+  let any = false;
+  for (let i: u32 = 0; i < 16; i++) if (pteCont(load<u64>(p + (<usize>i << 3)))) { any = true; break; }
+  if (!any) return;
+  const e0 = load<u64>(p);
+  const pfn0 = <u32>leafPfn(e0, 0);
+  if ((pfn0 & 15) != 0) { problem(CHK_CONT, mm.id, addr, e0, 1); return; }
+  const norm = (e: u64): u64 => pteMkold(pteMkclean(e));
+  const want = norm(e0);
+  for (let i: u32 = 0; i < 16; i++) {
+    const e = load<u64>(p + (<usize>i << 3));
+    if (!pteCont(e) || norm(e) != want + (<u64>i << 12)) { problem(CHK_CONT, mm.id, addr + (<u64>i << 12), e, 2); return; }
+  }
+  if (ptePresent(e0) && !pteSpecial(e0) && (orderOf(folioHead(pfn0)) < 4 || folioHead(pfn0 + 15) != folioHead(pfn0))) problem(CHK_CONT, mm.id, addr, e0, 3);
 }
 
 function checkLeaf(mm: Mm, level: u32, e: u64, addr: u64): void {

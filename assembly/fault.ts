@@ -11,7 +11,7 @@ import {
   pteNone, ptePresent, pteProtnone, pteWrite, pteMkwrite, pteMkdirty, pteMkyoung, pteMkspecial, pteModify, pfnPte,
   isTableEntry, isUpperLeaf, mkTableEntry, tableEntryPfn, swpType, swpOffset, swpExclusiveBit, swpSoftDirtyBit,
   swpUffdWpBit, pteMksoftDirty, pteMkuffdWp, SWP_PTE_MARKER, SWP_HWPOISON, MAX_SWAPFILES, PTE_MARKER_POISONED,
-  PTE_MARKER_GUARD, PTE_MARKER_UFFD_WP,
+  PTE_MARKER_GUARD, PTE_MARKER_UFFD_WP, ARM64,
 } from "./arch/index";
 import {
   allocFolio, zeroPfn, setTag, setFlag, refcount, folioRefAdd, setIndex, addMapcount,
@@ -23,6 +23,7 @@ import { doFault } from "./filemap";
 import { doWpPage } from "./wp";
 import { thpVmaAllowable, doHugePmdAnonymousPage, hugePmdFault, fileThpSuitable, doHugeFileFault } from "./thp";
 import { mthpAllowedOrders, mthpFit, mthpOrder, mthpAlloc, mthpFallback } from "./mthp";
+import { setPtes, setAccessFlags, ptepGet, ptepGetAndClear } from "./arch/contpte";
 import {
   VM_WRITE, VM_SHARED, VM_EXEC, VM_ACCESS_FLAGS, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
   VM_FAULT_MAJOR, VM_FAULT_HWPOISON, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, FAULT_FLAG_INSTRUCTION, FAULT_FLAG_UNSHARE,
@@ -133,15 +134,25 @@ export function pteTableAlloc(mm: Mm, pmdp: usize): u32 {
   if (!ptePresent(e)) return doSwapPage(mm, vma, addr, ptep, flags);
   if (pteProtnone(e)) {
     // do_numa_page: the VMA is accessible (checked), so the entry only lost
-    // its permissions to a hinting fault: restore the VMA's protection.
-    store<u64>(ptep, pteMkyoung(pteModify(e, vma.pageProt)));
+    // its permissions to a hinting fault: restore the VMA's protection
+    // (ptep_modify_prot_start/commit).
+    const old = ptepGetAndClear(mm, addr, ptep);
+    setPtes(mm, addr, ptep, pteMkyoung(pteModify(old, vma.pageProt)), 1);
     return 0;
   }
   if ((flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE)) != 0 && !pteWrite(e)) return doWpPage(mm, vma, addr, ptep, flags);
+  // ptep_set_access_flags (arm64: a folded block gets the flags on all its slots).
+  const write = (flags & FAULT_FLAG_WRITE) != 0;
+  if (ARM64) {
+    let entry = ptepGet(ptep);
+    if (write) entry = pteMkdirty(entry);
+    setAccessFlags(mm, addr, ptep, pteMkyoung(entry), write);
+    return 0;
+  }
   let entry = e;
-  if ((flags & FAULT_FLAG_WRITE) != 0) entry = pteMkdirty(entry);
+  if (write) entry = pteMkdirty(entry);
   entry = pteMkyoung(entry);
-  if (entry != e) store<u64>(ptep, entry);   // ptep_set_access_flags
+  if (entry != e) store<u64>(ptep, entry);
   return 0;
 }
 
@@ -152,7 +163,7 @@ export function doAnonymousPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags:
   if ((flags & FAULT_FLAG_WRITE) == 0) {
     let entry = pteMkspecial(pfnPte(<u64>zeroPfn, vma.pageProt));
     if (uffdWp) entry = pteMkuffdWp(entry);
-    store<u64>(ptep, entry);
+    setPtes(mm, addr, ptep, entry, 1);
     return 0;
   }
   anonVmaPrepare(vma);
@@ -164,7 +175,7 @@ export function doAnonymousPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags:
     if (order == 0) break;
     const folio = allocFolio(order);
     if (folio != 0) {
-      mapNewAnonFolio(mm, vma, ptep - <usize>((addr - base) >> 9), folio, <u32>1 << order);
+      mapNewAnonFolio(mm, vma, base, ptep - <usize>((addr - base) >> 9), folio, <u32>1 << order);
       unchecked(mthpAlloc[order]++);
       return 0;
     }
@@ -178,20 +189,22 @@ export function doAnonymousPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags:
   if (uffdWp) entry = pteMkuffdWp(entry);
   addRss(mm, MM_ANONPAGES, 1);
   addNewAnonRmap(pfn, 1, false);
-  store<u64>(ptep, entry);
+  setPtes(mm, addr, ptep, entry, 1);
   return 0;
 }
 
-/** Maps every page of a new anonymous folio from `first` (set_ptes): each PTE dirty, writable where the VMA allows, one reference per page. */
-function mapNewAnonFolio(mm: Mm, vma: Vma, first: usize, folio: u32, nr: u32): void {
-  const writable = (vma.flags & VM_WRITE) != 0;
+/**
+ * Maps every page of a new anonymous folio with one set_ptes from `first`
+ * (at `base`): each PTE dirty, writable where the VMA allows, one reference
+ * per page. On arm64, aligned 64 KiB chunks are written folded.
+ */
+function mapNewAnonFolio(mm: Mm, vma: Vma, base: u64, first: usize, folio: u32, nr: u32): void {
+  let entry = pfnPte(<u64>folio, vma.pageProt);
+  if ((vma.flags & VM_WRITE) != 0) entry = pteMkwrite(pteMkdirty(entry));
   addNewAnonRmap(folio, nr, false);
   folioRefAdd(folio, <i32>nr - 1);
   addRss(mm, MM_ANONPAGES, <i64>nr);
-  for (let i: u32 = 0; i < nr; i++) {
-    const entry = pfnPte(<u64>(folio + i), vma.pageProt);
-    store<u64>(first + (<usize>i << 3), writable ? pteMkwrite(pteMkdirty(entry)) : entry);
-  }
+  setPtes(mm, base, first, entry, nr);
 }
 
 /** do_swap_page: markers, and genuine swap entries through the swap cache. */
@@ -239,7 +252,7 @@ function doSwapPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): u32 {
   anonVmaPrepare(vma);
   setFlag(pfn, PG_ANON | PG_SWAPBACKED);
   addMapcount(pfn, 1);
-  store<u64>(ptep, entry);
+  setPtes(mm, addr, ptep, entry, 1);
   if (write) ret |= doWpPage(mm, vma, addr, ptep, flags);
   return ret;
 }

@@ -9,6 +9,7 @@ import { allocFolio, folioHead, tagOf, setTag, testFlag, setFlag, setIndex, PG_S
 import { addNewAnonRmap, addFileRmap } from "./rmap";
 import { File, fileOf, cacheLookup, cacheSlot, CACHE_PAGE, CACHE_SWAP, doPageMkwrite } from "./file";
 import { swapTag, swapFree } from "./swap";
+import { setPtes } from "./arch/contpte";
 import { VM_SHARED, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MAJOR, FAULT_FLAG_WRITE, MM_ANONPAGES, PMD_SIZE } from "./constants";
 
 /** fault_around_bytes (in pages); 1 disables fault-around. */
@@ -30,7 +31,7 @@ export function doFault(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32, uf
     if (pfn == 0) return VM_FAULT_OOM;
     if (pfn == <u32>-1) return VM_FAULT_SIGBUS;
     if (lastFaultMajor) ret |= VM_FAULT_MAJOR;
-    setPteRange(mm, vma, ptep, pfn, false, false, uffdWp);
+    setPteRange(mm, vma, addr, ptep, pfn, false, false, uffdWp);
     return ret;
   }
 
@@ -48,7 +49,7 @@ export function doFault(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32, uf
     if (uffdWp) entry = pteMkuffdWp(entry);
     addRss(mm, MM_ANONPAGES, 1);
     addNewAnonRmap(copy, 1, false);
-    store<u64>(ptep, entry);
+    setPtes(mm, addr, ptep, entry, 1);
     return ret;
   }
 
@@ -59,13 +60,13 @@ export function doFault(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32, uf
   if (lastFaultMajor) ret |= VM_FAULT_MAJOR;
   const mk = doPageMkwrite(f, pgoff, mm.id, addr);
   if (mk != 0) return mk;
-  setPteRange(mm, vma, ptep, page, true, false, uffdWp);
+  setPteRange(mm, vma, addr, ptep, page, true, false, uffdWp);
   setFlag(folioHead(page), PG_DIRTY);
   return ret;
 }
 
 /** set_pte_range for one page-cache page: young unless prefaulted on arm64, dirty on write. */
-function setPteRange(mm: Mm, vma: Vma, ptep: usize, pfn: u32, write: bool, prefault: bool, uffdWp: bool): void {
+function setPteRange(mm: Mm, vma: Vma, addr: u64, ptep: usize, pfn: u32, write: bool, prefault: bool, uffdWp: bool): void {
   let entry = pfnPte(<u64>pfn, vma.pageProt);
   // arch_wants_old_prefaulted_pte: arm64 with hardware AF maps fault-around pages old.
   if (prefault && ARM64 && hwAF) entry = pteMkold(entry);
@@ -73,7 +74,7 @@ function setPteRange(mm: Mm, vma: Vma, ptep: usize, pfn: u32, write: bool, prefa
   else if (pteWrite(entry) && testFlag(folioHead(pfn), PG_DIRTY)) entry = pteMkdirty(entry);
   if (uffdWp) entry = pteMkuffdWp(entry);
   addFileRmap(mm, pfn);
-  store<u64>(ptep, entry);
+  setPtes(mm, addr, ptep, entry, 1);
 }
 
 /**
@@ -98,7 +99,7 @@ function doFaultAround(mm: Mm, vma: Vma, addr: u64, ptep: usize): void {
     if (pgoff >= f.sizePages) break;
     const v = cacheLookup(f, pgoff);
     if ((v & 3) != CACHE_PAGE) continue;
-    setPteRange(mm, vma, p, <u32>(v >> 2), false, a != addr, false);
+    setPteRange(mm, vma, a, p, <u32>(v >> 2), false, a != addr, false);
   }
 }
 

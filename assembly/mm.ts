@@ -27,6 +27,8 @@ import { kzalloc, kfree } from "./heap";
 }
 
 export const MMF_HAS_PINNED: u32 = 1;
+/** The kernel's own address space (init_mm): never folded into contiguous blocks, no VMAs. */
+export const MMF_KERNEL: u32 = 2;
 export const MAX_MMS: u32 = 1 << 16;
 
 let mmTable: usize = 0;   // u32 pointers, index = id

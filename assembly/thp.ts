@@ -13,7 +13,7 @@ import { Vma, anonVmaPrepare, maybeMkwrite, linearPageIndex } from "./vma";
 import { allocTable, freeTable, tablePtr, depositTable, withdrawTable } from "./pgtable";
 import {
   leafPfn, pfnPte, pfnHuge, pteWrite, pteYoung, pteDirty, pteSoftDirty, pteUffdWp, pteMkwrite, pteMkold, pteMkdirty,
-  pteMkyoung, pteMksoftDirty, pteMkuffdWp, pteMkspecial, pteProtnone, pmdModify, mkTableEntry, ptePresent,
+  pteMkyoung, pteMksoftDirty, pteMkuffdWp, pteMkspecial, pteProtnone, pmdModify, mkTableEntry, ptePresent, pteMkcont,
 } from "./arch/index";
 import {
   allocFolio, folioPut, freeFolio, getHugeZeroFolio, isZeroPfn, folioHead, addMapcount, addEntireMapcount, folioRefAdd, testFlag,
@@ -23,6 +23,7 @@ import {
 import { addNewAnonRmap, mmCounter, folioMapcount } from "./rmap";
 import { File, fileOf, cacheLookup, cacheSlot, doPageMkwrite, CACHE_PAGE, FILE_HUGE } from "./file";
 import { flushTlbRange } from "./flush";
+import { contpteMm } from "./arch/contpte";
 import {
   VM_WRITE, VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE,
   MM_ANONPAGES, THP_ALWAYS, THP_MADVISE, PMD_SIZE,
@@ -300,6 +301,8 @@ export function splitHugePmd(mm: Mm, vma: Vma, ep: usize, pmdTablePfn: u32, hadd
         addEntireMapcount(head, -1);
         folioRefAdd(head, 511);
       }
+      // The kernel writes the 512 PTEs with one set_ptes: on arm64 every aligned 64 KiB chunk comes out folded.
+      if (contpteMm(mm)) for (let i: u32 = 0; i < 512; i++) store<u64>(base + (<usize>i << 3), pteMkcont(load<u64>(base + (<usize>i << 3))));
     }
   }
   store<u64>(ep, mkTableEntry(<u64>table));

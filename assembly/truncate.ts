@@ -11,6 +11,7 @@ import { ZapOp } from "./ops/zap";
 import { File, cacheForEach, cacheRelease, cacheLookup, CACHE_PAGE } from "./file";
 import { folioHead, orderOf, indexOf, setTag } from "./frames";
 import { splitFolio } from "./thp";
+import { unfoldRange } from "./arch/contpte";
 import { immapKeyAt, immapPgoffAt, keyMm, keyStart } from "./immap";
 import { gatherBegin, gatherEnd } from "./gather";
 
@@ -50,7 +51,22 @@ function releaseFrom(f: File, newPages: u64): u64 {
   const head = folioHead(<u32>(v >> 2));
   const n = <u64>1 << orderOf(head);
   const index = <u64>indexOf(head);
-  if (n == 1 || index >= newPages || splitFolio(head)) return newPages;
+  if (n == 1 || index >= newPages) return newPages;
+  unfoldFolioMappings(f, index, n);
+  if (splitFolio(head)) return newPages;
   for (let i = newPages - index; i < n; i++) setTag(head + <u32>i, 0);
   return index + n;
+}
+
+/** arm64: the folded blocks that map file pages [index, index + n) in any mapping unfold before the folio splits. */
+function unfoldFolioMappings(f: File, index: u64, n: u64): void {
+  for (let i: u32 = 0; i < f.immapCount; i++) {
+    const pgoff = immapPgoffAt(f, i);
+    if (pgoff >= index + n) break;
+    const key = immapKeyAt(f, i);
+    const mm = changetype<Mm>(mmById(keyMm(key)));
+    const v = changetype<Vma>(vmaLookup(mm, keyStart(key)));
+    const lo = index > pgoff ? index : pgoff, hi = index + n < pgoff + vmaPages(v) ? index + n : pgoff + vmaPages(v);
+    if (lo < hi) unfoldRange(mm, v.start + ((lo - pgoff) << 12), v.start + ((hi - pgoff) << 12));
+  }
 }

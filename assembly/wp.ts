@@ -14,6 +14,8 @@ import { addNewAnonRmap, mmCounter, putMappedFolio, deleteFromSwapCache, folioMa
 import { fileOf, doPageMkwrite } from "./file";
 import { swapCount } from "./swap";
 import { flushTlbPage } from "./flush";
+import { ARM64 } from "./arch/index";
+import { setPtes, setAccessFlags, ptepGetAndClear } from "./arch/contpte";
 import { VM_SHARED, VM_MAYSHARE, VM_FAULT_OOM, FAULT_FLAG_UNSHARE, MM_ANONPAGES } from "./constants";
 
 /**
@@ -33,7 +35,7 @@ export function doWpPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): 
       if (mk != 0) return mk;
       setFlag(folioHead(pfn), PG_DIRTY);
     }
-    wpPageReuse(vma, ptep, e);
+    wpPageReuse(mm, vma, addr, ptep, e);
     return 0;
   }
 
@@ -43,7 +45,7 @@ export function doWpPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): 
       if (testFlag(pfn, PG_EXCLUSIVE) || wpCanReuseAnonFolio(head)) {
         setFlag(pfn, PG_EXCLUSIVE);
         if ((flags & FAULT_FLAG_UNSHARE) != 0) return 0;
-        wpPageReuse(vma, ptep, e);
+        wpPageReuse(mm, vma, addr, ptep, e);
         return 0;
       }
     }
@@ -51,9 +53,15 @@ export function doWpPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): 
   return wpPageCopy(mm, vma, addr, ptep, e, pfn, normal, (flags & FAULT_FLAG_UNSHARE) != 0);
 }
 
-/** wp_page_reuse: young, dirty, writable where the VMA allows; no copy and no flush (a permission upgrade). */
-function wpPageReuse(vma: Vma, ptep: usize, e: u64): void {
-  store<u64>(ptep, maybeMkwrite(pteMkdirty(pteMkyoung(e)), vma));
+/**
+ * wp_page_reuse: young, dirty, writable where the VMA allows; no copy and no
+ * flush (a permission upgrade). ptep_set_access_flags: on arm64 the write
+ * permission change unfolds a contiguous block first.
+ */
+function wpPageReuse(mm: Mm, vma: Vma, addr: u64, ptep: usize, e: u64): void {
+  const entry = maybeMkwrite(pteMkdirty(pteMkyoung(e)), vma);
+  if (ARM64) setAccessFlags(mm, addr, ptep, entry, true);
+  else store<u64>(ptep, entry);
 }
 
 /**
@@ -98,14 +106,14 @@ function wpPageCopy(mm: Mm, vma: Vma, addr: u64, ptep: usize, e: u64, oldPfn: u3
     if (!testFlag(head, PG_ANON)) { addRss(mm, mmCounter(head), -1); addRss(mm, MM_ANONPAGES, 1); }
     addNewAnonRmap(pfn, 1, false);
     clearFlushPte(mm, ptep, addr);
-    store<u64>(ptep, entry);
+    setPtes(mm, addr, ptep, entry, 1);
     addMapcount(oldPfn, -1);
     putMappedFolio(head);
   } else {
     addRss(mm, MM_ANONPAGES, 1);
     addNewAnonRmap(pfn, 1, false);
     clearFlushPte(mm, ptep, addr);
-    store<u64>(ptep, entry);
+    setPtes(mm, addr, ptep, entry, 1);
   }
   return 0;
 }
@@ -115,6 +123,6 @@ function wpPageCopy(mm: Mm, vma: Vma, addr: u64, ptep: usize, e: u64, oldPfn: u3
  * new one goes in, so no CPU sees the old and the new page at once.
  */
 function clearFlushPte(mm: Mm, ptep: usize, addr: u64): void {
-  store<u64>(ptep, 0);
+  ptepGetAndClear(mm, addr, ptep);
   flushTlbPage(mm, addr);
 }

@@ -40,6 +40,7 @@ export function readProblems(core: Core, count: number): Problem[] {
       case 17: p = { kind: 'anon-not-exclusive', message: `mm ${id} at ${h(a)}: writable anon pfn ${h(b)} is not PageAnonExclusive` }; break;
       case 18: p = { kind: 'pincount', message: `folio ${h(BigInt(id))}: pincount should be ${a}, is ${b}` }; break;
       case 19: p = { kind: 'i_mmap', message: id === 0 ? `file VMAs ${a}, i_mmap records ${b}` : `file ${id}: i_mmap record (mm ${a >> 48n}, vm_start ${h((a & 0xffffffffffffn) << 12n)}, pgoff ${b}) ${['', 'names no such VMA', 'is out of pgoff order', 'appears twice'][Number(c)]}` }; break;
+      case 20: p = { kind: 'contpte', message: `mm ${id} at ${h(a)}: ${['', 'folded block starts at an unaligned frame', 'folded block is not 16 consecutive frames with one set of attributes', 'folded block is not inside one large folio'][Number(c)]} (entry ${h(b)})` }; break;
       default: p = { kind: `code-${code}`, message: `unknown problem ${code}` };
     }
     out.push(p);

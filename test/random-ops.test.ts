@@ -17,7 +17,8 @@ interface Region { m: Mapping; shared: boolean; file?: File; pgoff: number; prot
 
 async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
-  const count = (k: string): void => { counts[k] = (counts[k] ?? 0) + 1; };
+  let lastOp = '';
+  const count = (k: string): void => { counts[k] = (counts[k] ?? 0) + 1; lastOp = k; };
   const r = rng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const m = await Machine.create({ arch, memory: '32MiB', swap: '8MiB', cpus: 2, thp: 'always', mthp: { '16K': 'always', '64K': 'inherit' }, tlb: 'tiny' });
@@ -165,7 +166,7 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
       throw new Error(`${where}: ${(e as Error).message}`);
     }
     const problems = m.check();
-    expect(problems, `${where}`).toEqual([]);
+    expect(problems, `${where} (after ${lastOp})`).toEqual([]);
   }
   for (const pin of pins) pin.unpin();
   for (const st of procs) st.p.exit();

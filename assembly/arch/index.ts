@@ -112,6 +112,15 @@ export function archInit(arch: u32, ha: bool, dbm: bool, softDirty: bool): bool 
 // @ts-ignore: decorator
 @inline export function pteMkcont(e: u64): u64 { return ARM64 ? a64.pteMkcont(e) : e; }
 // @ts-ignore: decorator
+@inline export function pteMknoncont(e: u64): u64 { return ARM64 ? a64.pteMknoncont(e) : e; }
+/** Some entry of the four at p carries PTE_CONT (arm64). */
+// @ts-ignore: decorator
+@inline export function anyCont4(p: usize): bool {
+  if (!ARM64) return false;
+  const m = i64x2.splat(a64.PTE_CONT);
+  return v128.any_true(v128.or(v128.and(v128.load(p), m), v128.and(v128.load(p, 16), m)));
+}
+// @ts-ignore: decorator
 @inline export function pfnHuge(pfn: u64, prot: u64, level: u32): u64 { return ARM64 ? a64.pfnHuge(pfn, prot, level) : x86.pfnHuge(pfn, prot, level); }
 
 // ---- hardware ------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 // current mmu_gather's range. With MM_CP_TRY_CHANGE_WRITABLE, entries the write-fault handler
 // would map writable anyway are made writable now (can_change_pte_writable).
 
-import { setWalkAction, ACTION_CONTINUE, walkVma } from "../walk";
+import { setWalkAction, ACTION_CONTINUE, walkVma, walkMm } from "../walk";
+import { contpteMm, ptepGetAndClear, setPtes } from "../arch/contpte";
 import { currentGather, tlbFlushPteRange, tlbFlushPmdRange, tlbEndVma } from "../gather";
 import { Vma } from "../vma";
 import {
@@ -35,6 +36,7 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
   pages: u64 = 0;
 
   pteRange(ptep: usize, addr: u64, end: u64): i32 {
+    if (contpteMm(walkMm)) return this.pteRangeContpte(ptep, addr, end);
     const prot = this.prot;
     const g = currentGather;
     const last = ptep + <usize>((end - addr) >> 9);
@@ -65,6 +67,30 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
       }
     }
     this.pages += pages;
+    return 0;
+  }
+
+  /**
+   * arm64 user mms: ptep_modify_prot_start/commit for every present entry, so
+   * a folded block unfolds at its first entry and refolds when its last one
+   * is committed and the block still qualifies.
+   */
+  private pteRangeContpte(ptep: usize, addr: u64, end: u64): i32 {
+    const mm = walkMm, vma = changetype<Vma>(walkVma), g = currentGather;
+    const last = ptep + <usize>((end - addr) >> 9);
+    for (let p = ptep; p < last; p += 8) {
+      const raw = load<u64>(p);
+      if (raw == 0 || !ptePresent(raw)) continue;
+      const a = addr + (<u64>(p - ptep) << 9);
+      const e = ptepGetAndClear(mm, a, p);
+      let n = pteModify(e, this.prot);
+      if (this.tryChangeWritable && !pteWrite(n) && canChangePteWritable(vma, n)) n = pteMkwrite(n);
+      setPtes(mm, a, p, n, 1);
+      if (n != e) {
+        this.pages++;
+        if (pteNeedsFlush(e, n)) tlbFlushPteRange(g, a, 4096);
+      }
+    }
     return 0;
   }
 

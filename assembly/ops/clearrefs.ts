@@ -17,6 +17,7 @@ import {
 } from "../arch/index";
 import { isZeroPfn, folioHead, folioMaybeDmaPinned } from "../frames";
 import { flushTlbRange, flushTlbMm } from "../flush";
+import { contpteMm, setPtes, ptepGetAndClear, testAndClearYoung } from "../arch/contpte";
 import { VM_PFNMAP, VM_SOFTDIRTY, PMD_SIZE } from "../constants";
 
 export const CLEAR_REFS_ALL: u32 = 1;
@@ -29,21 +30,31 @@ export const CLEAR_REFS_SOFT_DIRTY: u32 = 4;
 
   pteRange(ptep: usize, addr: u64, end: u64): i32 {
     const last = ptep + <usize>((end - addr) >> 9);
+    const mm = walkMm, cont = contpteMm(mm);
     if (this.type == CLEAR_REFS_SOFT_DIRTY) {
       for (let p = ptep; p < last; p += 8) {
         const e = load<u64>(p);
         if (e == 0) continue;
         if (ptePresent(e)) {
-          if (!this.isPinned(e)) store<u64>(p, pteClearSoftDirty(pteWrprotect(e)));
+          if (this.isPinned(e)) continue;
+          // ptep_modify_prot_start/commit (arm64: through the contpte layer).
+          if (cont) {
+            const a = addr + (<u64>(p - ptep) << 9);
+            setPtes(mm, a, p, pteClearSoftDirty(pteWrprotect(ptepGetAndClear(mm, a, p))), 1);
+          } else {
+            store<u64>(p, pteClearSoftDirty(pteWrprotect(e)));
+          }
         } else if (isSwapPte(e)) {
           store<u64>(p, e & ~swpSoftDirtyBit());
         }
       }
     } else {
-      // ptep_test_and_clear_young: no flush, an old entry cached in a TLB is harmless.
+      // ptep_test_and_clear_young: no flush, an old entry cached in a TLB is harmless; a folded block loses AF whole.
       for (let p = ptep; p < last; p += 8) {
         const e = load<u64>(p);
-        if (e != 0 && ptePresent(e) && !pteSpecial(e) && !isZeroPfn(<u32>leafPfn(e, 0))) store<u64>(p, pteMkold(e));
+        if (e == 0 || !ptePresent(e) || pteSpecial(e) || isZeroPfn(<u32>leafPfn(e, 0))) continue;
+        if (cont) testAndClearYoung(mm, addr + (<u64>(p - ptep) << 9), p);
+        else store<u64>(p, pteMkold(e));
       }
     }
     return 0;

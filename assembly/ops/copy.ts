@@ -15,8 +15,9 @@ import { allocTable, tablePtr, depositTable } from "../pgtable";
 import {
   ptePresent, pteWrite, pteWrprotect, pteMkold, pteMkclean, pteMkdirty, pteMkyoung, pteClearUffdWp, pteUffdWp, pteSpecial,
   pteMkuffdWp, pfnPte, leafPfn, isUpperLeaf, tableEntryPfn, swpType, swpOffset,
-  swpExclusiveBit, swpUffdWpBit, mkPteMarker, MAX_SWAPFILES, SWP_PTE_MARKER, PTE_MARKER_UFFD_WP,
+  swpExclusiveBit, swpUffdWpBit, mkPteMarker, pteCont, pteMknoncont, MAX_SWAPFILES, SWP_PTE_MARKER, PTE_MARKER_UFFD_WP,
 } from "../arch/index";
+import { contpteMm, unfoldPartial } from "../arch/contpte";
 import {
   isZeroPfn, folioHead, testFlag, clearFlag, setTag, tagOf, folioRefAdd, addMapcount, addEntireMapcount, folioMaybeDmaPinned,
   PG_ANON, PG_EXCLUSIVE,
@@ -24,6 +25,13 @@ import {
 import { addNewAnonRmap, mmCounter } from "../rmap";
 import { swapDup } from "../swap";
 import { VM_SHARED, MM_ANONPAGES, MM_SWAPENTS, ENOMEM } from "../constants";
+
+/** Whether the 64 KiB block holding a lies entirely inside [start, end). */
+// @ts-ignore: decorator
+@inline function wholeBlock(a: u64, start: u64, end: u64): bool {
+  const b = a & ~<u64>0xffff;
+  return b >= start && b + 0x10000 <= end;
+}
 
 /** The op stopped because a page must be copied and no preallocated page is ready. */
 export const COPY_EAGAIN: i32 = 1;
@@ -64,6 +72,13 @@ export const COPY_EAGAIN: i32 = 1;
     const parent = this.parent;
     const cow = isCowMapping(vma.flags);
     const n = <usize>((end - addr) >> 12);
+    // arm64: wrprotect_ptes unfolds the parent's writable blocks the range covers only in part;
+    // the child gets CONT only for whole blocks (set_ptes of aligned chunks).
+    const cont = contpteMm(parent);
+    if (cont && cow) {
+      if (pteWrite(load<u64>(ptep))) unfoldPartial(parent, addr, ptep, <u32>n);
+      else if (pteWrite(load<u64>(ptep + ((n - 1) << 3)))) unfoldPartial(parent, end - 4096, ptep + ((n - 1) << 3), 1);
+    }
     for (let i: usize = 0; i < n; i++) {
       const p = ptep + (i << 3);
       const e = load<u64>(p);
@@ -93,6 +108,7 @@ export const COPY_EAGAIN: i32 = 1;
       if ((vma.flags & VM_SHARED) != 0) c = pteMkclean(c);
       c = pteMkold(c);
       if (!this.childUffdWp) c = pteClearUffdWp(c);
+      if (cont && pteCont(c) && !wholeBlock(a, addr, end)) c = pteMknoncont(c);
       store<u64>(dst + (i << 3), c);
     }
     return 0;

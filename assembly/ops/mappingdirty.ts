@@ -29,6 +29,7 @@ import { flushTlbRange } from "../flush";
 import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_PROTECTION_PAGE } from "../notifier";
 import { warn, WARN_WP_CLEAN_HUGE } from "../warn";
 import { stepping, yieldStep, STEP_ENTRY, STEP_FLUSH, STEP_VMA_START, STEP_VMA_END } from "../step";
+import { contpteMm, ptepGet, ptepGetAndClear, setPtes } from "../arch/contpte";
 import { VM_SHARED, VM_MAYWRITE, VM_HUGETLB } from "../constants";
 
 /** flush_cache_range calls (a no-op on x86 and arm64, whose caches are physically tagged; counted). */
@@ -59,7 +60,9 @@ export let cacheFlushes: u64 = 0;
     let p = ptep;
     const clean = this.clean, bitmap = this.bitmap;
     const bit0 = (addr >> 12) + this.bitBase;
-    if (!stepping) {
+    // arm64 user mms go one by one: every commit may fold a block (set_pte_at), every edit of a folded one unfolds it.
+    const mm = walkMm, cont = contpteMm(mm);
+    if (!stepping && !cont) {
       // Four entries at a time, branch-free (arch/index.ts); the tail goes one by one below.
       for (; p + 32 <= last; p += 32) {
         const m = clean ? mkclean4(p) : wrprotect4(p);
@@ -71,15 +74,18 @@ export let cacheFlushes: u64 = 0;
       }
     }
     for (; p < last; p += 8) {
-      const e = load<u64>(p);
+      const e = cont ? ptepGet(p) : load<u64>(p);
       if (clean) {
         if (!pteDirty(e) || !ptePresent(e)) continue;
-        store<u64>(p, pteMkclean(e));       // write permission stays: the next write re-dirties
+        // Write permission stays: the next write re-dirties.
+        if (cont) modifyProt(mm, addr + (<u64>(p - ptep) << 9), p, true);
+        else store<u64>(p, pteMkclean(e));
         setBits(bitmap, bit0 + (<u64>(p - ptep) >> 3), 1);
       } else {
         if (!pteWrite(e) || !ptePresent(e)) continue;
         // ptep_modify_prot_start/commit: read-and-clear, then the new value (A/D kept).
-        store<u64>(p, pteWrprotect(e));
+        if (cont) modifyProt(mm, addr + (<u64>(p - ptep) << 9), p, false);
+        else store<u64>(p, pteWrprotect(e));
       }
       if (first == 0) first = p;
       final = p;
@@ -157,6 +163,12 @@ export let cacheFlushes: u64 = 0;
     mm.flushPending--;
     if (stepping) yieldStep(STEP_VMA_END, mm, start, end, 0);
   }
+}
+
+/** ptep_modify_prot_start/commit through the contpte layer: clean or write-protect one entry. */
+function modifyProt(mm: Mm, addr: u64, p: usize, clean: bool): void {
+  const old = ptepGetAndClear(mm, addr, p);
+  setPtes(mm, addr, p, clean ? pteMkclean(old) : pteWrprotect(old), 1);
 }
 
 /**

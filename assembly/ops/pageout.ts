@@ -9,11 +9,14 @@
 import { walkMm, walkVma, setWalkAction, ACTION_CONTINUE } from "../walk";
 import { currentGather, tlbFlushPteRange, tlbRemovePage } from "../gather";
 import { Vma } from "../vma";
-import { addRss } from "../mm";
+import { Mm, addRss } from "../mm";
+import { folioMapcount } from "../rmap";
+import { leafLookup, lookupLevel } from "../fault";
 import {
   ptePresent, pteSpecial, pteSoftDirty, pteUffdWp, leafPfn, mkSwap, swpExclusiveBit, swpSoftDirtyBit, swpUffdWpBit,
-  mkPteMarker, isUpperLeaf, PTE_MARKER_UFFD_WP,
+  mkPteMarker, isUpperLeaf, pteCont, PTE_MARKER_UFFD_WP,
 } from "../arch/index";
+import { tryUnfold, unfoldRange, contpteMm } from "../arch/contpte";
 import {
   isZeroPfn, folioHead, testFlag, clearFlag, orderOf, refcount, mapcount, tagOf, indexOf, folioRefAdd, addMapcount, setIndex,
   PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, PG_SWAPBACKED,
@@ -40,10 +43,18 @@ import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constan
   }
 
   pageoutOne(ptep: usize, e: u64, addr: u64, vma: Vma): void {
+    // try_to_unmap clears and flushes PTE by PTE: a folded block unfolds first (arm64).
+    if (pteCont(e)) { tryUnfold(walkMm, addr, ptep); e = load<u64>(ptep); }
     const pfn = <u32>leafPfn(e, 0);
     if (pteSpecial(e) || isZeroPfn(pfn)) return;
     let head = folioHead(pfn);
     if (orderOf(head) > 0) {
+      // Splitting the folio unfolds the blocks that map it here (arm64); one mapped elsewhere too stays whole.
+      if (contpteMm(walkMm)) {
+        const va = addr - (<u64>(pfn - head) << 12);
+        if (mappedHere(walkMm, va, head) != folioMapcount(head)) return;
+        unfoldRange(walkMm, va, va + (<u64>4096 << orderOf(head)));
+      }
       if (!splitFolio(head)) return;
       head = pfn;
     }
@@ -121,4 +132,19 @@ import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constan
   @inline preVma(vma: Vma, start: u64, end: u64): i32 { return 0; }
   // @ts-ignore: decorator
   @inline postVma(vma: Vma, start: u64, end: u64): void {}
+}
+
+/**
+ * How many of a folio's mappings are this mm's PTEs at the folio's natural
+ * place (va). When that is all of them, no folded block elsewhere can map it.
+ */
+function mappedHere(mm: Mm, va: u64, head: u32): u32 {
+  let n: u32 = 0;
+  for (let i: u32 = 0; i < (<u32>1 << orderOf(head)); i++) {
+    const ep = leafLookup(mm, va + (<u64>i << 12));
+    if (lookupLevel != 0) continue;
+    const e = load<u64>(ep);
+    if (ptePresent(e) && <u32>leafPfn(e, 0) == head + i) n++;
+  }
+  return n;
 }

@@ -19,6 +19,7 @@ import { mmCounter, deleteFromSwapCache, folioMapcount } from "../rmap";
 import { currentGather, tlbFlushPteRange, tlbFlushPmdRange, tlbRemovePage, tlbEndVma } from "../gather";
 import { swapFree, swapCount, swapCachePfn } from "../swap";
 import { withdrawTable, freeTable } from "../pgtable";
+import { unfoldPartial } from "../arch/contpte";
 import { MM_SWAPENTS, MM_ANONPAGES, PMD_SIZE, VM_UFFD_WP } from "../constants";
 
 /** Descriptor bits that take a page off the fast path: large folio, tail, table/free kinds, swap cache. */
@@ -36,6 +37,8 @@ const FAST_MASK: u32 = (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_SWAPCACHE;
     const vma = changetype<Vma>(walkVma);
     const last = ptep + <usize>((end - addr) >> 9);
     const g = currentGather;
+    // arm64: blocks the range covers only in part unfold first (get_and_clear_full_ptes); whole ones just go.
+    unfoldPartial(walkMm, addr, ptep, <u32>((end - addr) >> 12));
     let anon: i64 = 0;     // rss delta, added once per table as zap_pte_range does
     for (let p = ptep; p < last; p += 8) {
       const e = load<u64>(p);

@@ -13,8 +13,8 @@ import {
   setRefcount, setInfo, setTag, cachePageIndex,
 } from "./frames";
 import { archInit, isTableEntry, tableEntryPfn } from "./arch/index";
-import { entryPtr, pmdCacheInvalidate } from "./pgtable";
-import { Mm, mmById, getRss } from "./mm";
+import { entryPtr, pmdCacheInvalidate, tablePtr } from "./pgtable";
+import { Mm, mmById, getRss, MMF_KERNEL } from "./mm";
 import { vmaAt, vmaLookup, vmaSetPageProt } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
 import { userAccess, touchRange, replayTrace, accessPfn, accessTag, accessFaults, accessHit, accessBlockedOn, touchDone } from "./access";
@@ -25,7 +25,7 @@ import {
   setFlushCeiling,
 } from "./flush";
 import { Gather, gatherAlloc, gatherFree, tlbGatherMmu, tlbFinishMmu, tlbFlushPteRange, tlbFlushPmdRange } from "./gather";
-import { leafLookup, lookupLevel } from "./fault";
+import { leafLookup, lookupLevel, pmdOffsetAlloc, pteTableAlloc } from "./fault";
 import { setFaultAroundPages } from "./filemap";
 import { walkPageRange, walkTables, setWalkAction } from "./walk";
 import { StatsOp } from "./ops/stats";
@@ -36,6 +36,11 @@ import { swapInit, swapSlots, slotsInUse, swapCount, swapCachePfn, swapTag } fro
 import { fileCreate, fileById, filePut, File, cacheLookup, fileTableCapacity, CACHE_PAGE } from "./file";
 import { truncateFile } from "./truncate";
 import { setMthpPolicy, mthpAlloc, mthpFallback } from "./mthp";
+import {
+  setPtes, ptepGet as contptePtepGet, ptepGetLockless, locklessOk, ptepGetAndClear as contptePtepGetAndClear, getAndClearFullPtes,
+  testAndClearYoung, clearFlushYoung, wrprotectPtes, setAccessFlags, clearYoungDirtyPtes, setContpte, contpteFolds, contpteUnfolds,
+} from "./arch/contpte";
+import { ContScanOp } from "./ops/contscan";
 import { Log, logClear } from "./log";
 import { notifierLog } from "./notifier";
 import { warnLog } from "./warn";
@@ -632,3 +637,108 @@ export function clearRefs(id: u32, type: u32): i32 {
   clearRefsMm(m, type);
   return 0;
 }
+
+// ---- the PTE API (m.kernel): arm64 contpte semantics on arm64 user mms ------------------
+
+/** The PTE slot for vpn, tables allocated on demand (pte_alloc); 0 when out of memory. */
+function ptepAlloc(m: Mm, vpn: f64): usize {
+  const pmdp = pmdOffsetAlloc(m, addr(vpn));
+  if (pmdp == 0) return 0;
+  if (load<u64>(pmdp) == 0 && pteTableAlloc(m, pmdp) == 0) return 0;
+  const pmd = load<u64>(pmdp);
+  if (!isTableEntry(pmd)) return 0;
+  return tablePtr(<u32>tableEntryPfn(pmd)) + (<usize>((addr(vpn) >> 12) & 511) << 3);
+}
+
+/** The existing PTE slot for vpn, or 0. */
+function ptepAt(m: Mm, vpn: f64): usize {
+  const ep = leafLookup(m, addr(vpn));
+  return lookupLevel == 0 ? ep : 0;
+}
+
+/** Marks an mm as the kernel's (init_mm: never folded). */
+export function mmSetKernel(id: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  m.flags |= MMF_KERNEL;
+  return 0;
+}
+
+/** set_ptes(mm, addr, ptep, pte, nr) within one PTE table. -EINVAL when nr crosses it, -ENOMEM for tables. */
+export function kSetPtes(id: u32, vpn: f64, lo: u32, hi: u32, nr: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  if (nr == 0 || ((<u64>vpn & 511) + <u64>nr) > 512) return -EINVAL;
+  const ptep = ptepAlloc(m, vpn);
+  if (ptep == 0) return -ENOMEM;
+  setPtes(m, addr(vpn), ptep, (<u64>hi << 32) | <u64>lo, nr);
+  return 0;
+}
+
+/** Reads a PTE: how 0 __ptep_get, 1 ptep_get, 2 ptep_get_lockless. [0] value, [1] 0 when the lockless read would retry. */
+export function kPteGet(id: u32, vpn: f64, how: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  const ptep = ptepAt(m, vpn);
+  if (ptep == 0) return -EFAULT;
+  const v = how == 0 ? load<u64>(ptep) : how == 1 ? contptePtepGet(ptep) : ptepGetLockless(ptep);
+  unchecked(result[0] = v);
+  unchecked(result[1] = how == 2 && !locklessOk ? 0 : 1);
+  return 0;
+}
+
+const PTE_GET_AND_CLEAR: u32 = 0;
+const PTE_GET_AND_CLEAR_FULL: u32 = 1;
+const PTE_TEST_AND_CLEAR_YOUNG: u32 = 2;
+const PTE_CLEAR_FLUSH_YOUNG: u32 = 3;
+const PTE_WRPROTECT: u32 = 4;
+const PTE_SET_ACCESS_FLAGS: u32 = 5;
+const PTE_CLEAR_YOUNG_DIRTY: u32 = 6;
+
+/**
+ * One of the modifying PTE primitives on nr PTEs from vpn (within one table).
+ * [0] what it returns (the value, or 0/1). `lo`/`hi`: the entry for
+ * set_access_flags; `flags`: its `dirty`, or clear_young_dirty's CYDP bits.
+ */
+export function kPteOp(id: u32, vpn: f64, op: u32, nr: u32, lo: u32, hi: u32, flags: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  if (nr == 0 || ((<u64>vpn & 511) + <u64>nr) > 512) return -EINVAL;
+  const ptep = ptepAt(m, vpn);
+  if (ptep == 0) return -EFAULT;
+  const a = addr(vpn);
+  let r: u64 = 0;
+  if (op == PTE_GET_AND_CLEAR) r = contptePtepGetAndClear(m, a, ptep);
+  else if (op == PTE_GET_AND_CLEAR_FULL) r = getAndClearFullPtes(m, a, ptep, nr);
+  else if (op == PTE_TEST_AND_CLEAR_YOUNG) r = testAndClearYoung(m, a, ptep) ? 1 : 0;
+  else if (op == PTE_CLEAR_FLUSH_YOUNG) r = clearFlushYoung(m, a, ptep) ? 1 : 0;
+  else if (op == PTE_WRPROTECT) wrprotectPtes(m, a, ptep, nr);
+  else if (op == PTE_SET_ACCESS_FLAGS) r = setAccessFlags(m, a, ptep, (<u64>hi << 32) | <u64>lo, flags != 0) ? 1 : 0;
+  else if (op == PTE_CLEAR_YOUNG_DIRTY) clearYoungDirtyPtes(m, a, ptep, nr, flags);
+  else return -EINVAL;
+  unchecked(result[0] = r);
+  return 0;
+}
+
+const contScanOp = new ContScanOp();
+/** Folded / foldable / broken contiguous blocks over [vpn, +pages): [0] folded, [1] foldable, [2] broken, [3] blocks judged. */
+export function contScan(id: u32, vpn: f64, pages: f64): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  contScanOp.folded = 0; contScanOp.foldable = 0; contScanOp.broken = 0; contScanOp.blocks = 0;
+  if (pages > 0) walkPageRange<ContScanOp>(contScanOp, m, addr(vpn), addr(vpn + pages));
+  unchecked(result[0] = contScanOp.folded);
+  unchecked(result[1] = contScanOp.foldable);
+  unchecked(result[2] = contScanOp.broken);
+  unchecked(result[3] = contScanOp.blocks);
+  return 0;
+}
+
+/** [0] contiguous blocks folded so far, [1] unfolded. */
+export function contpteCounters(): void {
+  unchecked(result[0] = contpteFolds);
+  unchecked(result[1] = contpteUnfolds);
+}
+
+/** The `contpte` machine option (CONFIG_ARM64_CONTPTE). */
+export function setContpteEnabled(on: bool): void { setContpte(on); }

@@ -47,6 +47,13 @@ export interface CoreExports {
   fileWriteProtect(id: number, first: number, nr: number, walkOnSkip: number): number;
   fileCleanRecord(id: number, first: number, nr: number, bitmapPgoff: number, bitmap: number, start: number, end: number, walkOnSkip: number): number;
   clearRefs(id: number, type: number): number;
+  mmSetKernel(id: number): number;
+  kSetPtes(id: number, vpn: number, lo: number, hi: number, nr: number): number;
+  kPteGet(id: number, vpn: number, how: number): number;
+  kPteOp(id: number, vpn: number, op: number, nr: number, lo: number, hi: number, flags: number): number;
+  contScan(id: number, vpn: number, pages: number): number;
+  setContpteEnabled(on: number): void;
+  contpteCounters(): void;
   kFlushTlbRange(id: number, vpn: number, endVpn: number, stride: number): number;
   kFlushTlbMm(id: number): number;
   kFlushTlbAll(cpu: number): void;
@@ -104,11 +111,11 @@ export type HookContext = 'step' | 'page_mkwrite';
 
 const INSPECT = [
   'resultPtr', 'memory', 'frameInfo', 'frameTag', 'machineInfo', 'swapInfo', 'fileInfo', 'fileLookup', 'mmInfo', 'vmaInfo',
-  'mmFlags', 'cpuStats', 'cpuInfo', 'logRecords', 'flushTotals', 'mthpStats', 'pageoutCount', 'decode', 'encodePresent', 'encodeSwap', 'encodeTable',
+  'mmFlags', 'cpuStats', 'cpuInfo', 'logRecords', 'flushTotals', 'mthpStats', 'contpteCounters', 'pageoutCount', 'decode', 'encodePresent', 'encodeSwap', 'encodeTable',
 ];
 const ALLOWED: Record<HookContext, ReadonlySet<string>> = {
   page_mkwrite: new Set(INSPECT),
-  step: new Set([...INSPECT, 'access', 'touch', 'cpuPeek', 'entryAt', 'entryPath', 'pagemap', 'allocBuffer', 'freeBuffer', 'dump',
+  step: new Set([...INSPECT, 'access', 'touch', 'kPteGet', 'contScan', 'cpuPeek', 'entryAt', 'entryPath', 'pagemap', 'allocBuffer', 'freeBuffer', 'dump',
     'dumpRecords', 'walkStats', 'check', 'checkProblems', 'kFlushTlbRange', 'kFlushTlbMm', 'kFlushTlbAll', 'kFlushPending']),
 };
 

@@ -5,7 +5,9 @@
 import type { Machine } from './machine.js';
 import type { Process } from './process.js';
 import { EmuError } from './errors.js';
-import { toBigAddr } from './addr.js';
+import { toBigAddr, checkUserRange } from './addr.js';
+import { stepped, type StepOptions } from './step.js';
+import { Process as ProcessCtor } from './process.js';
 import { LEVEL_NAMES, type DecodedEntry, type EntryLevel } from './arch.js';
 
 export type WalkActionName = 'subtree' | 'continue' | 'again';
@@ -123,10 +125,130 @@ export class Kernel {
     if (r < 0) throw new EmuError('EINVAL', `no page table holds the ${level} for 0x${a.toString(16)}`, 'addr');
   }
 
-  /** ptep_get: the raw PTE for addr (0n when no table exists). */
-  ptepGet(p: Process, addr: number | bigint): bigint {
-    const e = p.entry(addr);
-    return e.level === 'pte' ? e.raw : 0n;
+  // ---- the PTE API: what core mm code calls; on arm64 user mms the contpte layer ----
+
+  /**
+   * init_mm: the kernel's own address space. It has no VMAs; the PTE
+   * primitives work on it, and never fold contiguous blocks there.
+   */
+  get initMm(): Process {
+    if (!this.kernelMm) {
+      const core = this.machine.core;
+      const id = core.x.mmNew(this.machine.options.levels, Number(this.machine.geometry.taskSize >> 12n));
+      if (id < 0) throw new EmuError('ENOMEM', 'no memory for init_mm', 'initMm');
+      core.x.mmSetKernel(id);
+      this.kernelMm = new ProcessCtor(this.machine, core, id);
+    }
+    return this.kernelMm;
+  }
+  private kernelMm: Process | undefined;
+
+  /** The PTE slot's page number for addr, checked; `nr` slots must stay inside one PTE table. */
+  private slot(p: Process, addr: number | bigint, nr = 1): number {
+    this.live(p);
+    const a = toBigAddr(addr, 'addr');
+    if (a >= this.machine.geometry.taskSize) throw new EmuError('EINVAL', `addr 0x${a.toString(16)} is beyond the address space`, 'addr');
+    if (!Number.isInteger(nr) || nr < 1) throw new EmuError('EINVAL', `nr must be a positive integer, got ${String(nr)}`, 'nr');
+    const vpn = Number(a >> 12n);
+    if ((vpn % 512) + nr > 512) throw new EmuError('EINVAL', `${nr} PTEs from 0x${a.toString(16)} cross a PTE table`, 'nr');
+    return vpn;
+  }
+
+  private checked(r: number, addr: number | bigint): void {
+    if (r === -14) throw new EmuError('EFAULT', `no PTE table maps 0x${BigInt(addr).toString(16)}`, 'addr');
+    if (r < 0) throw EmuError.fromErrno(r, 'PTE operation failed', 'addr');
+  }
+
+  /**
+   * set_ptes: nr consecutive pages from `pte` (its frame advancing), tables
+   * allocated as needed. PTE_CONT is stripped from `pte`; on arm64, nr == 1
+   * unfolds the target's block first and folds it after writing its last slot
+   * when it qualifies; nr > 1 writes aligned whole 64 KiB chunks folded.
+   */
+  setPtes(p: Process, addr: number | bigint, pte: bigint, nr = 1, opts: StepOptions = {}): void {
+    const vpn = this.slot(p, addr, nr);
+    if (typeof pte !== 'bigint' || pte < 0n || pte >= 1n << 64n) throw new EmuError('EINVAL', 'pte must be a 64-bit bigint', 'pte');
+    const x = this.machine.core.x;
+    this.checked(stepped(this.machine.core, opts, () => x.kSetPtes(p.pid, vpn, Number(pte & 0xffffffffn), Number(pte >> 32n), nr)), addr);
+  }
+
+  /** ptep_get: on arm64 a folded slot reports its block's ORed access/dirty bits, CONT included. */
+  ptepGet(p: Process, addr: number | bigint): bigint { return this.read(p, addr, 1); }
+
+  /** __ptep_get: the slot's own bits. 0n when no PTE table maps addr. */
+  ptepGetRaw(p: Process, addr: number | bigint): bigint { return this.read(p, addr, 0); }
+
+  /**
+   * ptep_get_lockless: like ptepGet, checked against the block changing under
+   * it. null when the read would have to start again (the block is
+   * mid-change, e.g. read from an onStep of an unfold): never a mixed value.
+   */
+  ptepGetLockless(p: Process, addr: number | bigint): bigint | null {
+    const v = this.read(p, addr, 2);
+    return this.machine.core.result(1) === 0 ? null : v;
+  }
+
+  private read(p: Process, addr: number | bigint, how: number): bigint {
+    const vpn = this.slot(p, addr);
+    const core = this.machine.core;
+    const r = core.x.kPteGet(p.pid, vpn, how);
+    if (r === -14) return 0n;
+    this.checked(r, addr);
+    return core.resultBig(0);
+  }
+
+  private op(p: Process, addr: number | bigint, op: number, nr: number, opts: StepOptions, entry = 0n, flags = 0): bigint {
+    const vpn = this.slot(p, addr, nr);
+    const core = this.machine.core;
+    this.checked(stepped(core, opts, () => core.x.kPteOp(p.pid, vpn, op, nr, Number(entry & 0xffffffffn), Number(entry >> 32n), flags)), addr);
+    return core.resultBig(0);
+  }
+
+  /** ptep_get_and_clear: on arm64 a folded block unfolds first, so the value carries the block's A/D. */
+  ptepGetAndClear(p: Process, addr: number | bigint, opts: StepOptions = {}): bigint { return this.op(p, addr, 0, 1, opts); }
+
+  /** get_and_clear_full_ptes: partly covered blocks unfold; the first value with the A/D of all nr ORed in. */
+  getAndClearFullPtes(p: Process, addr: number | bigint, nr: number, opts: StepOptions = {}): bigint { return this.op(p, addr, 1, nr, opts); }
+
+  /** ptep_test_and_clear_young: a folded block loses AF on all 16 slots; true if any had it. */
+  ptepTestAndClearYoung(p: Process, addr: number | bigint): boolean { return this.op(p, addr, 2, 1, {}) !== 0n; }
+
+  /** ptep_clear_flush_young: as ptepTestAndClearYoung, then one flush (of the 64 KiB block when folded) if anything was young. */
+  ptepClearFlushYoung(p: Process, addr: number | bigint): boolean { return this.op(p, addr, 3, 1, {}) !== 0n; }
+
+  /** wrprotect_ptes: nr == 1 unfolds a folded target; nr > 1 unfolds only partly covered blocks, whole ones stay folded. */
+  wrprotectPtes(p: Process, addr: number | bigint, nr = 1, opts: StepOptions = {}): void { this.op(p, addr, 4, nr, opts); }
+
+  /**
+   * ptep_set_access_flags: `entry`'s access/dirty/write bits onto the slot
+   * (the frame is kept). A folded target keeps its block folded unless the
+   * write permission changes. Returns whether anything changed.
+   */
+  ptepSetAccessFlags(p: Process, addr: number | bigint, entry: bigint, dirty: boolean, opts: StepOptions = {}): boolean {
+    if (typeof entry !== 'bigint' || entry < 0n || entry >= 1n << 64n) throw new EmuError('EINVAL', 'entry must be a 64-bit bigint', 'entry');
+    return this.op(p, addr, 5, 1, opts, entry, dirty ? 1 : 0) !== 0n;
+  }
+
+  /** clear_young_dirty_ptes: a range starting or ending inside a folded block widens to the whole block. */
+  clearYoungDirtyPtes(p: Process, addr: number | bigint, nr: number, what: { young?: boolean; dirty?: boolean }): void {
+    const flags = (what?.young ? 1 : 0) | (what?.dirty ? 2 : 0);
+    if (flags === 0) throw new EmuError('EINVAL', 'say what to clear: { young, dirty }', 'what');
+    this.op(p, addr, 6, nr, {}, 0n, flags);
+  }
+
+  /**
+   * Contiguous-block census of [start, start+length) (arm64): aligned 16-PTE
+   * blocks folded, foldable but not folded, broken (CONT on a block that is
+   * not a proper one: never expected), and blocks judged (first slot valid).
+   */
+  contScan(p: Process, start: number | bigint, length: number | bigint): { folded: number; foldable: number; broken: number; blocks: number } {
+    this.live(p);
+    const s = toBigAddr(start, 'start');
+    const len = toBigAddr(length, 'length');
+    checkUserRange(this.machine.geometry, s, len, 'start', 'EINVAL');
+    const core = this.machine.core;
+    core.x.contScan(p.pid, Number(s >> 12n), Number((len + 0xfffn) >> 12n));
+    return { folded: core.result(0), foldable: core.result(1), broken: core.result(2), blocks: core.result(3) };
   }
 
   /**

@@ -47,6 +47,12 @@ export interface MachineOptions {
    * range fits the VMA with all its PTEs empty, e.g. `{ '64K': 'always' }`.
    */
   mthp?: Partial<Record<MthpSize, MthpPolicy>>;
+  /**
+   * CONFIG_ARM64_CONTPTE (arm64 only; ignored on x86-64): PTEs of user mms
+   * that map 64 KiB of one large folio are folded into contiguous blocks
+   * (PTE_CONT), one TLB entry each. Default true.
+   */
+  contpte?: boolean;
   /** transparent_hugepage/use_zero_page. Default true. */
   thpZeroPage?: boolean;
   /** CONFIG_MEM_SOFT_DIRTY (x86-64 only). Default true. */
@@ -82,7 +88,7 @@ export interface MachineOptions {
   era?: 'modern' | 'seed';
 }
 
-const OPTION_KEYS = ['arch', 'levels', 'memory', 'swap', 'cpus', 'thp', 'mthp', 'thpZeroPage', 'softDirty', 'hwAccessFlag', 'hwDirty', 'faultAround', 'tlb', 'mode', 'flushCeiling', 'seed', 'era'];
+const OPTION_KEYS = ['arch', 'levels', 'memory', 'swap', 'cpus', 'thp', 'mthp', 'contpte', 'thpZeroPage', 'softDirty', 'hwAccessFlag', 'hwDirty', 'faultAround', 'tlb', 'mode', 'flushCeiling', 'seed', 'era'];
 const THP: Record<ThpPolicy, number> = { never: 0, madvise: 1, always: 2 };
 const MAX_MEMORY = 256 * GiB;
 
@@ -127,6 +133,8 @@ export interface MachineStats {
   /** Bytes of the core's heap in use (tables, VMAs, caches) and of linear memory reserved. */
   heapBytes: number;
   wasmMemoryBytes: number;
+  /** arm64 contiguous blocks folded and unfolded (each one contpte_convert, with its flush). */
+  contpte: { folds: number; unfolds: number };
   /** mTHP anonymous faults per size: folios allocated, and attempts that fell back to a smaller size. */
   mthp: Record<MthpSize, { faultAlloc: number; faultFallback: number }>;
   /** flush_cache_range calls (no-ops on x86-64 and arm64, whose caches are physically tagged; counted so staging is visible). */
@@ -230,7 +238,7 @@ export class Machine {
       }
       if (policy !== 'never') mthpMasks[policy] |= 1 << order;
     }
-    const bools = { thpZeroPage: true, softDirty: true, hwAccessFlag: true, hwDirty: true };
+    const bools = { thpZeroPage: true, softDirty: true, hwAccessFlag: true, hwDirty: true, contpte: true };
     for (const k of Object.keys(bools) as (keyof typeof bools)[]) {
       const v = options[k];
       if (v !== undefined && typeof v !== 'boolean') throw new EmuError('EINVAL', `${k} must be a boolean`, k);
@@ -258,9 +266,11 @@ export class Machine {
     core.x.setMode(mode === 'functional' ? 1 : 0);
     core.x.setCeiling(flushCeiling);
     core.x.setMthp(mthpMasks.always, mthpMasks.madvise, mthpMasks.inherit);
+    core.x.setContpteEnabled(bools.contpte && arch === 'arm64' ? 1 : 0);
     return new Machine(core, {
       arch, levels, memory, swap, cpus, thp, mthp: { ...mthp }, seed, faultAround, tlb, mode, flushCeiling, era,
       thpZeroPage: bools.thpZeroPage, softDirty: bools.softDirty && arch === 'x86_64', hwAccessFlag: bools.hwAccessFlag, hwDirty: bools.hwDirty,
+      contpte: bools.contpte && arch === 'arm64',
     });
   }
 
@@ -449,6 +459,7 @@ export class Machine {
       thpFaultAlloc: c.result(8), thpFaultFallback: c.result(9), thpSplitPmd: c.result(10),
       thpFileAlloc: c.result(11), thpFileMapped: c.result(12),
       cacheFlushes: (c.x.flushTotals(), c.result(3)),
+      contpte: (c.x.contpteCounters(), { folds: c.result(0), unfolds: c.result(1) }),
       mthp: Object.fromEntries(Object.entries(MTHP_ORDER).map(([size, order]) => {
         c.x.mthpStats(order);
         return [size, { faultAlloc: c.result(0), faultFallback: c.result(1) }];

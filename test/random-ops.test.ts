@@ -173,6 +173,7 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
   expect(m.check(), `seed ${seed} ${arch} after teardown`).toEqual([]);
   counts.swapped = m.stats.swapSlotsUsed;
   counts.thpFileMapped = m.stats.thpFileMapped;
+  counts.contpteConverts = m.stats.contpte.folds + m.stats.contpte.unfolds;
   return counts;
 }
 

@@ -120,7 +120,16 @@ export function cpusSetWalkCache(level: u32, n: u32): bool {
   return true;
 }
 
-export function setTranslationMode(m: u32): void { translationMode = m; }
+/**
+ * Model mode never reads the functional caches, and flushes in model mode do
+ * not maintain them: entering functional mode starts them empty.
+ */
+export function setTranslationMode(m: u32): void {
+  if (m == MODE_FUNCTIONAL && translationMode != MODE_FUNCTIONAL) {
+    for (let i: u32 = 0; i < nrCpus; i++) memory.fill(cpuAt(i).func, 0, <usize>FUNC_SLOTS << 4);
+  }
+  translationMode = m;
+}
 
 // ---- invalidation on one CPU --------------------------------------------------------------
 
@@ -135,6 +144,22 @@ export function cpuFlushPage(c: Cpu, asid: u32, vpn: u64): void {
   for (let l: u32 = 1; l < MAX_WALK_LEVELS; l++) walkCacheFlush(walkCacheAt(c, l), <i32>asid);
   const s = funcSlot(c, vpn);
   if (load<u64>(s) == funcKey(vpn, asid)) store<u64>(s, 0);
+}
+
+/**
+ * flush_tlb_range on one CPU for 4 KiB pages [vpn, endVpn): each page's
+ * translations, and the paging-structure caches once for the whole range
+ * (their entries are dropped per address space, not per page).
+ */
+export function cpuFlushPages(c: Cpu, asid: u32, vpn: u64, endVpn: u64): void {
+  if (c.nArrays != 0) for (let v = vpn; v < endVpn; v++) for (let i: u32 = 0; i < c.nArrays; i++) tlbArrayFlushPage(arrayAt(c, i), v, asid);
+  if (translationMode == MODE_FUNCTIONAL) {
+    for (let v = vpn; v < endVpn; v++) {
+      const s = funcSlot(c, v);
+      if (load<u64>(s) == funcKey(v, asid)) store<u64>(s, 0);
+    }
+  }
+  if (c.walkCacheLevels != 0) for (let l: u32 = 1; l < MAX_WALK_LEVELS; l++) walkCacheFlush(walkCacheAt(c, l), <i32>asid);
 }
 
 /**

@@ -11,7 +11,7 @@
 
 import { Log, staticLog, logAppend } from "./log";
 import { Mm } from "./mm";
-import { Cpu, cpuAt, nrCpus, cpuFlushPage, cpuFlushHugePage, cpuFlushAsid, bumpStat, ST_FLUSHES, ST_IPIS } from "./cpu";
+import { Cpu, cpuAt, nrCpus, cpuFlushPage, cpuFlushPages, cpuFlushHugePage, cpuFlushAsid, bumpStat, ST_FLUSHES, ST_IPIS } from "./cpu";
 
 export const FLUSH_PAGE: u32 = 0;
 export const FLUSH_RANGE: u32 = 1;
@@ -26,7 +26,8 @@ export const flushLog: Log = staticLog();
 export let totalFlushes: u64 = 0;
 export let totalIpis: u64 = 0;
 
-function logFlush(kind: u32, mm: u32, initiator: u32, stride: u32, start: u64, end: u64, cpus: u64): void {
+// @ts-ignore: decorator
+@inline function logFlush(kind: u32, mm: u32, initiator: u32, stride: u32, start: u64, end: u64, cpus: u64): void {
   const r = logAppend(flushLog, FLUSH_RECORD);
   if (r == 0) return;
   store<u32>(r, kind, 8); store<u32>(r, mm, 12); store<u32>(r, initiator, 16); store<u32>(r, stride, 20);
@@ -34,7 +35,8 @@ function logFlush(kind: u32, mm: u32, initiator: u32, stride: u32, start: u64, e
 }
 
 /** Counts the flush on every reached CPU; returns the mask reached. */
-function reach(mask: u64, initiator: u32): u64 {
+// @ts-ignore: decorator
+@inline function reach(mask: u64, initiator: u32): u64 {
   totalFlushes++;
   for (let i: u32 = 0; i < nrCpus; i++) {
     if ((mask & (<u64>1 << i)) == 0) continue;
@@ -60,7 +62,7 @@ export function flushTlbRange(mm: Mm, start: u64, end: u64, strideShift: u32): v
     const c = cpuAt(i);
     // A 2 MiB stride flushes huge pages: INVLPG drops every piece of each, however it was cached.
     if (strideShift > 12) for (let a = start; a < end; a += <u64>1 << strideShift) cpuFlushHugePage(c, asid, a >> 12, <u64>strideShift - 12);
-    else for (let a = start; a < end; a += 4096) cpuFlushPage(c, asid, a >> 12);
+    else cpuFlushPages(c, asid, start >> 12, end >> 12);
   }
   logFlush(end - start == 4096 ? FLUSH_PAGE : FLUSH_RANGE, mm.id, mm.lastCpu, strideShift, start, end, mask);
 }

@@ -39,6 +39,7 @@ import { setMthpPolicy, mthpAlloc, mthpFallback } from "./mthp";
 import {
   setPtes, ptepGet as contptePtepGet, ptepGetLockless, locklessOk, ptepGetAndClear as contptePtepGetAndClear, getAndClearFullPtes,
   testAndClearYoung, clearFlushYoung, wrprotectPtes, setAccessFlags, clearYoungDirtyPtes, setContpte, contpteFolds, contpteUnfolds,
+  unfoldRange,
 } from "./arch/contpte";
 import { ContScanOp } from "./ops/contscan";
 import { Log, logClear } from "./log";
@@ -731,6 +732,14 @@ export function contScan(id: u32, vpn: f64, pages: f64): i32 {
   unchecked(result[1] = contScanOp.foldable);
   unchecked(result[2] = contScanOp.broken);
   unchecked(result[3] = contScanOp.blocks);
+  return 0;
+}
+
+/** Unfolds every folded block in [vpn, +pages) (what a folio split does to its mappings). */
+export function kUnfoldRange(id: u32, vpn: f64, pages: f64): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  unfoldRange(m, addr(vpn), addr(vpn + pages));
   return 0;
 }
 

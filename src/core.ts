@@ -54,6 +54,7 @@ export interface CoreExports {
   contScan(id: number, vpn: number, pages: number): number;
   setContpteEnabled(on: number): void;
   contpteCounters(): void;
+  kUnfoldRange(id: number, vpn: number, pages: number): number;
   kFlushTlbRange(id: number, vpn: number, endVpn: number, stride: number): number;
   kFlushTlbMm(id: number): number;
   kFlushTlbAll(cpu: number): void;

@@ -237,6 +237,20 @@ export class Kernel {
   }
 
   /**
+   * Unfolds every folded block in [start, start+length): what splitting a
+   * large folio does to the blocks that map it (each one contpte_convert,
+   * with its flush). A no-op off arm64.
+   */
+  unfoldRange(p: Process, start: number | bigint, length: number | bigint, opts: StepOptions = {}): void {
+    this.live(p);
+    const s = toBigAddr(start, 'start');
+    const len = toBigAddr(length, 'length');
+    checkUserRange(this.machine.geometry, s, len, 'start', 'EINVAL');
+    const core = this.machine.core;
+    stepped(core, opts, () => core.x.kUnfoldRange(p.pid, Number(s >> 12n), Number((len + 0xfffn) >> 12n)));
+  }
+
+  /**
    * Contiguous-block census of [start, start+length) (arm64): aligned 16-PTE
    * blocks folded, foldable but not folded, broken (CONT on a block that is
    * not a proper one: never expected), and blocks judged (first slot valid).

@@ -27,6 +27,7 @@ import { stepping, yieldStep, STEP_ENTRY, STEP_FLUSH } from "../step";
 export const CONT_PTES: u32 = 16;
 const CONT_SIZE: u64 = 16 << 12;
 const BLOCK_BYTES: usize = 16 << 3;
+const PMD_BYTES: u64 = 1 << 21;
 
 /** `contpte` machine option (CONFIG_ARM64_CONTPTE). */
 export let contpteEnabled: bool = true;
@@ -58,19 +59,44 @@ function convert(mm: Mm, addr: u64, ptep: usize, pte: u64): void {
   const start = addr & ~(CONT_SIZE - 1);
   const first = alignPtep(ptep);
   let base = pfnPte(leafPfn(pte, 0) & ~<u64>15, protOf(pte));
-  for (let i: u32 = 0; i < CONT_PTES; i++) {
-    const p = first + (<usize>i << 3);
-    const e = load<u64>(p);
-    store<u64>(p, 0);
-    if (pteDirty(e)) base = pteMkdirty(base);
-    if (pteYoung(e)) base = pteMkyoung(base);
-    if (stepping) yieldStep(STEP_ENTRY, mm, start + (<u64>i << 12), start + (<u64>i << 12) + 4096, first & ~<usize>4095);
+  // Gather: software DIRTY or AF in any slot, or a slot hardware made dirty (DBM with RDONLY clear).
+  let bits: u64 = 0;
+  let hwDirty = false;
+  if (!stepping) {
+    // Two slots per 128-bit step, no branches: clear, and OR in what they held.
+    const wr = i64x2.splat(a64.PTE_WRITE | a64.PTE_RDONLY), w = i64x2.splat(a64.PTE_WRITE), zero = i64x2.splat(0);
+    let acc = zero, hw = zero;
+    for (let i: usize = 0; i < BLOCK_BYTES; i += 16) {
+      const v = v128.load(first + i);
+      v128.store(first + i, zero);
+      acc = v128.or(acc, v);
+      hw = v128.or(hw, i64x2.eq(v128.and(v, wr), w));
+    }
+    bits = i64x2.extract_lane(acc, 0) | i64x2.extract_lane(acc, 1);
+    hwDirty = v128.any_true(hw);
+  } else {
+    for (let i: u32 = 0; i < CONT_PTES; i++) {
+      const p = first + (<usize>i << 3);
+      const e = load<u64>(p);
+      store<u64>(p, 0);
+      bits |= e;
+      hwDirty = hwDirty || (e & (a64.PTE_WRITE | a64.PTE_RDONLY)) == a64.PTE_WRITE;
+      yieldStep(STEP_ENTRY, mm, start + (<u64>i << 12), start + (<u64>i << 12) + 4096, first & ~<usize>4095);
+    }
+    yieldStep(STEP_FLUSH, mm, start, start + CONT_SIZE, first & ~<usize>4095);
   }
-  if (stepping) yieldStep(STEP_FLUSH, mm, start, start + CONT_SIZE, first & ~<usize>4095);
+  if ((bits & a64.PTE_DIRTY) != 0 || hwDirty) base = pteMkdirty(base);
+  if ((bits & a64.PTE_AF) != 0) base = pteMkyoung(base);
   flushTlbRange(mm, start, start + CONT_SIZE, 12);
-  for (let i: u32 = 0; i < CONT_PTES; i++) {
-    store<u64>(first + (<usize>i << 3), base + (<u64>i << 12));
-    if (stepping) yieldStep(STEP_ENTRY, mm, start + (<u64>i << 12), start + (<u64>i << 12) + 4096, first & ~<usize>4095);
+  if (!stepping) {
+    let v = i64x2(<i64>base, <i64>(base + 4096));
+    const step = i64x2.splat(8192);
+    for (let i: usize = 0; i < BLOCK_BYTES; i += 16) { v128.store(first + i, v); v = i64x2.add(v, step); }
+  } else {
+    for (let i: u32 = 0; i < CONT_PTES; i++) {
+      store<u64>(first + (<usize>i << 3), base + (<u64>i << 12));
+      yieldStep(STEP_ENTRY, mm, start + (<u64>i << 12), start + (<u64>i << 12) + 4096, first & ~<usize>4095);
+    }
   }
 }
 
@@ -98,9 +124,18 @@ export function unfoldPartial(mm: Mm, addr: u64, ptep: usize, nr: u32): void {
  */
 export function unfoldRange(mm: Mm, start: u64, end: u64): void {
   if (!contpteMm(mm)) return;
-  for (let a = start & ~(CONT_SIZE - 1); a < end; a += CONT_SIZE) {
+  let a = start & ~(CONT_SIZE - 1);
+  while (a < end) {
+    // One table lookup per PTE table, then its blocks in order.
+    const tableEnd = (a | (PMD_BYTES - 1)) + 1;
+    const stop = tableEnd < end ? tableEnd : end;
     const ep = leafLookup(mm, a);
-    if (lookupLevel == 0 && validCont(load<u64>(ep))) tryUnfold(mm, a, ep);
+    if (lookupLevel == 0) {
+      for (let p = ep; a < stop; a += CONT_SIZE, p += BLOCK_BYTES) {
+        if (validCont(load<u64>(p))) { contpteUnfolds++; convert(mm, a, p, stripCont(load<u64>(p))); }
+      }
+    }
+    a = tableEnd;
   }
 }
 

@@ -37,6 +37,8 @@ export interface Pte {
   dirty: boolean;
   nx: boolean;
   pfn: number;
+  /** Contiguous hint (arm64 PTE_CONT, emulated): set on 16 aligned entries of one block. */
+  cont?: boolean;
 }
 
 export interface Frame {
@@ -282,6 +284,54 @@ export class NaivePageTables {
       total++;
     });
     return { total, bitStart, bitEnd };
+  }
+
+  /**
+   * Benchmark setup: every aligned block of 16 entries renumbered onto 16
+   * consecutive aligned frame numbers (as a 64 KiB folio would be; the frame
+   * objects are not consulted by the scan) and marked folded.
+   */
+  foldAll(start: number, pages: number): void {
+    let i = 0;
+    this.walkRange(start, pages, (pte) => { pte.pfn = 0x100000 + i++; pte.cont = true; });
+  }
+
+  /**
+   * The contiguous-block census: per aligned block of 16 entries, folded (all
+   * present and cont, consecutive frames from an aligned one, same
+   * attributes A/D aside), foldable (the same without cont), or broken.
+   */
+  contScan(start: number, pages: number): { folded: number; foldable: number; broken: number } {
+    const r = { folded: 0, foldable: 0, broken: 0 };
+    let block: Pte[] = [];
+    this.walkRangeFrom(this.root, start, pages, (pte, _pt, _i, va) => {
+      if (((va / PAGE_SIZE) % 16) === 0) block = [];
+      block.push(pte);
+      if (block.length !== 16 || ((va / PAGE_SIZE) % 16) !== 15) return;
+      const first = block[0]!;
+      const same = first.present && first.pfn % 16 === 0 && block.every((e, i) =>
+        e.present && e.pfn === first.pfn + i && e.write === first.write && e.user === first.user && e.nx === first.nx);
+      const conts = block.filter((e) => e.cont).length;
+      if (conts === 0) { if (same) r.foldable++; } else if (conts === 16 && same) r.folded++; else r.broken++;
+    });
+    return r;
+  }
+
+  /** contpte_convert without CONT on every folded block: clear all 16, gather A/D, rewrite. Returns the blocks unfolded. */
+  unfoldAll(start: number, pages: number): number {
+    let n = 0;
+    let block: Pte[] = [];
+    this.walkRangeFrom(this.root, start, pages, (pte, _pt, _i, va) => {
+      if (((va / PAGE_SIZE) % 16) === 0) block = [];
+      block.push(pte);
+      if (block.length !== 16 || !block[0]!.cont) return;
+      let accessed = false, dirty = false;
+      const saved = block.map((e) => ({ ...e }));
+      for (const e of block) { accessed ||= e.accessed; dirty ||= e.dirty; e.present = false; }
+      block.forEach((e, i) => Object.assign(e, saved[i], { present: true, cont: false, accessed, dirty }));
+      n++;
+    });
+    return n;
   }
 
   private walkRange(start: number, pages: number, visit: (pte: Pte, pt: PageTable, index: number) => void): void {

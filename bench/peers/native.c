@@ -1983,6 +1983,111 @@ static void set_pte_bit(mm_t *mm, uint64_t start, uint64_t pages, uint64_t strid
     }
 }
 
+/*
+ * Contiguous blocks, as ops/contscan.ts and arch/contpte.ts do them, on the
+ * peer's x86-format tables with bit 52 (software-available on x86) standing
+ * in for arm64's PTE_CONT: the census (16 entries at a time, GCC vectors) and
+ * the unfold of every folded block (clear 16, gather A/D, flush, rewrite).
+ */
+#define EMU_CONT (1ULL << 52)
+
+typedef struct { uint64_t folded, foldable, broken, blocks; } cont_scan_op;
+static cont_scan_op cont_scan_instance;
+
+/* Folios are naturally aligned and every page carries its folio's order: for a 16-aligned pfn, order >= 4 is enough. */
+static inline bool covered_by_folio(uint32_t pfn) { return order_of(pfn) >= 4; }
+
+static int32_t cs_pte_range(cont_scan_op *op, uint64_t *ptep, uint64_t addr, uint64_t end)
+{
+    uint64_t *last = ptep + ((end - addr) >> 12);
+    uint64_t *p = (uint64_t *)(((uintptr_t)ptep + 127) & ~(uintptr_t)127);
+    const uint64_t norm = _PAGE_ACCESSED | _PAGE_DIRTY | EMU_CONT;
+    for (; p + 16 <= last; p += 16) {
+        uint64_t e0 = p[0];
+        if (!(e0 & _PAGE_PRESENT)) continue;
+        const uint64_t n0 = e0 & ~norm;
+        u64x2 want = { n0, n0 + 0x1000 };
+        u64x2 diff = { 0, 0 }, all = { ~0ULL, ~0ULL }, any = { 0, 0 };
+        for (unsigned i = 0; i < 16; i += 4) {
+            u64x2 a, b;
+            memcpy(&a, p + i, sizeof a);
+            memcpy(&b, p + i + 2, sizeof b);
+            u64x2 want_b = want + 0x2000;
+            diff |= ((a & ~norm) ^ want) | ((b & ~norm) ^ want_b);
+            all &= a & b;
+            any |= a | b;
+            want = want_b + 0x2000;
+        }
+        op->blocks++;
+        bool all_cont = (all[0] & all[1] & EMU_CONT) != 0, any_cont = ((any[0] | any[1]) & EMU_CONT) != 0;
+        bool consistent = !(diff[0] | diff[1]) && (leaf_pfn(e0, 0) & 15) == 0 && covered_by_folio((uint32_t)leaf_pfn(e0, 0));
+        if (!any_cont) op->foldable += consistent;
+        else if (all_cont && consistent) op->folded++;
+        else op->broken++;
+    }
+    return 0;
+}
+
+static int32_t cs_upper_entry(cont_scan_op *op, uint32_t level, uint64_t *ep, uint64_t addr, uint64_t next)
+{
+    (void)op; (void)level; (void)addr; (void)next;
+    if (is_upper_leaf(*ep)) set_walk_action(ACTION_CONTINUE);
+    return 0;
+}
+
+DEFINE_NOOP_HOOKS(cs, cont_scan_op)
+DEFINE_WALK_LEVEL(cs, cont_scan_op)
+DEFINE_WALK_PAGE_RANGE(cs, cont_scan_op)
+
+/*
+ * flush.ts's flushTlbRange for a machine without TLB arrays (the benchmarks
+ * run with tlb: 'none'): the shootdown accounting, the per-page check of the
+ * CPU's direct-mapped functional cache, and the 48-byte flush-log record.
+ */
+#define FUNC_SLOTS 4096
+static uint64_t func_cache[FUNC_SLOTS * 2];
+static uint8_t *flush_log;
+static size_t flush_log_count, flush_log_cap;
+static uint64_t cont_flushes;
+
+static void flush_tlb_range(mm_t *mm, uint64_t start, uint64_t end)
+{
+    cont_flushes++;
+    for (uint64_t v = start >> 12; v < end >> 12; v++) {
+        uint64_t *slot = &func_cache[(v & (FUNC_SLOTS - 1)) * 2];
+        if (slot[0] == ((v << 16) | mm->id) + 1) slot[0] = 0;
+    }
+    if (flush_log_count == flush_log_cap) {
+        flush_log_cap = flush_log_cap ? flush_log_cap * 2 : 256;
+        flush_log = realloc(flush_log, flush_log_cap * 48);
+        if (!flush_log) die("flush log");
+    }
+    uint64_t rec[6] = { flush_log_count + 1, ((uint64_t)mm->id << 32) | 1u, 12, start, end, 1 };
+    memcpy(flush_log + flush_log_count++ * 48, rec, 48);
+}
+
+/* contpte_convert without CONT for each folded block: the invalid window, the gathered A/D, one flush, the rewrite. */
+static uint64_t x_unfold_range(mm_t *mm, uint64_t start, uint64_t end)
+{
+    uint64_t n = 0;
+    for (uint64_t a = start; a < end; a += 0x10000) {
+        uint64_t *ep = leaf_lookup(mm, a);
+        if (lookup_level != 0 || (*ep & (_PAGE_PRESENT | EMU_CONT)) != (_PAGE_PRESENT | EMU_CONT))
+            continue;
+        uint64_t base = (ep[0] & ~(EMU_CONT | _PAGE_ACCESSED | _PAGE_DIRTY));
+        for (unsigned i = 0; i < 16; i++) {
+            uint64_t e = ep[i];
+            ep[i] = 0;
+            base |= e & (_PAGE_ACCESSED | _PAGE_DIRTY);
+        }
+        flush_tlb_range(mm, a, a + 0x10000);
+        for (unsigned i = 0; i < 16; i++)
+            ep[i] = base + ((uint64_t)i << 12);
+        n++;
+    }
+    return n;
+}
+
 static uint64_t machine_memory(uint64_t pages)
 {
     uint64_t wanted = (pages * PAGE_SIZE * 3 / 2 + GiB - 1) / GiB * GiB;
@@ -2198,12 +2303,46 @@ int main(int argc, char **argv)
     }
     sink += cache_flushes + flushed_pages + notifier_count;
 
+    /*
+     * Contiguous blocks: every aligned block remapped onto a 64 KiB folio of
+     * its own, as mTHP faults leave them (untimed; the peer's accounting is
+     * not kept for these frames), marked folded; then census, unfold all.
+     */
+    for (uint64_t b = 0; b < pages; b += 16) {
+        uint32_t f = alloc_folio(4);
+        if (f == 0)
+            die("no 64 KiB folios for the contiguous-block benchmark");
+        uint64_t *ep = leaf_lookup(mm, first + b * PAGE_SIZE);
+        for (unsigned i = 0; i < 16; i++)
+            ep[i] = (ep[i] & ~PTE_PFN_MASK) | (((uint64_t)f + i) << 12);
+    }
+    double *t_scan = malloc(repeats * sizeof(double)), *t_unfold = malloc(repeats * sizeof(double));
+    if (!t_scan || !t_unfold)
+        die("cannot allocate timing buffers");
+    for (unsigned r = 0; r < repeats; r++) {
+        set_pte_bit(mm, first, pages, 1, EMU_CONT);
+        memset(&cont_scan_instance, 0, sizeof cont_scan_instance);
+        uint64_t t0 = now_ns();
+        cs_walk_page_range(&cont_scan_instance, mm, first, first + pages * PAGE_SIZE);
+        t_scan[r] = (double)(now_ns() - t0) * per_page;
+        expect(cont_scan_instance.folded, pages / 16, "contScan folded");
+        t0 = now_ns();
+        uint64_t n = x_unfold_range(mm, first, first + pages * PAGE_SIZE);
+        t_unfold[r] = (double)(now_ns() - t0) * per_page;
+        expect(n, pages / 16, "unfold blocks");
+        flush_log_count = 0;
+    }
+    sink += cont_flushes;
+
     double mprotect = (median(t_ro, repeats) + median(t_rw, repeats)) / 2.0;
     printf("{\"pages\":%llu,\"faultIn\":%.3f,\"mprotect\":%.3f,\"dontneed\":%.3f,\"walk\":%.3f,\"fork\":%.3f,"
-           "\"wp1\":%.3f,\"wp100\":%.3f,\"clean1\":%.3f,\"clean100\":%.3f}\n",
+           "\"wp1\":%.3f,\"wp100\":%.3f,\"clean1\":%.3f,\"clean100\":%.3f,\"contScan\":%.3f,\"contUnfold\":%.3f}\n",
            (unsigned long long)pages, median(t_fault, repeats), mprotect,
            median(t_zap, repeats), median(t_walk, repeats), median(t_fork, repeats),
-           median(t_dirty[0], repeats), median(t_dirty[1], repeats), median(t_dirty[2], repeats), median(t_dirty[3], repeats));
+           median(t_dirty[0], repeats), median(t_dirty[1], repeats), median(t_dirty[2], repeats), median(t_dirty[3], repeats),
+           median(t_scan, repeats), median(t_unfold, repeats));
+    free(t_scan);
+    free(t_unfold);
     for (unsigned k = 0; k < 4; k++)
         free(t_dirty[k]);
     free(bitmap);

@@ -25,6 +25,9 @@ export interface NativePeerResult {
   wp100: number;
   clean1: number;
   clean100: number;
+  /** Contiguous-block census and unfold of every block. */
+  contScan: number;
+  contUnfold: number;
 }
 
 function parseResult(stdout: string): NativePeerResult | null {
@@ -38,7 +41,7 @@ function parseResult(stdout: string): NativePeerResult | null {
     return null;
   }
   const record = parsed as Record<string, unknown>;
-  const fields = ['pages', 'faultIn', 'mprotect', 'dontneed', 'walk', 'fork', 'wp1', 'wp100', 'clean1', 'clean100'] as const;
+  const fields = ['pages', 'faultIn', 'mprotect', 'dontneed', 'walk', 'fork', 'wp1', 'wp100', 'clean1', 'clean100', 'contScan', 'contUnfold'] as const;
   const valid = fields.every((field) => {
     const value = record[field];
     return typeof value === 'number' && Number.isFinite(value);
@@ -58,6 +61,8 @@ function parseResult(stdout: string): NativePeerResult | null {
     wp100: numbers.wp100,
     clean1: numbers.clean1,
     clean100: numbers.clean100,
+    contScan: numbers.contScan,
+    contUnfold: numbers.contUnfold,
   };
 }
 

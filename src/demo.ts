@@ -128,10 +128,24 @@ export async function runDemo(out: Out = (l) => console.log(l)): Promise<void> {
   out(`page 6 reads clean afterwards, yet holds ${six.state === 'page' ? hex(m3.frame(six.pfn).tag) : '?'}: recorded, so a caller that copies after return has it`);
   out(`notifier calls: ${m3.notifierLog.map((n) => `${n.event} ${n.phase}`).join(', ')}`);
 
-  h('9. ptdump of process p');
+  h('9. arm64 contiguous PTEs: a 64 KiB mTHP folio folded into one block, one TLB entry, unfolded by a partial change');
+  const m4 = await Machine.create({ arch: 'arm64', memory: '256MiB', cpus: 2, tlb: 'neoverse-n1', mthp: { '64K': 'always' } });
+  const r4 = m4.spawn();
+  const c4 = r4.mmap({ length: '64KiB', prot: 'rw', addr: 0x4000_0000 });
+  r4.write(c4.start + 0x5000, 1);
+  const e4 = r4.entry(c4.start);
+  out(`one write fault maps the whole 64 KiB folio with set_ptes(16): ${hex(c4.start)}  pte ${hex(e4.raw)} ${describeEntry(e4)} (${e4.size! / 1024} KiB leaf)`);
+  const w0 = m4.cpu(1).tlb.stats.walks;
+  for (let i = 0; i < 16; i++) r4.read(c4.start + i * 4096, { cpu: 1 });
+  out(`C1 reads all 16 pages: ${m4.cpu(1).tlb.stats.walks - w0} page walk, then hits on one ${m4.cpu(1).tlb.lookup(r4, c4.start)?.size} TLB entry`);
+  r4.mprotect(c4.start + 0x3000, 4096, 'r');
+  const census = m4.kernel.contScan(r4, c4.start, 0x10000);
+  out(`mprotect of one page unfolds the block (contpte_convert: clear 16, flush, rewrite): ${census.folded} folded now, ${JSON.stringify(m4.stats.contpte)}`);
+
+  h('10. ptdump of process p');
   out(p.dump());
 
-  h('10. Invariants and counters');
+  h('11. Invariants and counters');
   const problems = m.check();
   out(`m.check(): ${problems.length === 0 ? 'clean' : problems.map((x) => x.message).join('; ')}`);
   out(`machine: ${JSON.stringify(m.stats)}`);

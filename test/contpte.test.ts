@@ -5,7 +5,7 @@
 
 import { describe, it, expect } from 'vitest';
 import { machine, expectClean, PAGE, MiB } from './helpers.js';
-import type { Machine, Process } from '../src/index.js';
+import { Trace, type Machine, type Process } from '../src/index.js';
 
 const CONT = 1n << 52n;
 const K64 = 0x10000;
@@ -322,6 +322,21 @@ describe('the core\'s paths on folded blocks', () => {
     p.mprotect(a.start + 2 * K64 + PAGE, PAGE, 'r');                   // one page: splits the PMD
     expect(m.kernel.contScan(p, a.start, 2 * MiB)).toMatchObject({ folded: 31, foldable: 0, broken: 0 });
     expectClean(m);
+  });
+
+  it('replay: the same random trace over 8 MiB walks far less with folded 64 KiB mTHP than with 4 KiB pages', async () => {
+    const trace = Trace.random({ start: 0x4000_0000, length: 8 * MiB, count: 20000, seed: 3 });
+    const walks = async (mthp: boolean): Promise<number> => {
+      const m = await arm({ tlb: 'neoverse-n1', thp: 'never', mthp: mthp ? { '64K': 'always' } : {} });
+      const p = m.spawn();
+      const a = p.mmap({ length: 8 * MiB, prot: 'rw', addr: 0x4000_0000 });
+      p.touch(a.start, a.length, 'w', 1);
+      expect(m.kernel.contScan(p, a.start, a.length).folded).toBe(mthp ? 128 : 0);
+      m.replay(p, trace);
+      return m.replay(p, trace).tlb!.walks;
+    };
+    const [small, folded] = [await walks(false), await walks(true)];
+    expect(folded * 4).toBeLessThan(small);
   });
 
   it('TLB reach: a folded block is one 64K TLB entry on neoverse-n1', async () => {

@@ -3,7 +3,7 @@
 import { it, expect } from 'vitest';
 import { runDemo } from '../src/demo.js';
 
-it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, THP, TLBs, fork with a pin, dirty tracking, ptdump and a clean check', async () => {
+it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, THP, TLBs, fork with a pin, dirty tracking, contpte, ptdump and a clean check', async () => {
   const lines: string[] = [];
   await runDemo((l) => lines.push(l));
   const text = lines.join('\n');
@@ -24,5 +24,8 @@ it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, T
   expect(text).toMatch(/3 cleaned, bits 2,5,6, \[start, end\) = \[2, 7\)/);
   expect(text).toMatch(/holds 0xbeef: recorded/);
   expect(text).toMatch(/notifier calls: protection-page start, protection-page end/);
+  expect(text).toMatch(/set_ptes\(16\): 0x40000000  pte 0x[0-9a-f]+ RW .*CONT \(64 KiB leaf\)/);
+  expect(text).toMatch(/C1 reads all 16 pages: 1 page walk, then hits on one 64K TLB entry/);
+  expect(text).toMatch(/0 folded now, \{"folds":0,"unfolds":1\}/);
   expect(text).toMatch(/m\.check\(\): clean/);
 });

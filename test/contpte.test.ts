@@ -313,6 +313,21 @@ describe('the core\'s paths on folded blocks', () => {
     expectClean(m);
   });
 
+  it('fork with a DMA pin on a folded folio: its pages are copied into the child early, the parent block stays folded and writable', async () => {
+    const m = await arm();
+    const p = m.spawn();
+    const a = p.mmap({ length: K64, prot: 'rw', addr: 0x4000_0000 });
+    p.touch(a.start, K64, 'w', 4);
+    const pin = m.pin(p, a.start + 2 * PAGE, 1, { write: true });
+    const c = p.fork();
+    expect(p.lastFork.earlyCopies).toBe(16);
+    expect(slots(m, p, a.start).every((v) => hasCont(v) && m.arch.decode(v, 'pte').write)).toBe(true);
+    expect(slots(m, c, a.start).some(hasCont)).toBe(false);
+    expect(c.read(a.start + 5 * PAGE)).toMatchObject({ ok: true, tag: 4 });
+    pin.unpin();
+    expectClean(m);
+  });
+
   it('a THP split writes its 512 PTEs as 32 folded blocks', async () => {
     const m = await arm({ thp: 'always' });
     const p = m.spawn();

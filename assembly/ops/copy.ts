@@ -17,7 +17,7 @@ import {
   pteMkuffdWp, pfnPte, leafPfn, isUpperLeaf, tableEntryPfn, swpType, swpOffset,
   swpExclusiveBit, swpUffdWpBit, mkPteMarker, pteCont, pteMknoncont, MAX_SWAPFILES, SWP_PTE_MARKER, PTE_MARKER_UFFD_WP,
 } from "../arch/index";
-import { contpteMm, unfoldPartial } from "../arch/contpte";
+import { contpteMm, tryUnfold } from "../arch/contpte";
 import {
   isZeroPfn, folioHead, testFlag, clearFlag, setTag, tagOf, folioRefAdd, addMapcount, addEntireMapcount, folioMaybeDmaPinned,
   PG_ANON, PG_EXCLUSIVE,
@@ -72,16 +72,11 @@ export const COPY_EAGAIN: i32 = 1;
     const parent = this.parent;
     const cow = isCowMapping(vma.flags);
     const n = <usize>((end - addr) >> 12);
-    // arm64: wrprotect_ptes unfolds the parent's writable blocks the range covers only in part;
-    // the child gets CONT only for whole blocks (set_ptes of aligned chunks).
+    // arm64: the child gets CONT only for whole blocks (set_ptes of aligned chunks).
     const cont = contpteMm(parent);
-    if (cont && cow) {
-      if (pteWrite(load<u64>(ptep))) unfoldPartial(parent, addr, ptep, <u32>n);
-      else if (pteWrite(load<u64>(ptep + ((n - 1) << 3)))) unfoldPartial(parent, end - 4096, ptep + ((n - 1) << 3), 1);
-    }
     for (let i: usize = 0; i < n; i++) {
       const p = ptep + (i << 3);
-      const e = load<u64>(p);
+      let e = load<u64>(p);
       if (e == 0) continue;
       const a = addr + (<u64>i << 12);
       if (!ptePresent(e)) {
@@ -96,6 +91,13 @@ export const COPY_EAGAIN: i32 = 1;
           if (this.prealloc == 0) { this.retryAddr = a; return COPY_EAGAIN; }
           store<u64>(dst + (i << 3), this.copyPresentPage(vma, e, pfn));
           continue;
+        }
+        // wrprotect_ptes of the parent unfolds a folded block it covers only in part: one the
+        // range cuts, or one of a maybe-pinned folio, which goes page by page (no batching).
+        if (cont && cow && pteCont(e) && pteWrite(e)
+          && (!wholeBlock(a, addr, end) || ((parent.flags & MMF_HAS_PINNED) != 0 && folioMaybeDmaPinned(head)))) {
+          tryUnfold(parent, a, p);
+          e = load<u64>(p);
         }
         folioRefAdd(head, 1);
         addMapcount(pfn, 1);

@@ -11,7 +11,8 @@
 // write-protected or cleaned the PTE, until a flush reaches it.
 
 import { Mm } from "./mm";
-import { leafLookup, lookupLevel, handleMmFault } from "./fault";
+import { leafLookup, lookupLevel, handleMmFault, faultBlockedOn } from "./fault";
+import { setFaultCpu } from "./uffd";
 import { hwAccess, leafPfn, isUpperLeaf, pteCont, tlbPerms, ACCESS_WRITE, ACCESS_EXEC } from "./arch/index";
 import { tagOf, setTag } from "./frames";
 import {
@@ -28,7 +29,7 @@ import {
 import {
   VM_FAULT_ERROR, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_HWPOISON, FAULT_FLAG_WRITE, FAULT_FLAG_INSTRUCTION,
   ACCESS_OK, ACCESS_SEGV_MAPERR, ACCESS_SEGV_ACCERR, ACCESS_SIGBUS, ACCESS_OOM, ACCESS_HWPOISON, ACCESS_BLOCKED,
-  VM_FAULT_BLOCKED,
+  VM_FAULT_BLOCKED, BLOCKED_PTL,
 } from "./constants";
 import { ptlHeld } from "./step";
 import { vmaLookup } from "./vma";
@@ -47,8 +48,6 @@ export const HIT_WALK: u32 = 3;
 
 /** What the last ACCESS_BLOCKED access waits on. */
 export let accessBlockedOn: u32 = 0;
-export const BLOCKED_PTL: u32 = 1;        // a page-table lock held by an operation stopped at a yield point
-export const BLOCKED_MKWRITE: u32 = 2;    // ->page_mkwrite made the writer wait
 
 /** Heap address of the PTE table a fault at addr would lock (0 if there is none yet). */
 function faultNeedsTable(mm: Mm, addr: u64): usize {
@@ -330,8 +329,9 @@ function faultAndRetry(c: Cpu, mm: Mm, addr: u64, kind: u32, tag: u32, functiona
     const flags: u32 = kind == ACCESS_WRITE ? FAULT_FLAG_WRITE : (kind == ACCESS_EXEC ? FAULT_FLAG_INSTRUCTION : 0);
     // An interrupted kernel operation holds this address's PTE table lock: the handler would spin on it.
     if (ptlHeld != 0 && faultNeedsTable(mm, addr) == ptlHeld) { accessBlockedOn = BLOCKED_PTL; accessHit = 0; return ACCESS_BLOCKED; }
+    setFaultCpu(c.id);
     const r = handleMmFault(mm, addr, flags);
-    if ((r & VM_FAULT_BLOCKED) != 0) { accessBlockedOn = BLOCKED_MKWRITE; accessHit = 0; return ACCESS_BLOCKED; }
+    if ((r & VM_FAULT_BLOCKED) != 0) { accessBlockedOn = faultBlockedOn; accessHit = 0; return ACCESS_BLOCKED; }
     if ((r & VM_FAULT_ERROR) != 0) {
       accessHit = 0;
       if (!functional) bumpStat(c, ST_SIGNALS, 1);

@@ -11,6 +11,7 @@ export const PMD_SIZE: u64 = 1 << 21;
 export const EPERM: i32 = 1;
 export const ENOENT: i32 = 2;
 export const EIO: i32 = 5;
+export const EBADF: i32 = 9;
 export const EAGAIN: i32 = 11;
 export const ENOMEM: i32 = 12;
 export const EACCES: i32 = 13;
@@ -79,6 +80,10 @@ export const ACCESS_SIGBUS: i32 = 3;
 export const ACCESS_OOM: i32 = 4;
 export const ACCESS_HWPOISON: i32 = 5;
 export const ACCESS_BLOCKED: i32 = 6;      // see VM_FAULT_BLOCKED; accessBlockedOn says on what
+// What a blocked access waits on.
+export const BLOCKED_PTL: u32 = 1;        // a page-table lock held by an operation stopped at a yield point
+export const BLOCKED_MKWRITE: u32 = 2;    // ->page_mkwrite made the writer wait
+export const BLOCKED_UFFD: u32 = 3;       // a userfaultfd context must resolve the fault
 
 // THP policy (/sys/kernel/mm/transparent_hugepage/enabled).
 export const THP_NEVER: u32 = 0;

@@ -73,6 +73,10 @@ export function leafLookup(mm: Mm, addr: u64): usize {
 // ---- entry point --------------------------------------------------------------------------
 
 /** handle_mm_fault for a user access at addr. */
+/** Why the last VM_FAULT_BLOCKED fault waits: BLOCKED_MKWRITE or BLOCKED_UFFD (access.ts). */
+export let faultBlockedOn: u32 = 0;
+export function setFaultBlockedOn(why: u32): void { faultBlockedOn = why; }
+
 export function handleMmFault(mm: Mm, addr: u64, flags: u32): u32 {
   const vma = vmaLookup(mm, addr);
   if (vma == null) return VM_FAULT_SIGSEGV;

@@ -14,7 +14,8 @@ import { kzalloc, kfree } from "./heap";
 import { folioPut, folioHead, setIndex, clearFlag, PG_DIRTY } from "./frames";
 import { swapFree } from "./swap";
 import { immapFree } from "./immap";
-import { VM_FAULT_SIGBUS, VM_FAULT_BLOCKED } from "./constants";
+import { VM_FAULT_SIGBUS, VM_FAULT_BLOCKED, BLOCKED_MKWRITE } from "./constants";
+import { setFaultBlockedOn } from "./fault";
 
 export const CACHE_PAGE: u64 = 1;
 export const CACHE_SWAP: u64 = 2;
@@ -97,7 +98,8 @@ export function doPageMkwrite(f: File, pgoff: u64, mm: u32, addr: u64): u32 {
   f.mkwriteCount++;
   if ((f.flags & FILE_MKWRITE_HOOK) == 0) return 0;
   const r = pageMkwriteCallback(f.id, <f64>pgoff, mm, <f64>(addr >> 12));
-  return r == 1 ? VM_FAULT_BLOCKED : r == 2 ? VM_FAULT_SIGBUS : 0;
+  if (r == 1) { setFaultBlockedOn(BLOCKED_MKWRITE); return VM_FAULT_BLOCKED; }
+  return r == 2 ? VM_FAULT_SIGBUS : 0;
 }
 
 /**

@@ -16,7 +16,7 @@ import { archInit, isTableEntry, tableEntryPfn } from "./arch/index";
 import { entryPtr, pmdCacheInvalidate, tablePtr } from "./pgtable";
 import { Mm, mmById, getRss, MMF_KERNEL } from "./mm";
 import { vmaAt, vmaLookup, vmaSetPageProt } from "./vma";
-import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed } from "./mmap";
+import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed, splitVmasAt } from "./mmap";
 import { userAccess, touchRange, replayTrace, accessPfn, accessTag, accessFaults, accessHit, accessBlockedOn, touchDone } from "./access";
 import { cpusInit, cpusAddArray, cpusSetWalkCache, setTranslationMode, nrCpus, cpuAt, arrayAt, funcKey, FUNC_SLOTS } from "./cpu";
 import { tlbArrayCount, tlbArrayPeek, entryPfn, entryPerms, sizeShift } from "./tlb";
@@ -37,6 +37,9 @@ import { fileCreate, fileById, filePut, File, cacheLookup, fileTableCapacity, CA
 import { truncateFile } from "./truncate";
 import { setMthpPolicy, mthpAlloc, mthpFallback } from "./mthp";
 import {
+  uffdCreate, uffdMm, uffdRegister, uffdRegisterCheck, uffdUnregister, uffdWriteProtect, uffdPagesChanged, uffdLog, uffdRelease,
+} from "./uffd";
+import {
   setPtes, ptepGet as contptePtepGet, ptepGetLockless, locklessOk, ptepGetAndClear as contptePtepGetAndClear, getAndClearFullPtes,
   testAndClearYoung, clearFlushYoung, wrprotectPtes, setAccessFlags, clearYoungDirtyPtes, setContpte, contpteFolds, contpteUnfolds,
   unfoldRange,
@@ -52,7 +55,7 @@ import { thpSplitPmd, thpFaultAlloc, thpFaultFallback, thpFileAlloc, thpFileMapp
 import { checkAll, problems } from "./check";
 import { dupMmap, forkRetries, forkEarlyCopies } from "./fork";
 import { gupRange, gupRelease, gupFastPages, pinPfns } from "./gup";
-import { ENOMEM, EINVAL, ENOENT, EFAULT } from "./constants";
+import { ENOMEM, EINVAL, ENOENT, EFAULT, EBADF } from "./constants";
 import {
   makePresent, makeSwapEntry, makeTable, decodeEntry, decodedPfn, decodedFlags, decodedType, decodedOffset,
 } from "./codec";
@@ -751,3 +754,53 @@ export function contpteCounters(): void {
 
 /** The `contpte` machine option (CONFIG_ARM64_CONTPTE). */
 export function setContpteEnabled(on: bool): void { setContpte(on); }
+
+// ---- userfaultfd --------------------------------------------------------------------------
+
+/** userfaultfd(2) for mm `id`: the context id, or -errno. */
+export function uffdNew(id: u32, features: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  return uffdCreate(m, features);
+}
+
+/** UFFDIO_REGISTER (flags: VM_UFFD_MISSING / VM_UFFD_WP bits). 0 or -errno. */
+export function uffdRegisterRange(ctx: u32, vpn: f64, pages: f64, flags: u32): i32 {
+  const m = mm(uffdMm(ctx));
+  if (m == null) return -EBADF;
+  const start = addr(vpn), end = addr(vpn + pages);
+  // Checked before splitting: a failing registration changes nothing.
+  const r = uffdRegisterCheck(m, ctx, start, end, flags);
+  if (r != 0) return r;
+  if (!splitVmasAt(m, start, end)) return -ENOMEM;
+  uffdRegister(m, ctx, start, end, flags);
+  return 0;
+}
+
+/** UFFDIO_UNREGISTER. */
+export function uffdUnregisterRange(ctx: u32, vpn: f64, pages: f64): i32 {
+  const m = mm(uffdMm(ctx));
+  if (m == null) return -EBADF;
+  const start = addr(vpn), end = addr(vpn + pages);
+  if (!splitVmasAt(m, start, end)) return -ENOMEM;
+  return uffdUnregister(m, start, end);
+}
+
+/** UFFDIO_WRITEPROTECT; [0] entries changed. */
+export function uffdWp(ctx: u32, vpn: f64, pages: f64, protect: bool): i32 {
+  const m = mm(uffdMm(ctx));
+  if (m == null) return -EBADF;
+  const r = uffdWriteProtect(m, ctx, addr(vpn), addr(vpn + pages), protect);
+  unchecked(result[0] = uffdPagesChanged());
+  return r;
+}
+
+/** The event log (all contexts): its records; [0] count, [1] dropped. */
+export function uffdEvents(): usize {
+  unchecked(result[0] = <u64>uffdLog.count);
+  unchecked(result[1] = uffdLog.dropped);
+  return uffdLog.buf;
+}
+
+/** close(uffd). */
+export function uffdClose(ctx: u32): void { uffdRelease(mm(uffdMm(ctx)), ctx); }

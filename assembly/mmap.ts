@@ -5,7 +5,7 @@
 
 import { Mm, mmAllocStruct, mmFreeStruct } from "./mm";
 import {
-  Vma, vmaAt, findVmaIndex, vmaInsert, vmaSplit, vmaRemove, vmaReserve, vmaTryMergeNext, vmaSetPageProt, vmaWantsWritenotify,
+  Vma, vmaAt, findVmaIndex, vmaInsert, vmaSplit, vmaRemove, vmaReserve, vmaTryMergeNext, vmaSetPageProt, vmaWantsManualWriteUpgrade,
 } from "./vma";
 import { allocTable, freeTable, tablePtr, levelShift, levelSize } from "./pgtable";
 import { isTableEntry, tableEntryPfn, softDirtySupported } from "./arch/index";
@@ -15,6 +15,7 @@ import { ChangeProtOp } from "./ops/changeprot";
 import { PageoutOp } from "./ops/pageout";
 import { fileOf } from "./file";
 import { immapReserve } from "./immap";
+import { uffdForgetMm } from "./uffd";
 import { gatherBegin, gatherEnd, currentGather, tlbFreePteTable, tlbFreeUpperTable } from "./gather";
 import { forgetMm } from "./cpu";
 import {
@@ -122,6 +123,14 @@ function straddlingFile(mm: Mm, addr: u64): u32 {
   if (i >= mm.nrVmas) return 0;
   const v = vmaAt(mm, i);
   return v.start < addr && addr < v.end ? v.file : 0;
+}
+
+/** Splits the VMAs straddling start and end (what a per-range VMA change needs first); false when out of memory. */
+export function splitVmasAt(mm: Mm, start: u64, end: u64): bool {
+  if (!splitsReserve(mm, start, end)) return false;
+  splitAt(mm, start);
+  splitAt(mm, end);
+  return true;
 }
 
 /** Splits VMAs so that none straddles `addr`. Capacity must be reserved (splitsReserve). */
@@ -234,15 +243,11 @@ export function exitMmap(mm: Mm): bool {
   gatherEnd();
   freeSubtree(mm, mm.levels - 1, mm.root);
   forgetMm(mm);
+  uffdForgetMm(mm.id);
   mmFreeStruct(mm);
   return true;
 }
 
-/** vma_wants_manual_pte_write_upgrade. */
-function wantsManualWriteUpgrade(v: Vma): bool {
-  if ((v.flags & VM_SHARED) != 0) return vmaWantsWritenotify(v);
-  return (v.flags & VM_WRITE) != 0;
-}
 
 /** mprotect: -ENOMEM on a hole, -EACCES beyond VM_MAY*; then per VMA: split, new flags, change_protection, merge. */
 export function doMprotect(mm: Mm, start: u64, end: u64, prot: u32): i32 {
@@ -260,7 +265,7 @@ export function doMprotect(mm: Mm, start: u64, end: u64, prot: u32): i32 {
     v.flags = (v.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | prot;
     vmaSetPageProt(v);
     changeProtOp.prot = v.pageProt;
-    changeProtOp.tryChangeWritable = wantsManualWriteUpgrade(v);
+    changeProtOp.tryChangeWritable = vmaWantsManualWriteUpgrade(v);
     walkPageRange<ChangeProtOp>(changeProtOp, mm, v.start, v.end);
   }
   gatherEnd();

@@ -24,6 +24,7 @@ import { addNewAnonRmap, mmCounter, folioMapcount } from "./rmap";
 import { File, fileOf, cacheLookup, cacheSlot, doPageMkwrite, CACHE_PAGE, FILE_HUGE } from "./file";
 import { flushTlbRange } from "./flush";
 import { contpteMm } from "./arch/contpte";
+import { handleUserfault, uffdWpAsync } from "./uffd";
 import {
   VM_WRITE, VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE,
   MM_ANONPAGES, THP_ALWAYS, THP_MADVISE, PMD_SIZE,
@@ -103,6 +104,11 @@ export function hugePmdFault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable:
     // do_huge_pmd_numa_page: the VMA is accessible, restore its protection.
     store<u64>(pmdp, pteMkyoung(pmdModify(pmd, vma.pageProt)));
     return 0;
+  }
+  // wp_huge_pmd: a uffd-wp huge PMD reports the write (sync) or is split so that the bit goes page by page (async).
+  if (write && (vma.flags & VM_UFFD_WP) != 0 && pteUffdWp(pmd) && ptePresent(pmd)) {
+    if (!uffdWpAsync(vma)) return handleUserfault(vma, addr, flags, VM_UFFD_WP);
+    return splitToPtes(mm, vma, pmdp, pmdTable, addr);
   }
   if ((write || unshare) && !pteWrite(pmd)) {
     const pfn = <u32>leafPfn(pmd, 1);

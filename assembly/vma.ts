@@ -51,6 +51,12 @@ export function vmaWantsWritenotify(v: Vma): bool {
   return (v.flags & VM_UFFD_WP) != 0;
 }
 
+/** vma_wants_manual_pte_write_upgrade: where write permission may be restored without a fault. */
+export function vmaWantsManualWriteUpgrade(v: Vma): bool {
+  if ((v.flags & VM_SHARED) != 0) return vmaWantsWritenotify(v);
+  return (v.flags & VM_WRITE) != 0;
+}
+
 /** vma_set_page_prot: write-notified mappings get the private (read-only) protection. */
 export function vmaSetPageProt(v: Vma): void {
   v.pageProt = vmGetPageProt(vmaWantsWritenotify(v) ? v.flags & ~VM_SHARED : v.flags);

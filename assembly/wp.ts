@@ -5,7 +5,8 @@
 
 import { Mm, addRss } from "./mm";
 import { Vma, anonVmaPrepare, maybeMkwrite, linearPageIndex } from "./vma";
-import { pteMkdirty, pteMkyoung, pteSoftDirty, pteUffdWp, pteMksoftDirty, pteMkuffdWp, pfnPte, leafPfn, pteSpecial } from "./arch/index";
+import { pteMkdirty, pteMkyoung, pteSoftDirty, pteUffdWp, pteMksoftDirty, pteMkuffdWp, pteClearUffdWp, pfnPte, leafPfn, pteSpecial } from "./arch/index";
+import { handleUserfault, uffdWpAsync } from "./uffd";
 import {
   allocFolio, isZeroPfn, folioHead, tagOf, setTag, testFlag, setFlag, refcount, indexOf, orderOf, mapcount,
   addMapcount, entireMapcount, PG_ANON, PG_EXCLUSIVE, PG_SWAPCACHE, PG_DIRTY,
@@ -16,7 +17,7 @@ import { swapCount } from "./swap";
 import { flushTlbPage } from "./flush";
 import { ARM64 } from "./arch/index";
 import { setPtes, setAccessFlags, ptepGetAndClear } from "./arch/contpte";
-import { VM_SHARED, VM_MAYSHARE, VM_FAULT_OOM, FAULT_FLAG_UNSHARE, MM_ANONPAGES } from "./constants";
+import { VM_SHARED, VM_MAYSHARE, VM_UFFD_WP, VM_FAULT_OOM, FAULT_FLAG_UNSHARE, MM_ANONPAGES } from "./constants";
 
 /**
  * do_wp_page: a write (or unshare) fault on a present, read-only PTE.
@@ -24,7 +25,13 @@ import { VM_SHARED, VM_MAYSHARE, VM_FAULT_OOM, FAULT_FLAG_UNSHARE, MM_ANONPAGES 
  * an exclusive anonymous page and copy anything else (COW).
  */
 export function doWpPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): u32 {
-  const e = load<u64>(ptep);
+  let e = load<u64>(ptep);
+  // userfaultfd write-protect: the context hears of the write (sync), or the bit just goes (async).
+  if ((flags & FAULT_FLAG_UNSHARE) == 0 && (vma.flags & VM_UFFD_WP) != 0 && pteUffdWp(e)) {
+    if (!uffdWpAsync(vma)) return handleUserfault(vma, addr, flags, VM_UFFD_WP);
+    e = pteClearUffdWp(e);
+    setPtes(mm, addr, ptep, e, 1);
+  }
   const pfn = <u32>leafPfn(e, 0);
   const normal = !pteSpecial(e) && !isZeroPfn(pfn);
 

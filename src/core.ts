@@ -55,6 +55,12 @@ export interface CoreExports {
   setContpteEnabled(on: number): void;
   contpteCounters(): void;
   kUnfoldRange(id: number, vpn: number, pages: number): number;
+  uffdNew(id: number, features: number): number;
+  uffdRegisterRange(ctx: number, vpn: number, pages: number, flags: number): number;
+  uffdUnregisterRange(ctx: number, vpn: number, pages: number): number;
+  uffdWp(ctx: number, vpn: number, pages: number, protect: number): number;
+  uffdEvents(): number;
+  uffdClose(ctx: number): void;
   kFlushTlbRange(id: number, vpn: number, endVpn: number, stride: number): number;
   kFlushTlbMm(id: number): number;
   kFlushTlbAll(cpu: number): void;
@@ -112,7 +118,7 @@ export type HookContext = 'step' | 'page_mkwrite';
 
 const INSPECT = [
   'resultPtr', 'memory', 'frameInfo', 'frameTag', 'machineInfo', 'swapInfo', 'fileInfo', 'fileLookup', 'mmInfo', 'vmaInfo',
-  'mmFlags', 'cpuStats', 'cpuInfo', 'logRecords', 'flushTotals', 'mthpStats', 'contpteCounters', 'pageoutCount', 'decode', 'encodePresent', 'encodeSwap', 'encodeTable',
+  'mmFlags', 'cpuStats', 'cpuInfo', 'logRecords', 'flushTotals', 'mthpStats', 'contpteCounters', 'uffdEvents', 'pageoutCount', 'decode', 'encodePresent', 'encodeSwap', 'encodeTable',
 ];
 const ALLOWED: Record<HookContext, ReadonlySet<string>> = {
   page_mkwrite: new Set(INSPECT),

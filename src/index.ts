@@ -22,6 +22,7 @@ export { Cpu } from './cpu.js';
 export type { TlbStats, CachedTranslation, HitLevel, CpuAccessResult, BySize } from './cpu.js';
 export { Trace } from './trace.js';
 export { Pin, type PinOptions } from './pin.js';
+export { Userfaultfd, type UffdFeature, type UffdMessage } from './userfaultfd.js';
 export type { AccessKind } from './trace.js';
 export { TLB_PRESETS } from './tlb.js';
 export type { TlbPreset, TlbConfig, TlbArrayConfig, WalkCacheConfig, PageSizeName, TlbKind, TlbPolicy } from './tlb.js';

@@ -13,6 +13,7 @@ import { LEVEL_NAMES, type DecodedEntry, type EntryLevel } from './arch.js';
 import { formatDump } from './dump.js';
 import { Cpu, type HitLevel } from './cpu.js';
 import { stepped, type StepOptions } from './step.js';
+import { Userfaultfd, type UffdFeature } from './userfaultfd.js';
 
 export const VM_READ = 0x1;
 export const VM_WRITE = 0x2;
@@ -74,8 +75,8 @@ export type SignalCode = 'SEGV_MAPERR' | 'SEGV_ACCERR' | 'BUS_ADRERR' | 'BUS_MCE
  * of an operation stopped at a yield point (onStep), or ->page_mkwrite
  * making the writer wait. Nothing happened; retry the access later.
  */
-export type BlockedOn = 'page-table-lock' | 'page-mkwrite';
-const BLOCKED: Record<number, BlockedOn> = { 1: 'page-table-lock', 2: 'page-mkwrite' };
+export type BlockedOn = 'page-table-lock' | 'page-mkwrite' | 'userfaultfd';
+const BLOCKED: Record<number, BlockedOn> = { 1: 'page-table-lock', 2: 'page-mkwrite', 3: 'userfaultfd' };
 const ACCESS_BLOCKED = 6;
 
 /** The outcome of a user access: failures are values, as on real hardware. */
@@ -270,6 +271,15 @@ export class Process {
     const type = CLEAR_REFS[what];
     if (type === undefined) throw new EmuError('EINVAL', `clear_refs takes 'soft-dirty', 'all', 'anon' or 'mapped', got ${String(what)}`, 'what');
     stepped(this.core, opts, () => this.core.x.clearRefs(this.pid, type));
+  }
+
+  /** userfaultfd(2): a context whose registered ranges report faults as messages. */
+  userfaultfd(opts: { features?: UffdFeature[] } = {}): Userfaultfd {
+    this.live();
+    if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'options must be an object', 'opts');
+    const features = opts.features ?? [];
+    if (!Array.isArray(features)) throw new EmuError('EINVAL', 'features must be an array', 'features');
+    return new Userfaultfd(this.core, this, features);
   }
 
   /** exit_mmap: everything unmapped, every table freed. The process object is dead afterwards. */

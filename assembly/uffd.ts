@@ -1,0 +1,213 @@
+// userfaultfd (fs/userfaultfd.c, mm/userfaultfd.c): contexts, VMA
+// registration, write-protect over a range, and the faults that become
+// messages. A context belongs to one mm; a VMA registered with it carries its
+// id and VM_UFFD_WP / VM_UFFD_MISSING.
+//
+// A fault the context must handle is reported as a message in the event log
+// and the faulting access waits (VM_FAULT_BLOCKED: nothing changed); the
+// scenario resolves it and runs the access again, as the woken thread would
+// retry its fault. With the sigbus feature the access gets SIGBUS instead.
+//
+// Event record (32 bytes): seq u64 | ctx u32 | kind u32 | flags u32 | cpu u32 | addr u64
+
+import { Mm } from "./mm";
+import { Vma, vmaAt, findVmaIndex, vmaSetPageProt, vmaWantsManualWriteUpgrade, vmaTryMergeNext } from "./vma";
+import { Log, staticLog, logAppend } from "./log";
+import { walkPageRange } from "./walk";
+import { UffdWpOp } from "./ops/uffdwp";
+import { gatherBegin, gatherEnd } from "./gather";
+import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_PROTECTION_VMA } from "./notifier";
+import { fileOf, FILE_SHMEM } from "./file";
+import {
+  VM_UFFD_WP, VM_UFFD_MISSING, VM_HUGETLB, VM_FAULT_SIGBUS, VM_FAULT_BLOCKED, FAULT_FLAG_WRITE, ENOENT, EINVAL, ENOMEM, EBUSY,
+  BLOCKED_UFFD,
+} from "./constants";
+import { setFaultBlockedOn } from "./fault";
+
+
+// Features (the API's UFFD_FEATURE_* subset ptemu implements).
+export const UFFD_FEATURE_EVENT_FORK: u32 = 1 << 1;
+export const UFFD_FEATURE_SIGBUS: u32 = 1 << 7;
+export const UFFD_FEATURE_WP_HUGETLBFS_SHMEM: u32 = 1 << 12;
+export const UFFD_FEATURE_WP_UNPOPULATED: u32 = 1 << 13;
+export const UFFD_FEATURE_WP_ASYNC: u32 = 1 << 15;
+
+// Messages and their flags.
+export const UFFD_EVENT_PAGEFAULT: u32 = 0x12;
+export const UFFD_PAGEFAULT_FLAG_WRITE: u32 = 1 << 0;
+export const UFFD_PAGEFAULT_FLAG_WP: u32 = 1 << 1;
+
+const MAX_CTX: u32 = 4096;
+const EVENT_RECORD: usize = 32;
+export const uffdLog: Log = staticLog();
+
+/** Per context: features + 1 (0: free slot), and the mm it belongs to. */
+const ctxFeatures = new StaticArray<u32>(<i32>MAX_CTX);
+const ctxMm = new StaticArray<u32>(<i32>MAX_CTX);
+
+/** The CPU the fault in progress runs on (set by the MMU before it calls the fault handler). */
+export let faultCpu: u32 = 0;
+export function setFaultCpu(cpu: u32): void { faultCpu = cpu; }
+
+/** userfaultfd(2): a context for mm; its id, or -EBUSY when all are in use. */
+export function uffdCreate(mm: Mm, features: u32): i32 {
+  for (let id: u32 = 1; id < MAX_CTX; id++) {
+    if (unchecked(ctxFeatures[id]) == 0) {
+      unchecked(ctxFeatures[id] = features + 1);
+      unchecked(ctxMm[id] = mm.id);
+      return <i32>id;
+    }
+  }
+  return -EBUSY;
+}
+
+// @ts-ignore: decorator
+@inline export function uffdFeatures(id: u32): u32 { return id < MAX_CTX ? unchecked(ctxFeatures[id]) - 1 : 0; }
+export function uffdMm(id: u32): u32 { return id < MAX_CTX && unchecked(ctxFeatures[id]) != 0 ? unchecked(ctxMm[id]) : 0; }
+
+/** userfaultfd_wp_async. */
+// @ts-ignore: decorator
+@inline export function uffdWpAsync(vma: Vma): bool { return (uffdFeatures(vma.uffd) & UFFD_FEATURE_WP_ASYNC) != 0; }
+
+/** userfaultfd_wp_use_markers: file (shmem) VMAs always, anonymous ones with wp-unpopulated. */
+export function uffdWpUseMarkers(vma: Vma): bool {
+  if ((vma.flags & VM_UFFD_WP) == 0) return false;
+  return vma.file != 0 || (uffdFeatures(vma.uffd) & UFFD_FEATURE_WP_UNPOPULATED) != 0;
+}
+
+/** vma_can_userfault: anonymous memory, and shmem for write-protect only with wp-hugetlbfs-shmem. */
+function vmaCanUserfault(v: Vma, flags: u32, features: u32): bool {
+  if ((v.flags & VM_HUGETLB) != 0) return false;
+  if (v.file == 0) return true;
+  if ((fileOf(v.file).flags & FILE_SHMEM) == 0) return false;
+  return (flags & VM_UFFD_WP) == 0 || (features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) != 0;
+}
+
+/**
+ * UFFDIO_REGISTER's checks over [start, end): VMAs must cover it with no hole
+ * (-EINVAL), none registered with another context (-EBUSY), all able to
+ * (-EINVAL). Then the caller splits at the edges and applies it;
+ * write-protect registration makes shared mappings write-notified.
+ */
+export function uffdRegisterCheck(mm: Mm, id: u32, start: u64, end: u64, flags: u32): i32 {
+  const features = uffdFeatures(id);
+  let addr = start;
+  for (let i = findVmaIndex(mm, start); addr < end; i++) {
+    if (i >= mm.nrVmas) return -EINVAL;
+    const v = vmaAt(mm, i);
+    if (v.start > addr) return -EINVAL;
+    if (v.uffd != 0 && v.uffd != id) return -EBUSY;
+    if (!vmaCanUserfault(v, flags, features)) return -EINVAL;
+    addr = v.end;
+  }
+  return 0;
+}
+
+/** Applies a registration uffdRegisterCheck accepted, to VMAs already split at start and end. */
+export function uffdRegister(mm: Mm, id: u32, start: u64, end: u64, flags: u32): void {
+  for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+    const v = vmaAt(mm, i);
+    v.flags = (v.flags & ~(VM_UFFD_WP | VM_UFFD_MISSING)) | flags;
+    v.uffd = id;
+    vmaSetPageProt(v);
+  }
+}
+
+/**
+ * UFFDIO_UNREGISTER: write-protected VMAs are resolved first (bits and uffd-wp
+ * markers go), then lose the registration; compatible neighbours merge.
+ */
+export function uffdUnregister(mm: Mm, start: u64, end: u64): i32 {
+  for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+    const v = vmaAt(mm, i);
+    if ((v.flags & VM_UFFD_WP) != 0) {
+      const r = wpRange(mm, v, v.start > start ? v.start : start, v.end < end ? v.end : end, false);
+      if (r != 0) return r;
+    }
+  }
+  for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+    const v = vmaAt(mm, i);
+    v.flags &= ~(VM_UFFD_WP | VM_UFFD_MISSING);
+    v.uffd = 0;
+    vmaSetPageProt(v);
+  }
+  let i = findVmaIndex(mm, start);
+  if (i > 0) i--;
+  while (i + 1 < mm.nrVmas && vmaAt(mm, i).start <= end) if (!vmaTryMergeNext(mm, i)) i++;
+  return 0;
+}
+
+const wpOp = new UffdWpOp();
+
+/** uffd_wp_range over one VMA's part: change_protection with one notifier range; the caller's gather flushes. */
+function wpRange(mm: Mm, v: Vma, start: u64, end: u64, protect: bool): i32 {
+  wpOp.protect = protect;
+  wpOp.markers = uffdWpUseMarkers(v);
+  wpOp.tryWritable = !protect && vmaWantsManualWriteUpgrade(v);
+  if (!gatherBegin(mm, false)) return -ENOMEM;
+  mmuNotifierInvalidateStart(mm, MMU_NOTIFY_PROTECTION_VMA, start, end);
+  const r = walkPageRange<UffdWpOp>(wpOp, mm, start, end);
+  mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_PROTECTION_VMA, start, end);
+  gatherEnd();
+  return r < 0 ? r : 0;
+}
+
+/**
+ * UFFDIO_WRITEPROTECT: every VMA of [start, end) must be registered for
+ * write-protect with this context (-ENOENT otherwise, holes included).
+ */
+export function uffdWriteProtect(mm: Mm, id: u32, start: u64, end: u64, protect: bool): i32 {
+  let addr = start;
+  for (let i = findVmaIndex(mm, start); addr < end; i++) {
+    if (i >= mm.nrVmas) return -ENOENT;
+    const v = vmaAt(mm, i);
+    if (v.start > addr || (v.flags & VM_UFFD_WP) == 0 || v.uffd != id) return -ENOENT;
+    addr = v.end;
+  }
+  wpOp.pages = 0;
+  for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+    const v = vmaAt(mm, i);
+    const r = wpRange(mm, v, v.start > start ? v.start : start, v.end < end ? v.end : end, protect);
+    if (r != 0) return r;
+  }
+  return 0;
+}
+
+export function uffdPagesChanged(): u64 { return wpOp.pages; }
+
+/**
+ * handle_userfault: the fault becomes a message to the context and the
+ * faulting access waits (or gets SIGBUS with the sigbus feature).
+ */
+export function handleUserfault(vma: Vma, addr: u64, flags: u32, reason: u32): u32 {
+  const features = uffdFeatures(vma.uffd);
+  if ((features & UFFD_FEATURE_SIGBUS) != 0) return VM_FAULT_SIGBUS;
+  const r = logAppend(uffdLog, EVENT_RECORD);
+  if (r != 0) {
+    let f: u32 = (flags & FAULT_FLAG_WRITE) != 0 ? UFFD_PAGEFAULT_FLAG_WRITE : 0;
+    if (reason == VM_UFFD_WP) f |= UFFD_PAGEFAULT_FLAG_WP;
+    store<u32>(r, vma.uffd, 8); store<u32>(r, UFFD_EVENT_PAGEFAULT, 12); store<u32>(r, f, 16); store<u32>(r, faultCpu, 20);
+    store<u64>(r, addr & ~<u64>4095, 24);
+  }
+  setFaultBlockedOn(BLOCKED_UFFD);
+  return VM_FAULT_BLOCKED;
+}
+
+/** close(uffd): registrations of its VMAs go (as unregister of the whole mm's VMAs with this context). */
+export function uffdRelease(mm: Mm | null, id: u32): void {
+  if (mm != null) {
+    // Unregistering merges VMAs: look again from the start after each.
+    for (let i: u32 = 0; i < mm.nrVmas; ) {
+      const v = vmaAt(mm, i);
+      if (v.uffd == id) { uffdUnregister(mm, v.start, v.end); i = 0; } else i++;
+    }
+  }
+  if (id < MAX_CTX) { unchecked(ctxFeatures[id] = 0); unchecked(ctxMm[id] = 0); }
+}
+
+/** An mm goes away: its contexts go with it (their ids must not name a later mm that reuses the id). */
+export function uffdForgetMm(mmId: u32): void {
+  for (let id: u32 = 1; id < MAX_CTX; id++) {
+    if (unchecked(ctxFeatures[id]) != 0 && unchecked(ctxMm[id]) == mmId) { unchecked(ctxFeatures[id] = 0); unchecked(ctxMm[id] = 0); }
+  }
+}

@@ -1,0 +1,167 @@
+// userfaultfd write-protect (SEMANTICS §7; seed 004): registration, protect
+// and resolve, write faults as messages, markers that keep the protection of
+// shmem pages across MADV_DONTNEED, wp-unpopulated, unregister, fork.
+// Host kernel (Linux 6.18) behaviour these follow: pagemap bit 57 on
+// protected present pages and markers, markers also reading as "swapped"
+// (bit 62); anonymous pages lose the protection with MADV_DONTNEED.
+
+import { describe, it, expect } from 'vitest';
+import { machine, expectClean, PAGE } from './helpers.js';
+
+describe('userfaultfd write-protect', () => {
+  it('protect marks every present page (bit 57), a write becomes one WP message and waits; resolving one page frees only it', async () => {
+    const m = await machine({ cpus: 2 });
+    const p = m.spawn();
+    const a = p.mmap({ length: 8 * PAGE, prot: 'rw' });
+    p.touch(a.start, 8 * PAGE, 'w', 5);
+    const u = p.userfaultfd();
+    u.register(a.start, 8 * PAGE, { wp: true });
+    m.clearFlushLog();
+    m.clearNotifierLog();
+    expect(u.writeProtect(a.start, 8 * PAGE, true)).toBe(8);
+    for (let i = 0; i < 8; i++) {
+      expect(p.pagemap(a.start + i * PAGE)).toMatchObject({ present: true, uffdWp: true });
+      expect(p.entry(a.start + i * PAGE)).toMatchObject({ write: false, uffdWp: true });
+    }
+    expect(m.flushLog).toHaveLength(1);                                   // one batched flush
+    expect(m.notifierLog.map((n) => [n.phase, n.event])).toEqual([['start', 'protection-vma'], ['end', 'protection-vma']]);
+    expect(p.read(a.start + 3 * PAGE)).toMatchObject({ ok: true, tag: 5 });   // reads are fine
+    const w = p.write(a.start + 3 * PAGE, 9, { cpu: 1 });
+    expect(w).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(u.events()).toEqual([{ type: 'pagefault', address: a.start + 3 * PAGE, write: true, wp: true, cpu: 1 }]);
+    expect(p.read(a.start + 3 * PAGE)).toMatchObject({ tag: 5 });            // the write did not happen
+    expect(u.events()).toEqual([]);
+    u.writeProtect(a.start + 3 * PAGE, PAGE, false);
+    expect(p.entry(a.start + 3 * PAGE)).toMatchObject({ uffdWp: false, write: true });   // exclusive anon: writable again at once
+    expect(p.write(a.start + 3 * PAGE, 9, { cpu: 1 })).toMatchObject({ ok: true, faults: 0 });
+    expect([0, 1, 2, 4, 5, 6, 7].every((i) => p.pagemap(a.start + i * PAGE).uffdWp)).toBe(true);
+    expect(u.events()).toEqual([]);
+    expectClean(m);
+  });
+
+  it('shmem keeps the protection as a marker across MADV_DONTNEED; anonymous memory loses it', async () => {
+    const m = await machine();
+    const f = m.memfd({ size: 4 * PAGE });
+    const p = m.spawn();
+    const s = p.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw' });
+    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
+    p.touch(s.start, 4 * PAGE, 'w', 7);
+    p.touch(a.start, 4 * PAGE, 'w', 8);
+    const u = p.userfaultfd({ features: ['wp-hugetlbfs-shmem'] });
+    u.register(s.start, 4 * PAGE);
+    u.register(a.start, 4 * PAGE);
+    u.writeProtect(s.start, 4 * PAGE, true);
+    u.writeProtect(a.start, 4 * PAGE, true);
+    p.madvise(s.start, 4 * PAGE, 'dontneed');
+    p.madvise(a.start, 4 * PAGE, 'dontneed');
+    expect(p.pagemap(s.start + PAGE)).toMatchObject({ present: false, swapped: true, uffdWp: true });
+    expect(p.entry(s.start + PAGE)).toMatchObject({ kind: 'marker', markers: ['uffd-wp'] });
+    expect(p.pagemap(a.start + PAGE)).toMatchObject({ present: false, swapped: false, uffdWp: false });
+    // shmem: a read maps the page back, still protected, content intact; a write is a message.
+    expect(p.read(s.start + PAGE)).toMatchObject({ ok: true, tag: 7 });
+    expect(p.entry(s.start + PAGE)).toMatchObject({ kind: 'present', uffdWp: true, write: false });
+    expect(p.write(s.start + PAGE, 1)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(u.events()).toEqual([expect.objectContaining({ address: s.start + PAGE, wp: true })]);
+    // anon: a fresh page, no protection, no message.
+    expect(p.write(a.start + PAGE, 2)).toMatchObject({ ok: true });
+    expect(u.events()).toEqual([]);
+    // mprotect leaves markers as they are.
+    p.mprotect(s.start, 4 * PAGE, 'r');
+    expect(p.entry(s.start + 2 * PAGE)).toMatchObject({ kind: 'marker', markers: ['uffd-wp'] });
+    expectClean(m);
+  });
+
+  it('wp-unpopulated: never-touched anonymous pages get markers; a read maps the zero page still protected', async () => {
+    const m = await machine();
+    const p = m.spawn();
+    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
+    p.write(a.start, 1);
+    const u = p.userfaultfd({ features: ['wp-unpopulated'] });
+    u.register(a.start, 4 * PAGE);
+    expect(u.writeProtect(a.start, 4 * PAGE, true)).toBe(4);
+    expect(p.pagemap(a.start + 2 * PAGE)).toMatchObject({ present: false, swapped: true, uffdWp: true });
+    expect(p.read(a.start + 2 * PAGE)).toMatchObject({ ok: true, tag: 0 });
+    expect(p.entry(a.start + 2 * PAGE)).toMatchObject({ kind: 'present', special: true, uffdWp: true });
+    expect(p.write(a.start + 2 * PAGE, 3)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    p.madvise(a.start, PAGE, 'dontneed');                                  // anon: no marker survives
+    expect(p.entry(a.start).kind).toBe('none');
+    expectClean(m);
+  });
+
+  it('unregister resolves bits and markers; munmap + mmap leaves nothing registered (ENOENT)', async () => {
+    const m = await machine();
+    const f = m.memfd({ size: 4 * PAGE });
+    const p = m.spawn();
+    const s = p.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw' });
+    p.write(s.start, 1);
+    const u = p.userfaultfd({ features: ['wp-hugetlbfs-shmem'] });
+    u.register(s.start, 4 * PAGE);
+    u.writeProtect(s.start, 4 * PAGE, true);
+    expect(p.entry(s.start + PAGE).kind).toBe('marker');
+    u.unregister(s.start, 4 * PAGE);
+    expect(p.entry(s.start)).toMatchObject({ kind: 'present', uffdWp: false });
+    expect(p.entry(s.start + PAGE).kind).toBe('none');
+    expect(p.write(s.start, 2)).toMatchObject({ ok: true });
+    u.register(s.start, 4 * PAGE);
+    u.writeProtect(s.start, PAGE, true);
+    p.munmap(s.start, 4 * PAGE);
+    const again = p.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw', addr: s.start });
+    expect(p.pagemap(again.start).uffdWp).toBe(false);
+    expect(() => u.writeProtect(again.start, PAGE, true)).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    expect(p.write(again.start, 3)).toMatchObject({ ok: true });
+    expect(u.events()).toEqual([]);
+    expectClean(m);
+  });
+
+  it('fork without event-fork: the child has no protection; the parent keeps its own', async () => {
+    const m = await machine();
+    const f = m.memfd({ size: 2 * PAGE });
+    const p = m.spawn();
+    const a = p.mmap({ length: 2 * PAGE, prot: 'rw' });
+    const s = p.mmap({ file: f, shared: true, length: 2 * PAGE, prot: 'rw' });
+    p.touch(a.start, 2 * PAGE, 'w', 1);
+    p.write(s.start, 2);
+    const u = p.userfaultfd({ features: ['wp-hugetlbfs-shmem'] });
+    u.register(a.start, 2 * PAGE);
+    u.register(s.start, 2 * PAGE);
+    u.writeProtect(a.start, 2 * PAGE, true);
+    u.writeProtect(s.start, 2 * PAGE, true);
+    const c = p.fork();
+    expect(c.pagemap(a.start).uffdWp).toBe(false);
+    expect(c.entry(s.start + PAGE).kind).toBe('none');
+    expect(c.write(s.start, 5)).toMatchObject({ ok: true });
+    expect(p.pagemap(s.start).uffdWp).toBe(true);
+    expect(p.read(s.start)).toMatchObject({ tag: 5 });
+    expect(u.events()).toEqual([]);
+    expectClean(m);
+  });
+
+  it('what cannot be registered, misuse, and the sigbus feature', async () => {
+    const m = await machine();
+    const p = m.spawn();
+    const f = m.file({ size: 4 * PAGE });
+    const r = p.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw' });
+    const sh = p.mmap({ length: 4 * PAGE, prot: 'rw', shared: true });
+    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
+    const u = p.userfaultfd();
+    expect(() => u.register(r.start, 4 * PAGE)).toThrow(expect.objectContaining({ code: 'EINVAL' }));      // regular file
+    expect(() => u.register(sh.start, 4 * PAGE)).toThrow(expect.objectContaining({ code: 'EINVAL' }));     // shmem needs the feature
+    expect(() => u.register(a.start + 1, PAGE)).toThrow(expect.objectContaining({ code: 'EINVAL', arg: 'addr' }));
+    expect(() => u.register(a.start, 64 * PAGE)).toThrow(expect.objectContaining({ code: 'EINVAL' }));     // runs into a hole
+    expect(() => u.writeProtect(a.start, PAGE, true)).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    expect(() => p.userfaultfd({ features: ['bogus' as 'sigbus'] })).toThrow(expect.objectContaining({ arg: 'features' }));
+    expect(p.vmas.length).toBe(3);                                       // failed registrations split nothing
+    u.register(a.start + PAGE, 2 * PAGE);
+    expect(p.vmas.length).toBe(5);
+    const other = p.userfaultfd({ features: ['sigbus'] });
+    expect(() => other.register(a.start + PAGE, PAGE)).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    u.close();
+    expect(p.vmas.length).toBe(3);                                       // closing unregisters, and the VMAs merge back
+    other.register(a.start, PAGE);
+    p.write(a.start, 1);
+    other.writeProtect(a.start, PAGE, true);
+    expect(p.write(a.start, 2)).toMatchObject({ ok: false, signal: 'SIGBUS' });
+    expect(other.events()).toEqual([]);
+    expectClean(m);
+  });
+});

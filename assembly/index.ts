@@ -45,6 +45,7 @@ import {
   unfoldRange,
 } from "./arch/contpte";
 import { ContScanOp } from "./ops/contscan";
+import { pagemapScan, scanWalkEnd } from "./ops/pagemapscan";
 import { Log, logClear } from "./log";
 import { notifierLog } from "./notifier";
 import { warnLog } from "./warn";
@@ -804,3 +805,17 @@ export function uffdEvents(): usize {
 
 /** close(uffd). */
 export function uffdClose(ctx: u32): void { uffdRelease(mm(uffdMm(ctx)), ctx); }
+
+/**
+ * PAGEMAP_SCAN over [vpn, +pages) into `vec` (24-byte regions, vecLen of
+ * them). Masks arrive as f64 (they are below 2^9). Returns the regions or
+ * -errno; [0] walk_end page number.
+ */
+export function pagemapScanRange(id: u32, vpn: f64, pages: f64, flags: u32, inverted: u32, mask: u32, anyof: u32, ret: u32,
+  maxPages: f64, vec: usize, vecLen: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  const r = pagemapScan(m, addr(vpn), addr(vpn + pages), flags, inverted, mask, anyof, ret, <u64>maxPages, vec, vecLen);
+  unchecked(result[0] = scanWalkEnd >> 12);
+  return r;
+}

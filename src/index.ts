@@ -3,7 +3,7 @@ export type { MachineOptions, ThpPolicy, MthpSize, MthpPolicy, FrameInfo, Machin
 export type { FlushRecord, NotifierRecord, NotifierEvent, KernelWarning } from './logs.js';
 export type { Step, StepOptions } from './step.js';
 export { Process } from './process.js';
-export type { MmapOptions, Mapping, Advice, AccessResult, TouchResult, BlockedOn, Rss, VmaInfo, Prot, Signal, SignalCode, ClearRefs } from './process.js';
+export type { MmapOptions, Mapping, Advice, AccessResult, TouchResult, BlockedOn, Rss, VmaInfo, Prot, Signal, SignalCode, ClearRefs, PageCategory, PagemapScanOptions, ScanRegion } from './process.js';
 export { File } from './file.js';
 export type { CacheSlot, FileStats, PageMkwriteHook, PageMkwriteEvent, MappingWalkOptions, CleanRecordOptions, CleanRecordResult } from './file.js';
 export { EmuError } from './errors.js';

@@ -67,6 +67,43 @@ const ADVICE: Record<Advice, number> = { dontneed: 4, dontfork: 10, dofork: 11, 
 export type ClearRefs = 'all' | 'anon' | 'mapped' | 'soft-dirty';
 const CLEAR_REFS: Record<string, number> = { all: 1, anon: 2, mapped: 3, 'soft-dirty': 4 };
 
+/** PAGEMAP_SCAN page categories (PAGE_IS_*). */
+export type PageCategory = 'wp-allowed' | 'written' | 'file' | 'present' | 'swapped' | 'pfn-zero' | 'huge' | 'soft-dirty' | 'guard';
+const CATEGORIES: readonly PageCategory[] = ['wp-allowed', 'written', 'file', 'present', 'swapped', 'pfn-zero', 'huge', 'soft-dirty', 'guard'];
+
+export interface PagemapScanOptions {
+  start: Addr;
+  end: Addr;
+  categoryMask?: PageCategory[];
+  categoryInverted?: PageCategory[];
+  categoryAnyof?: PageCategory[];
+  returnMask: PageCategory[];
+  /** PM_SCAN_WP_MATCHING. */
+  wpMatching?: boolean;
+  /** PM_SCAN_CHECK_WPASYNC. */
+  checkWpAsync?: boolean;
+  /** Stop after this many pages (0: no limit). */
+  maxPages?: number;
+  /** Room for this many regions (vec_len). Default 1024. */
+  maxRegions?: number;
+}
+
+export interface ScanRegion { start: number; end: number; categories: PageCategory[] }
+
+function categoryBits(names: unknown, arg: string): number {
+  if (names === undefined) return 0;
+  if (!Array.isArray(names)) throw new EmuError('EINVAL', `${arg} must be an array of categories`, arg);
+  let bits = 0;
+  for (const n of names) {
+    const i = CATEGORIES.indexOf(n as PageCategory);
+    if (i < 0) throw new EmuError('EINVAL', `${arg}: unknown category ${String(n)}`, arg);
+    bits |= 1 << i;
+  }
+  return bits;
+}
+
+function categoryNames(bits: number): PageCategory[] { return CATEGORIES.filter((_, i) => (bits & (1 << i)) !== 0); }
+
 export type Signal = 'SIGSEGV' | 'SIGBUS';
 export type SignalCode = 'SEGV_MAPERR' | 'SEGV_ACCERR' | 'BUS_ADRERR' | 'BUS_MCEERR_AR' | 'OOM';
 
@@ -271,6 +308,48 @@ export class Process {
     const type = CLEAR_REFS[what];
     if (type === undefined) throw new EmuError('EINVAL', `clear_refs takes 'soft-dirty', 'all', 'anon' or 'mapped', got ${String(what)}`, 'what');
     stepped(this.core, opts, () => this.core.x.clearRefs(this.pid, type));
+  }
+
+  /**
+   * The PAGEMAP_SCAN ioctl on /proc/PID/pagemap: the pages of [start, end)
+   * whose categories match (`categoryMask` all, `categoryAnyof` at least
+   * one, after `categoryInverted`), as regions of adjacent pages with the
+   * same `returnMask`ed categories. `wpMatching` write-protects what it
+   * reports (uffd-wp, in VMAs registered with an async write-protect
+   * userfaultfd: others are skipped); `checkWpAsync` makes such VMAs EPERM.
+   * `maxPages` and `maxRegions` stop the walk early; `walkEnd` says where.
+   */
+  pagemapScan(opts: PagemapScanOptions): { regions: ScanRegion[]; walkEnd: number } {
+    this.live();
+    if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'pagemapScan needs an options object', 'opts');
+    const start = toBigAddr(opts.start, 'start'), end = (toBigAddr(opts.end, 'end') + 0xfffn) & ~0xfffn;
+    if (start & 0xfffn) throw new EmuError('EINVAL', 'start must be page-aligned', 'start');
+    if (end < start) throw new EmuError('EINVAL', 'end must not be below start', 'end');
+    checkUserRange(this.machine.geometry, start, end - start, 'start', 'EINVAL');
+    const mask = categoryBits(opts.categoryMask, 'categoryMask'), inverted = categoryBits(opts.categoryInverted, 'categoryInverted');
+    const anyof = categoryBits(opts.categoryAnyof, 'categoryAnyof'), ret = categoryBits(opts.returnMask, 'returnMask');
+    if (ret === 0) throw new EmuError('EINVAL', 'returnMask must name at least one category', 'returnMask');
+    const maxPages = opts.maxPages ?? 0, maxRegions = opts.maxRegions ?? 1024;
+    if (!Number.isSafeInteger(maxPages) || maxPages < 0) throw new EmuError('EINVAL', 'maxPages must be a non-negative integer', 'maxPages');
+    if (!Number.isInteger(maxRegions) || maxRegions < 1 || maxRegions > 1 << 20) throw new EmuError('EINVAL', 'maxRegions must be an integer in [1, 2^20]', 'maxRegions');
+    const flags = (opts.wpMatching ? 1 : 0) | (opts.checkWpAsync ? 2 : 0);
+    const x = this.core.x;
+    const buf = x.allocBuffer(maxRegions * 24);
+    if (buf === 0) throw new EmuError('ENOMEM', 'no memory for the regions', 'maxRegions');
+    try {
+      const n = x.pagemapScanRange(this.pid, Number(start >> 12n), Number((end - start) >> 12n), flags, inverted, mask, anyof, ret, maxPages, buf, maxRegions);
+      if (n === -1) throw new EmuError('EPERM', 'a VMA of the range is not registered with an async write-protect userfaultfd', 'checkWpAsync');
+      if (n < 0) throw EmuError.fromErrno(n, 'pagemapScan failed', 'start');
+      const walkEnd = this.core.result(0) * PAGE_SIZE;
+      const regions: ScanRegion[] = [];
+      for (let i = 0; i < n; i++) {
+        const r = buf + i * 24;
+        regions.push({ start: Number(this.core.u64At(r)), end: Number(this.core.u64At(r + 8)), categories: categoryNames(Number(this.core.u64At(r + 16))) });
+      }
+      return { regions, walkEnd };
+    } finally {
+      x.freeBuffer(buf, maxRegions * 24);
+    }
   }
 
   /** userfaultfd(2): a context whose registered ranges report faults as messages. */

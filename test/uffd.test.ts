@@ -165,3 +165,39 @@ describe('userfaultfd write-protect', () => {
     expectClean(m);
   });
 });
+
+describe('async write tracking with PAGEMAP_SCAN', () => {
+  it('scan + WP_MATCHING finds exactly the pages written since the last scan, in regions; reads do not count', async () => {
+    const m = await machine();
+    const p = m.spawn();
+    const a = p.mmap({ length: 64 * PAGE, prot: 'rw' });
+    p.touch(a.start, 64 * PAGE, 'w', 1);
+    const u = p.userfaultfd({ features: ['wp-async', 'wp-unpopulated'] });
+    u.register(a.start, 64 * PAGE);
+    const scan = (extra: Partial<Parameters<typeof p.pagemapScan>[0]> = {}) => p.pagemapScan({
+      start: a.start, end: a.end, categoryMask: ['written'], returnMask: ['written'], wpMatching: true, checkWpAsync: true, ...extra,
+    });
+    const first = scan();
+    expect(first.regions).toEqual([{ start: a.start, end: a.end, categories: ['written'] }]);
+    expect(first.walkEnd).toBe(a.end);
+    expect(p.pagemap(a.start + 30 * PAGE)).toMatchObject({ present: true, uffdWp: true });   // protected by the scan
+    for (const i of [1, 5, 6, 7, 20, 63]) expect(p.write(a.start + i * PAGE, 100 + i)).toMatchObject({ ok: true });
+    for (const i of [2, 3, 40]) p.read(a.start + i * PAGE);
+    expect(u.events()).toEqual([]);                                          // async: no messages
+    const limited = scan({ maxPages: 2, wpMatching: false });
+    expect(limited.regions.map((r) => [(r.start - a.start) / PAGE, (r.end - a.start) / PAGE])).toEqual([[1, 2], [5, 6]]);
+    expect(limited.walkEnd).toBe(a.start + 6 * PAGE);
+    const second = scan();
+    expect(second.regions.map((r) => [(r.start - a.start) / PAGE, (r.end - a.start) / PAGE])).toEqual([[1, 2], [5, 8], [20, 21], [63, 64]]);
+    expect(scan().regions).toEqual([]);
+    expect(p.read(a.start + 5 * PAGE)).toMatchObject({ tag: 105 });
+    // Categories other than written.
+    const all = p.pagemapScan({ start: a.start, end: a.start + 8 * PAGE, returnMask: ['present', 'swapped', 'wp-allowed'] });
+    expect(all.regions[0]).toMatchObject({ start: a.start, categories: ['wp-allowed', 'present'] });
+    // A range outside any async registration: EPERM with checkWpAsync.
+    const b = p.mmap({ length: 4 * PAGE, prot: 'rw' });
+    expect(() => p.pagemapScan({ start: b.start, end: b.end, returnMask: ['written'], checkWpAsync: true })).toThrow(expect.objectContaining({ code: 'EPERM' }));
+    expect(() => p.pagemapScan({ start: b.start, end: b.end, returnMask: [] })).toThrow(expect.objectContaining({ arg: 'returnMask' }));
+    expectClean(m);
+  });
+});

@@ -12,6 +12,7 @@
 // Every permission reduction widens the current mmu_gather (one flush at the end).
 
 import { Vma } from "../vma";
+import { Mm } from "../mm";
 import { walkMm, walkVma, setWalkAction, ACTION_CONTINUE } from "../walk";
 import { currentGather, tlbFlushPteRange, tlbFlushPmdRange } from "../gather";
 import { pmdOffsetAlloc, pteTableAlloc } from "../fault";
@@ -99,22 +100,9 @@ import { PMD_SIZE, ENOMEM } from "../constants";
   /** Where no table exists, protecting a VMA that uses markers allocates tables and fills them with markers. */
   hole(addr: u64, next: u64, depth: i32): i32 {
     if (depth < 0 || !this.protect || !this.markers) return 0;
-    const mm = walkMm;
-    for (let a = addr; a < next; ) {
-      const stop = ((a | (PMD_SIZE - 1)) + 1) < next ? (a | (PMD_SIZE - 1)) + 1 : next;
-      const pmdp = pmdOffsetAlloc(mm, a);
-      if (pmdp == 0) return -ENOMEM;
-      if (load<u64>(pmdp) == 0 && pteTableAlloc(mm, pmdp) == 0) return -ENOMEM;
-      const pmd = load<u64>(pmdp);
-      if (isTableEntry(pmd)) {
-        const base = tablePtr(<u32>tableEntryPfn(pmd));
-        for (let b = a; b < stop; b += 4096) {
-          const p = base + (<usize>((b >> 12) & 511) << 3);
-          if (load<u64>(p) == 0) { store<u64>(p, mkPteMarker(PTE_MARKER_UFFD_WP)); this.pages++; }
-        }
-      }
-      a = stop;
-    }
+    const n = fillMarkers(walkMm, addr, next);
+    if (n < 0) return <i32>n;
+    this.pages += <u64>n;
     return 0;
   }
 
@@ -124,4 +112,25 @@ import { PMD_SIZE, ENOMEM } from "../constants";
   @inline preVma(vma: Vma, start: u64, end: u64): i32 { return 0; }
   // @ts-ignore: decorator
   @inline postVma(vma: Vma, start: u64, end: u64): void {}
+}
+
+/** UFFD_WP markers in every empty slot of [addr, next), page tables allocated; the markers placed, or -ENOMEM. */
+export function fillMarkers(mm: Mm, addr: u64, next: u64): i64 {
+  let n: i64 = 0;
+  for (let a = addr; a < next; ) {
+    const stop = ((a | (PMD_SIZE - 1)) + 1) < next ? (a | (PMD_SIZE - 1)) + 1 : next;
+    const pmdp = pmdOffsetAlloc(mm, a);
+    if (pmdp == 0) return -ENOMEM;
+    if (load<u64>(pmdp) == 0 && pteTableAlloc(mm, pmdp) == 0) return -ENOMEM;
+    const pmd = load<u64>(pmdp);
+    if (isTableEntry(pmd)) {
+      const base = tablePtr(<u32>tableEntryPfn(pmd));
+      for (let b = a; b < stop; b += 4096) {
+        const p = base + (<usize>((b >> 12) & 511) << 3);
+        if (load<u64>(p) == 0) { store<u64>(p, mkPteMarker(PTE_MARKER_UFFD_WP)); n++; }
+      }
+    }
+    a = stop;
+  }
+  return n;
 }

@@ -11,7 +11,8 @@ import { allocFolio, freeFolio } from "./frames";
 import { flushTlbMm } from "./flush";
 import { fileOf } from "./file";
 import { immapReserve, immapKey } from "./immap";
-import { VM_DONTCOPY, VM_PFNMAP, VM_UFFD_WP } from "./constants";
+import { uffdForkContext, uffdForkDone } from "./uffd";
+import { VM_UFFD_MISSING, VM_DONTCOPY, VM_PFNMAP, VM_UFFD_WP } from "./constants";
 
 const copyOp = new CopyOp();
 
@@ -21,12 +22,13 @@ export let forkRetries: u32 = 0;
 export let forkEarlyCopies: u64 = 0;
 
 /**
- * vma_needs_copy: only anon pages, PFN maps and uffd-wp state cannot be
- * refaulted by the child. Anonymous VMAs are always walked (a walk of an
- * empty one is cheap), file VMAs only once they hold COW copies.
+ * vma_needs_copy: only anon pages, PFN maps and the uffd-wp state of a child
+ * VMA that keeps its registration (event-fork) cannot be refaulted by the
+ * child. Anonymous VMAs are always walked (a walk of an empty one is cheap),
+ * file VMAs only once they hold COW copies.
  */
-function vmaNeedsCopy(v: Vma): bool {
-  return v.anonVma != 0 || (v.flags & (VM_PFNMAP | VM_UFFD_WP)) != 0 || v.file == 0;
+function vmaNeedsCopy(v: Vma, child: Vma): bool {
+  return v.anonVma != 0 || (v.flags & VM_PFNMAP) != 0 || (child.flags & VM_UFFD_WP) != 0 || v.file == 0;
 }
 
 /** Forks parent's address space; the child's mm, or null (ENOMEM) with the child torn down. */
@@ -39,17 +41,21 @@ export function dupMmap(parent: Mm, seedEra: bool): Mm | null {
   copyOp.parent = parent;
   copyOp.child = child;
   copyOp.seedEra = seedEra;
-  copyOp.childUffdWp = false;          // no userfaultfd context follows a fork yet (no UFFD_FEATURE_EVENT_FORK)
   copyOp.earlyCopies = 0;
   let failed = false;
   for (let i: u32 = 0; i < parent.nrVmas && !failed; i++) {
     const v = vmaAt(parent, i);
     if ((v.flags & VM_DONTCOPY) != 0) continue;
     if (v.file != 0 && !immapReserve(fileOf(v.file), 1)) { failed = true; break; }
-    const ci = vmaInsert(child, v.start, v.end, v.flags & ~VM_UFFD_WP, v.file, v.pgoff, immapKey(parent.id, v.start));
+    // dup_userfaultfd: with event-fork the child's VMA stays registered, with a context of its own.
+    const childCtx = v.uffd != 0 ? uffdForkContext(v.uffd, child) : 0;
+    const flags = childCtx != 0 ? v.flags : v.flags & ~(VM_UFFD_WP | VM_UFFD_MISSING);
+    const ci = vmaInsert(child, v.start, v.end, flags, v.file, v.pgoff, immapKey(parent.id, v.start));
     const cv = vmaAt(child, ci);
     cv.anonVma = v.anonVma;            // anon_vma_fork: the child's pages join the parent's anon_vma
-    if (!vmaNeedsCopy(v)) continue;
+    cv.uffd = childCtx;
+    copyOp.childUffdWp = (cv.flags & VM_UFFD_WP) != 0;
+    if (!vmaNeedsCopy(v, cv)) continue;
     let addr = v.start;
     for (;;) {
       const r = walkPageRange<CopyOp>(copyOp, parent, addr, v.end);
@@ -65,6 +71,7 @@ export function dupMmap(parent: Mm, seedEra: bool): Mm | null {
     if (copyOp.prealloc != 0) { freeFolio(copyOp.prealloc); copyOp.prealloc = 0; }
   }
   forkEarlyCopies = copyOp.earlyCopies;
+  uffdForkDone(failed);
   // Write-protected parent entries may still sit writable in TLBs.
   flushTlbMm(parent);
   if (failed) { exitMmap(child); return null; }

@@ -38,6 +38,7 @@ import { truncateFile } from "./truncate";
 import { setMthpPolicy, mthpAlloc, mthpFallback } from "./mthp";
 import {
   uffdCreate, uffdMm, uffdRegister, uffdRegisterCheck, uffdUnregister, uffdWriteProtect, uffdPagesChanged, uffdLog, uffdRelease,
+  uffdAck,
 } from "./uffd";
 import {
   setPtes, ptepGet as contptePtepGet, ptepGetLockless, locklessOk, ptepGetAndClear as contptePtepGetAndClear, getAndClearFullPtes,
@@ -805,6 +806,12 @@ export function uffdEvents(): usize {
 
 /** close(uffd). */
 export function uffdClose(ctx: u32): void { uffdRelease(mm(uffdMm(ctx)), ctx); }
+
+/** The monitor has read ctx's messages. */
+export function uffdRead(ctx: u32): void { uffdAck(ctx); }
+
+/** The mm a context belongs to (0: none). */
+export function uffdOwner(ctx: u32): u32 { return uffdMm(ctx); }
 
 /**
  * PAGEMAP_SCAN over [vpn, +pages) into `vec` (24-byte regions, vecLen of

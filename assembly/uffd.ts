@@ -20,7 +20,7 @@ import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_PROTEC
 import { fileOf, FILE_SHMEM } from "./file";
 import {
   VM_UFFD_WP, VM_UFFD_MISSING, VM_HUGETLB, VM_FAULT_SIGBUS, VM_FAULT_BLOCKED, FAULT_FLAG_WRITE, ENOENT, EINVAL, ENOMEM, EBUSY,
-  BLOCKED_UFFD,
+  BLOCKED_UFFD, EAGAIN,
 } from "./constants";
 import { setFaultBlockedOn } from "./fault";
 
@@ -34,6 +34,7 @@ export const UFFD_FEATURE_WP_ASYNC: u32 = 1 << 15;
 
 // Messages and their flags.
 export const UFFD_EVENT_PAGEFAULT: u32 = 0x12;
+export const UFFD_EVENT_FORK: u32 = 0x13;
 export const UFFD_PAGEFAULT_FLAG_WRITE: u32 = 1 << 0;
 export const UFFD_PAGEFAULT_FLAG_WP: u32 = 1 << 1;
 
@@ -41,9 +42,10 @@ const MAX_CTX: u32 = 4096;
 const EVENT_RECORD: usize = 32;
 export const uffdLog: Log = staticLog();
 
-/** Per context: features + 1 (0: free slot), and the mm it belongs to. */
+/** Per context: features + 1 (0: free slot), the mm it belongs to, non-cooperative events not read yet. */
 const ctxFeatures = new StaticArray<u32>(<i32>MAX_CTX);
 const ctxMm = new StaticArray<u32>(<i32>MAX_CTX);
+const ctxPending = new StaticArray<u32>(<i32>MAX_CTX);
 
 /** The CPU the fault in progress runs on (set by the MMU before it calls the fault handler). */
 export let faultCpu: u32 = 0;
@@ -157,6 +159,8 @@ function wpRange(mm: Mm, v: Vma, start: u64, end: u64, protect: bool): i32 {
  * write-protect with this context (-ENOENT otherwise, holes included).
  */
 export function uffdWriteProtect(mm: Mm, id: u32, start: u64, end: u64, protect: bool): i32 {
+  // mmap_changing: a fork message not read yet means the layout may be moving under the monitor.
+  if (id < MAX_CTX && unchecked(ctxPending[id]) != 0) return -EAGAIN;
   let addr = start;
   for (let i = findVmaIndex(mm, start); addr < end; i++) {
     if (i >= mm.nrVmas) return -ENOENT;
@@ -202,12 +206,53 @@ export function uffdRelease(mm: Mm | null, id: u32): void {
       if (v.uffd == id) { uffdUnregister(mm, v.start, v.end); i = 0; } else i++;
     }
   }
-  if (id < MAX_CTX) { unchecked(ctxFeatures[id] = 0); unchecked(ctxMm[id] = 0); }
+  if (id < MAX_CTX) { unchecked(ctxFeatures[id] = 0); unchecked(ctxMm[id] = 0); unchecked(ctxPending[id] = 0); }
 }
 
 /** An mm goes away: its contexts go with it (their ids must not name a later mm that reuses the id). */
 export function uffdForgetMm(mmId: u32): void {
   for (let id: u32 = 1; id < MAX_CTX; id++) {
-    if (unchecked(ctxFeatures[id]) != 0 && unchecked(ctxMm[id]) == mmId) { unchecked(ctxFeatures[id] = 0); unchecked(ctxMm[id] = 0); }
+    if (unchecked(ctxFeatures[id]) != 0 && unchecked(ctxMm[id]) == mmId) { unchecked(ctxFeatures[id] = 0); unchecked(ctxMm[id] = 0); unchecked(ctxPending[id] = 0); }
   }
 }
+
+// ---- fork (dup_userfaultfd) ----------------------------------------------------------------
+
+// Parent context -> child context, for the fork in progress.
+const forkFrom = new StaticArray<u32>(64);
+const forkTo = new StaticArray<u32>(64);
+let forkPairs: u32 = 0;
+
+/**
+ * The child's context for a parent VMA registered with `ctx`: with
+ * event-fork, one new context per parent context (same features), else 0
+ * (the child's VMA loses the registration).
+ */
+export function uffdForkContext(ctx: u32, child: Mm): u32 {
+  if ((uffdFeatures(ctx) & UFFD_FEATURE_EVENT_FORK) == 0) return 0;
+  for (let i: u32 = 0; i < forkPairs; i++) if (unchecked(forkFrom[i]) == ctx) return unchecked(forkTo[i]);
+  if (forkPairs == 64) return 0;
+  const id = uffdCreate(child, uffdFeatures(ctx));
+  if (id < 0) return 0;
+  unchecked(forkFrom[forkPairs] = ctx);
+  unchecked(forkTo[forkPairs] = <u32>id);
+  forkPairs++;
+  return <u32>id;
+}
+
+/** After the copy: each parent context gets a fork message naming its child's (unless the fork failed). */
+export function uffdForkDone(failed: bool): void {
+  for (let i: u32 = 0; i < forkPairs; i++) {
+    const parent = unchecked(forkFrom[i]), child = unchecked(forkTo[i]);
+    if (failed) continue;
+    const r = logAppend(uffdLog, EVENT_RECORD);
+    if (r == 0) continue;
+    store<u32>(r, parent, 8); store<u32>(r, UFFD_EVENT_FORK, 12); store<u32>(r, 0, 16); store<u32>(r, 0, 20);
+    store<u64>(r, <u64>child, 24);
+    unchecked(ctxPending[parent]++);
+  }
+  forkPairs = 0;
+}
+
+/** The monitor read its messages: non-cooperative events are no longer pending. */
+export function uffdAck(id: u32): void { if (id < MAX_CTX) unchecked(ctxPending[id] = 0); }

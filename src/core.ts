@@ -61,6 +61,8 @@ export interface CoreExports {
   uffdWp(ctx: number, vpn: number, pages: number, protect: number): number;
   uffdEvents(): number;
   uffdClose(ctx: number): void;
+  uffdRead(ctx: number): void;
+  uffdOwner(ctx: number): number;
   pagemapScanRange(id: number, vpn: number, pages: number, flags: number, inverted: number, mask: number, anyof: number, ret: number,
     maxPages: number, vec: number, vecLen: number): number;
   kFlushTlbRange(id: number, vpn: number, endVpn: number, stride: number): number;

@@ -17,16 +17,19 @@ const FEATURES: Record<UffdFeature, number> = {
 const VM_UFFD_MISSING = 0x200, VM_UFFD_WP = 0x1000;
 
 /** A message read from the context. */
-export interface UffdMessage {
-  type: 'pagefault';
-  /** Page-aligned faulting address. */
-  address: number;
-  /** UFFD_PAGEFAULT_FLAG_WRITE / _WP. */
-  write: boolean;
-  wp: boolean;
-  /** The CPU the faulting access ran on. */
-  cpu: number;
-}
+export type UffdMessage =
+  | {
+    type: 'pagefault';
+    /** Page-aligned faulting address. */
+    address: number;
+    /** UFFD_PAGEFAULT_FLAG_WRITE / _WP. */
+    write: boolean;
+    wp: boolean;
+    /** The CPU the faulting access ran on. */
+    cpu: number;
+  }
+  /** UFFD_EVENT_FORK (event-fork): the child's context, whose registered VMAs kept their protection. */
+  | { type: 'fork'; uffd: Userfaultfd };
 
 export class Userfaultfd {
   /** @internal */ readonly core: Core;
@@ -36,11 +39,11 @@ export class Userfaultfd {
   private read = 0;
   private closed = false;
 
-  /** @internal */
-  constructor(core: Core, process: Process, features: readonly UffdFeature[] = []) {
+  /** @internal `existing`: a context the core made (a fork's child). */
+  constructor(core: Core, process: Process, features: readonly UffdFeature[] = [], existing = 0) {
     for (const f of features) if (!(f in FEATURES)) throw new EmuError('EINVAL', `unknown userfaultfd feature ${String(f)}`, 'features');
     const mask = features.reduce((m, f) => m | FEATURES[f], 0);
-    const id = core.x.uffdNew(process.pid, mask);
+    const id = existing || core.x.uffdNew(process.pid, mask);
     if (id < 0) throw EmuError.fromErrno(id, 'no userfaultfd context available', 'features');
     this.core = core;
     this.process = process;
@@ -91,6 +94,7 @@ export class Userfaultfd {
     if (typeof enable !== 'boolean') throw new EmuError('EINVAL', 'enable must be a boolean', 'enable');
     const r = this.core.x.uffdWp(this.id, vpn, pages, enable ? 1 : 0);
     if (r === -2) throw new EmuError('ENOENT', 'part of the range is not registered for write-protect with this userfaultfd', 'addr');
+    if (r === -11) throw new EmuError('EAGAIN', 'a fork message is waiting to be read (events()) first', 'uffd');
     if (r < 0) throw EmuError.fromErrno(r, 'writeProtect failed', 'addr');
     return this.core.result(0);
   }
@@ -101,13 +105,22 @@ export class Userfaultfd {
     const base = core.x.uffdEvents();
     const n = core.result(0);
     const out: UffdMessage[] = [];
+    const records: [number, number, number, bigint][] = [];
     for (let i = this.read; i < n; i++) {
       const r = base + i * 32;
-      if (core.u32At(r + 8) !== this.id) continue;
-      const flags = core.u32At(r + 16);
-      out.push({ type: 'pagefault', address: Number(core.u64At(r + 24)), write: (flags & 1) !== 0, wp: (flags & 2) !== 0, cpu: core.u32At(r + 20) });
+      if (core.u32At(r + 8) === this.id) records.push([core.u32At(r + 12), core.u32At(r + 16), core.u32At(r + 20), core.u64At(r + 24)]);
     }
     this.read = n;
+    core.x.uffdRead(this.id);
+    for (const [kind, flags, cpu, arg] of records) {
+      if (kind === 0x13) {
+        const ctx = Number(arg);
+        const child = this.process.machine.procs.find((q) => q.pid === core.x.uffdOwner(ctx));
+        if (child) out.push({ type: 'fork', uffd: new Userfaultfd(core, child, this.features, ctx) });
+      } else {
+        out.push({ type: 'pagefault', address: Number(arg), write: (flags & 1) !== 0, wp: (flags & 2) !== 0, cpu });
+      }
+    }
     return out;
   }
 

@@ -136,6 +136,39 @@ describe('userfaultfd write-protect', () => {
     expectClean(m);
   });
 
+  it('fork with event-fork: the child keeps bits and markers under a context of its own, announced by a fork message', async () => {
+    const m = await machine();
+    const f = m.memfd({ size: 2 * PAGE });
+    const p = m.spawn();
+    const a = p.mmap({ length: 2 * PAGE, prot: 'rw' });
+    const s = p.mmap({ file: f, shared: true, length: 2 * PAGE, prot: 'rw' });
+    p.touch(a.start, 2 * PAGE, 'w', 1);
+    p.write(s.start, 2);
+    const u = p.userfaultfd({ features: ['event-fork', 'wp-hugetlbfs-shmem'] });
+    u.register(a.start, 2 * PAGE);
+    u.register(s.start, 2 * PAGE);
+    u.writeProtect(a.start, 2 * PAGE, true);
+    u.writeProtect(s.start, 2 * PAGE, true);
+    const c = p.fork();
+    expect(c.pagemap(a.start).uffdWp).toBe(true);
+    expect(c.entry(s.start + PAGE)).toMatchObject({ kind: 'marker', markers: ['uffd-wp'] });
+    expect(() => u.writeProtect(a.start, PAGE, false)).toThrow(expect.objectContaining({ code: 'EAGAIN' }));   // the fork message is unread
+    const msgs = u.events();
+    expect(msgs).toHaveLength(1);
+    const fork = msgs[0]!;
+    if (fork.type !== 'fork') throw new Error('expected a fork message');
+    expect(fork.uffd.process).toBe(c);
+    expect(c.write(a.start, 9)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(fork.uffd.events()).toEqual([expect.objectContaining({ type: 'pagefault', address: a.start, wp: true })]);
+    expect(u.events()).toEqual([]);
+    fork.uffd.writeProtect(s.start, PAGE, false);
+    expect(c.write(s.start, 5)).toMatchObject({ ok: true });
+    expect(p.pagemap(s.start).uffdWp).toBe(true);                            // the parent's entry keeps its bit
+    expect(p.read(s.start)).toMatchObject({ tag: 5 });
+    expect(u.writeProtect(a.start, PAGE, false)).toBe(1);
+    expectClean(m);
+  });
+
   it('what cannot be registered, misuse, and the sigbus feature', async () => {
     const m = await machine();
     const p = m.spawn();

@@ -24,8 +24,9 @@ import { doWpPage } from "./wp";
 import { thpVmaAllowable, doHugePmdAnonymousPage, hugePmdFault, fileThpSuitable, doHugeFileFault } from "./thp";
 import { mthpAllowedOrders, mthpFit, mthpOrder, mthpAlloc, mthpFallback } from "./mthp";
 import { setPtes, setAccessFlags, ptepGet, ptepGetAndClear } from "./arch/contpte";
+import { handleUserfault } from "./uffd";
 import {
-  VM_WRITE, VM_SHARED, VM_EXEC, VM_ACCESS_FLAGS, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
+  VM_WRITE, VM_SHARED, VM_EXEC, VM_ACCESS_FLAGS, VM_UFFD_WP, VM_UFFD_MISSING, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
   VM_FAULT_MAJOR, VM_FAULT_HWPOISON, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, FAULT_FLAG_INSTRUCTION, FAULT_FLAG_UNSHARE,
   MM_ANONPAGES, MM_SWAPENTS,
 } from "./constants";
@@ -164,6 +165,8 @@ export function pteTableAlloc(mm: Mm, pmdp: usize): u32 {
 /** do_anonymous_page. `uffdWp` carries a uffd-wp marker that was in the slot. */
 export function doAnonymousPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32, uffdWp: bool): u32 {
   if ((vma.flags & VM_SHARED) != 0) return VM_FAULT_SIGBUS;
+  // A missing-mode userfaultfd provides the page (UFFDIO_COPY / ZEROPAGE) instead.
+  if ((vma.flags & VM_UFFD_MISSING) != 0) return handleUserfault(vma, addr, flags, VM_UFFD_MISSING);
   if ((flags & FAULT_FLAG_WRITE) == 0) {
     let entry = pteMkspecial(pfnPte(<u64>zeroPfn, vma.pageProt));
     if (uffdWp) entry = pteMkuffdWp(entry);

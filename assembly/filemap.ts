@@ -10,7 +10,8 @@ import { addNewAnonRmap, addFileRmap } from "./rmap";
 import { File, fileOf, cacheLookup, cacheSlot, CACHE_PAGE, CACHE_SWAP, doPageMkwrite } from "./file";
 import { swapTag, swapFree } from "./swap";
 import { setPtes } from "./arch/contpte";
-import { VM_SHARED, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MAJOR, FAULT_FLAG_WRITE, MM_ANONPAGES, PMD_SIZE } from "./constants";
+import { handleUserfault } from "./uffd";
+import { VM_SHARED, VM_UFFD_MISSING, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MAJOR, FAULT_FLAG_WRITE, MM_ANONPAGES, PMD_SIZE } from "./constants";
 
 /** fault_around_bytes (in pages); 1 disables fault-around. */
 export let faultAroundPages: u32 = 16;
@@ -23,6 +24,8 @@ export function doFault(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32, uf
   if (pgoff >= f.sizePages) return VM_FAULT_SIGBUS;
   const write = (flags & FAULT_FLAG_WRITE) != 0;
   let ret: u32 = 0;
+  // shmem_get_folio with a missing-mode userfaultfd: no page in the cache is the monitor's to provide.
+  if ((vma.flags & VM_UFFD_MISSING) != 0 && cacheLookup(f, pgoff) == 0) return handleUserfault(vma, addr, flags, VM_UFFD_MISSING);
 
   if (!write) {
     if (!uffdWp && faultAroundPages > 1) doFaultAround(mm, vma, addr, ptep);

@@ -38,7 +38,7 @@ import { truncateFile } from "./truncate";
 import { setMthpPolicy, mthpAlloc, mthpFallback } from "./mthp";
 import {
   uffdCreate, uffdMm, uffdRegister, uffdRegisterCheck, uffdUnregister, uffdWriteProtect, uffdPagesChanged, uffdLog, uffdRelease,
-  uffdAck,
+  uffdAck, uffdCopy,
 } from "./uffd";
 import {
   setPtes, ptepGet as contptePtepGet, ptepGetLockless, locklessOk, ptepGetAndClear as contptePtepGetAndClear, getAndClearFullPtes,
@@ -806,6 +806,13 @@ export function uffdEvents(): usize {
 
 /** close(uffd). */
 export function uffdClose(ctx: u32): void { uffdRelease(mm(uffdMm(ctx)), ctx); }
+
+/** UFFDIO_COPY (zero false) / UFFDIO_ZEROPAGE over [vpn, +pages): pages filled, or -errno. */
+export function uffdFill(ctx: u32, vpn: f64, pages: u32, tag: u32, zero: bool, wp: bool): f64 {
+  const m = mm(uffdMm(ctx));
+  if (m == null) return -EBADF;
+  return <f64>uffdCopy(m, ctx, addr(vpn), pages, tag, zero, wp);
+}
 
 /** The monitor has read ctx's messages. */
 export function uffdRead(ctx: u32): void { uffdAck(ctx); }

@@ -11,16 +11,24 @@
 // Event record (32 bytes): seq u64 | ctx u32 | kind u32 | flags u32 | cpu u32 | addr u64
 
 import { Mm } from "./mm";
-import { Vma, vmaAt, findVmaIndex, vmaSetPageProt, vmaWantsManualWriteUpgrade, vmaTryMergeNext } from "./vma";
+import { Vma, vmaAt, vmaLookup, findVmaIndex, vmaSetPageProt, vmaWantsManualWriteUpgrade, vmaTryMergeNext, anonVmaPrepare, maybeMkwrite, linearPageIndex } from "./vma";
+import { addRss } from "./mm";
+import { pmdOffsetAlloc, pteTableAlloc } from "./fault";
+import { tablePtr } from "./pgtable";
+import { isTableEntry, tableEntryPfn, isPteMarker, pfnPte, pteMkspecial, pteMkdirty, pteMkuffdWp } from "./arch/index";
+import { setPtes } from "./arch/contpte";
+import { allocFolio, zeroPfn, setTag, setFlag, PG_DIRTY } from "./frames";
+import { addNewAnonRmap, addFileRmap } from "./rmap";
+import { filemapFault } from "./filemap";
 import { Log, staticLog, logAppend } from "./log";
 import { walkPageRange } from "./walk";
 import { UffdWpOp } from "./ops/uffdwp";
 import { gatherBegin, gatherEnd } from "./gather";
 import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_PROTECTION_VMA } from "./notifier";
-import { fileOf, FILE_SHMEM } from "./file";
+import { fileOf, cacheLookup, FILE_SHMEM } from "./file";
 import {
   VM_UFFD_WP, VM_UFFD_MISSING, VM_HUGETLB, VM_FAULT_SIGBUS, VM_FAULT_BLOCKED, FAULT_FLAG_WRITE, ENOENT, EINVAL, ENOMEM, EBUSY,
-  BLOCKED_UFFD, EAGAIN,
+  BLOCKED_UFFD, EAGAIN, EEXIST, EFAULT, VM_SHARED, MM_ANONPAGES,
 } from "./constants";
 import { setFaultBlockedOn } from "./fault";
 
@@ -256,3 +264,70 @@ export function uffdForkDone(failed: bool): void {
 
 /** The monitor read its messages: non-cooperative events are no longer pending. */
 export function uffdAck(id: u32): void { if (id < MAX_CTX) unchecked(ctxPending[id] = 0); }
+
+// ---- UFFDIO_COPY / UFFDIO_ZEROPAGE (mfill_atomic) --------------------------------------------
+
+/**
+ * Fills [start, +npages) of VMAs registered with ctx: a new page holding
+ * `tag` (copy) or zeroes, mapped as the fault would have (anonymous: an
+ * exclusive page, or the zero page; shmem: a page added to the file's
+ * cache). With `wp` the PTEs are uffd-wp and read-only. Stops at the first
+ * slot already mapped: -EEXIST if that is the first, else the pages done.
+ */
+export function uffdCopy(mm: Mm, ctx: u32, start: u64, npages: u32, tag: u32, zero: bool, wp: bool): i64 {
+  if (id_pending(ctx)) return -EAGAIN;
+  for (let i: u32 = 0; i < npages; i++) {
+    const addr = start + (<u64>i << 12);
+    const v = vmaLookup(mm, addr);
+    if (v == null || v.uffd != ctx) return i == 0 ? -ENOENT : <i64>i;
+    const pmdp = pmdOffsetAlloc(mm, addr);
+    if (pmdp == 0 || (load<u64>(pmdp) == 0 && pteTableAlloc(mm, pmdp) == 0)) return i == 0 ? -ENOMEM : <i64>i;
+    const pmd = load<u64>(pmdp);
+    if (!isTableEntry(pmd)) return i == 0 ? -EEXIST : <i64>i;
+    const ptep = tablePtr(<u32>tableEntryPfn(pmd)) + (<usize>((addr >> 12) & 511) << 3);
+    const old = load<u64>(ptep);
+    if (old != 0 && !isPteMarker(old)) return i == 0 ? -EEXIST : <i64>i;
+    const r = v.file == 0 ? fillAnon(mm, v, addr, ptep, tag, zero, wp) : fillShmem(mm, v, addr, ptep, tag, wp);
+    if (r != 0) return i == 0 ? <i64>r : <i64>i;
+  }
+  return <i64>npages;
+}
+
+// @ts-ignore: decorator
+@inline function id_pending(ctx: u32): bool { return ctx < MAX_CTX && unchecked(ctxPending[ctx]) != 0; }
+
+function fillAnon(mm: Mm, v: Vma, addr: u64, ptep: usize, tag: u32, zero: bool, wp: bool): i32 {
+  let e: u64;
+  if (zero) {
+    e = pteMkspecial(pfnPte(<u64>zeroPfn, v.pageProt));
+  } else {
+    anonVmaPrepare(v);
+    const pfn = allocFolio(0);
+    if (pfn == 0) return -ENOMEM;
+    setTag(pfn, tag);
+    addNewAnonRmap(pfn, 1, false);
+    addRss(mm, MM_ANONPAGES, 1);
+    e = pteMkdirty(pfnPte(<u64>pfn, v.pageProt));
+    if (!wp) e = maybeMkwrite(e, v);
+  }
+  if (wp) e = pteMkuffdWp(e);
+  setPtes(mm, addr, ptep, e, 1);
+  return 0;
+}
+
+function fillShmem(mm: Mm, v: Vma, addr: u64, ptep: usize, tag: u32, wp: bool): i32 {
+  const f = fileOf(v.file);
+  const pgoff = linearPageIndex(v, addr);
+  if (pgoff >= f.sizePages) return -EFAULT;
+  if (cacheLookup(f, pgoff) != 0) return -EEXIST;
+  const pfn = filemapFault(f, pgoff);          // a new zeroed page in the cache
+  if (pfn == 0 || pfn == <u32>-1) return -ENOMEM;
+  setTag(pfn, tag);
+  setFlag(pfn, PG_DIRTY);
+  let e = pteMkdirty(pfnPte(<u64>pfn, v.pageProt));
+  if (!wp && (v.flags & VM_SHARED) != 0) e = maybeMkwrite(e, v);
+  if (wp) e = pteMkuffdWp(e);
+  addFileRmap(mm, pfn);
+  setPtes(mm, addr, ptep, e, 1);
+  return 0;
+}

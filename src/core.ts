@@ -62,6 +62,7 @@ export interface CoreExports {
   uffdEvents(): number;
   uffdClose(ctx: number): void;
   uffdRead(ctx: number): void;
+  uffdFill(ctx: number, vpn: number, pages: number, tag: number, zero: number, wp: number): number;
   uffdOwner(ctx: number): number;
   pagemapScanRange(id: number, vpn: number, pages: number, flags: number, inverted: number, mask: number, anyof: number, ret: number,
     maxPages: number, vec: number, vecLen: number): number;

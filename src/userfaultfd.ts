@@ -65,13 +65,14 @@ export class Userfaultfd {
 
   /**
    * UFFDIO_REGISTER: the VMAs of [addr, addr+len) (no hole) report faults
-   * here: `wp` write faults on write-protected pages. Anonymous memory, and
-   * shmem with the wp-hugetlbfs-shmem feature. VMAs are split at the edges.
+   * here: `missing` faults on pages that do not exist yet (the monitor
+   * provides them with copy() or zeropage()), `wp` write faults on
+   * write-protected pages. Anonymous memory and shmem (write-protect on
+   * shmem needs wp-hugetlbfs-shmem). VMAs are split at the edges.
    */
   register(addr: number | bigint, len: number | bigint, mode: { missing?: boolean; wp?: boolean } = { wp: true }): void {
     const [vpn, pages] = this.range(addr, len);
-    if (mode.missing) throw new EmuError('EINVAL', 'missing-mode registration is not implemented yet; register with { wp: true }', 'mode');
-    if (!mode.wp) throw new EmuError('EINVAL', 'register needs { wp: true }', 'mode');
+    if (mode === null || typeof mode !== 'object' || (!mode.missing && !mode.wp)) throw new EmuError('EINVAL', 'register needs { missing: true } and/or { wp: true }', 'mode');
     const r = this.core.x.uffdRegisterRange(this.id, vpn, pages, (mode.missing ? VM_UFFD_MISSING : 0) | (mode.wp ? VM_UFFD_WP : 0));
     if (r < 0) throw EmuError.fromErrno(r, r === -16 ? 'part of the range is registered with another userfaultfd' : 'the range has a hole, or a mapping userfaultfd cannot handle', 'addr');
   }
@@ -97,6 +98,31 @@ export class Userfaultfd {
     if (r === -11) throw new EmuError('EAGAIN', 'a fork message is waiting to be read (events()) first', 'uffd');
     if (r < 0) throw EmuError.fromErrno(r, 'writeProtect failed', 'addr');
     return this.core.result(0);
+  }
+
+  /**
+   * UFFDIO_COPY: fills [addr, addr+len) with new pages holding `tag`, mapped
+   * as the fault would have (`wp`: write-protected). Stops at the first page
+   * already there (EEXIST if it is the first); returns the pages filled.
+   */
+  copy(addr: number | bigint, len: number | bigint, tag: number, opts: { wp?: boolean } = {}): number {
+    if (typeof tag !== 'number' || !Number.isInteger(tag) || tag < 0 || tag > 0xffffffff) throw new EmuError('EINVAL', 'tag must be a 32-bit unsigned integer', 'tag');
+    return this.fill(addr, len, tag, false, opts.wp === true);
+  }
+
+  /** UFFDIO_ZEROPAGE: the zero page (anonymous) or a zeroed page (shmem) in each slot of [addr, addr+len). */
+  zeropage(addr: number | bigint, len: number | bigint, opts: { wp?: boolean } = {}): number {
+    return this.fill(addr, len, 0, true, opts.wp === true);
+  }
+
+  private fill(addr: number | bigint, len: number | bigint, tag: number, zero: boolean, wp: boolean): number {
+    const [vpn, pages] = this.range(addr, len);
+    const r = this.core.x.uffdFill(this.id, vpn, pages, tag, zero ? 1 : 0, wp ? 1 : 0);
+    if (r === -17) throw new EmuError('EEXIST', 'the first page is already mapped', 'addr');
+    if (r === -2) throw new EmuError('ENOENT', 'the range is not registered with this userfaultfd', 'addr');
+    if (r === -11) throw new EmuError('EAGAIN', 'a fork message is waiting to be read (events()) first', 'uffd');
+    if (r < 0) throw EmuError.fromErrno(r, 'the fill failed', 'addr');
+    return r;
   }
 
   /** The messages not read yet (read(2) on the descriptor). */

@@ -169,6 +169,38 @@ describe('userfaultfd write-protect', () => {
     expectClean(m);
   });
 
+  it('missing mode: a fault on a page that does not exist is a message; copy and zeropage provide it', async () => {
+    const m = await machine({ cpus: 2 });
+    const f = m.memfd({ size: 4 * PAGE });
+    const p = m.spawn();
+    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
+    const s = p.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw' });
+    p.write(s.start + 3 * PAGE, 33);                                       // already in the page cache
+    const u = p.userfaultfd();
+    u.register(a.start, 4 * PAGE, { missing: true });
+    u.register(s.start, 4 * PAGE, { missing: true });
+    expect(p.read(a.start + PAGE, { cpu: 1 })).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(p.write(s.start, 7)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(p.read(s.start + 3 * PAGE)).toMatchObject({ ok: true, tag: 33 });   // cached pages are not missing
+    expect(u.events()).toEqual([
+      { type: 'pagefault', address: a.start + PAGE, write: false, wp: false, cpu: 1 },
+      { type: 'pagefault', address: s.start, write: true, wp: false, cpu: 0 },
+    ]);
+    expect(u.copy(a.start + PAGE, PAGE, 0xc0)).toBe(1);
+    expect(p.read(a.start + PAGE, { cpu: 1 })).toMatchObject({ ok: true, tag: 0xc0 });
+    expect(p.entry(a.start + PAGE)).toMatchObject({ write: true, dirty: true });
+    expect(u.zeropage(a.start + 2 * PAGE, PAGE)).toBe(1);
+    expect(p.entry(a.start + 2 * PAGE)).toMatchObject({ special: true });
+    expect(() => u.copy(a.start + PAGE, PAGE, 1)).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(u.copy(s.start, PAGE, 0x5e)).toBe(1);
+    expect(f.lookup(0).state).toBe('page');
+    expect(p.write(s.start, 7)).toMatchObject({ ok: true });
+    expect(p.read(s.start)).toMatchObject({ tag: 7 });
+    expect(u.copy(a.start + 3 * PAGE, PAGE, 3, { wp: true })).toBe(1);
+    expect(p.entry(a.start + 3 * PAGE)).toMatchObject({ uffdWp: true, write: false });
+    expectClean(m);
+  });
+
   it('what cannot be registered, misuse, and the sigbus feature', async () => {
     const m = await machine();
     const p = m.spawn();

@@ -6,6 +6,7 @@
 import { Mm, mmAllocStruct, mmFreeStruct } from "./mm";
 import {
   Vma, vmaAt, findVmaIndex, vmaInsert, vmaSplit, vmaRemove, vmaReserve, vmaTryMergeNext, vmaSetPageProt, vmaWantsManualWriteUpgrade,
+  linearPageIndex,
 } from "./vma";
 import { allocTable, freeTable, tablePtr, levelShift, levelSize } from "./pgtable";
 import { isTableEntry, tableEntryPfn, softDirtySupported } from "./arch/index";
@@ -16,10 +17,11 @@ import { PageoutOp } from "./ops/pageout";
 import { fileOf } from "./file";
 import { immapReserve } from "./immap";
 import { uffdForgetMm } from "./uffd";
+import { punchHole } from "./truncate";
 import { gatherBegin, gatherEnd, currentGather, tlbFreePteTable, tlbFreeUpperTable } from "./gather";
 import { forgetMm } from "./cpu";
 import {
-  ENOMEM, EINVAL, EEXIST, EACCES, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_SOFTDIRTY, VM_LOCKED, VM_PFNMAP, VM_HUGETLB,
+  ENOMEM, EINVAL, EEXIST, EACCES, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE, VM_SOFTDIRTY, VM_LOCKED, VM_PFNMAP, VM_HUGETLB,
   VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, PMD_SIZE,
 } from "./constants";
 
@@ -283,6 +285,7 @@ function mergeRange(mm: Mm, start: u64, end: u64): void {
 }
 
 export const MADV_DONTNEED: u32 = 4;
+export const MADV_REMOVE: u32 = 9;
 export const MADV_DONTFORK: u32 = 10;
 export const MADV_DOFORK: u32 = 11;
 export const MADV_HUGEPAGE: u32 = 14;
@@ -304,6 +307,21 @@ export function doMadvise(mm: Mm, start: u64, end: u64, advice: u32): i32 {
       if (!gatherBegin(mm, false)) return -ENOMEM;
       walkPageRange<ZapOp>(zapOp, mm, v.start > start ? v.start : start, v.end < end ? v.end : end);
       gatherEnd();
+    }
+    return 0;
+  }
+  if (advice == MADV_REMOVE) {
+    // madvise_remove: shared writable file mappings only; the file gets a hole.
+    for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+      const v = vmaAt(mm, i);
+      if ((v.flags & VM_LOCKED) != 0 || v.file == 0) return -EINVAL;
+      if ((v.flags & (VM_SHARED | VM_MAYWRITE)) != (VM_SHARED | VM_MAYWRITE)) return -EACCES;
+    }
+    for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+      const v = vmaAt(mm, i);
+      const from = v.start > start ? v.start : start, to = v.end < end ? v.end : end;
+      if (!punchHole(fileOf(v.file), linearPageIndex(v, from), linearPageIndex(v, to))) return -ENOMEM;
+      i = findVmaIndex(mm, from);
     }
     return 0;
   }

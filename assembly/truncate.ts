@@ -8,7 +8,7 @@ import { Mm, mmById } from "./mm";
 import { Vma, vmaLookup, vmaPages } from "./vma";
 import { walkPageRange } from "./walk";
 import { ZapOp } from "./ops/zap";
-import { File, cacheForEach, cacheRelease, cacheLookup, CACHE_PAGE } from "./file";
+import { File, cacheForEach, cacheRelease, cacheLookup, cacheSlot, CACHE_PAGE } from "./file";
 import { folioHead, orderOf, indexOf, setTag } from "./frames";
 import { splitFolio } from "./thp";
 import { unfoldRange } from "./arch/contpte";
@@ -69,4 +69,41 @@ function unfoldFolioMappings(f: File, index: u64, n: u64): void {
     const lo = index > pgoff ? index : pgoff, hi = index + n < pgoff + vmaPages(v) ? index + n : pgoff + vmaPages(v);
     if (lo < hi) unfoldRange(mm, v.start + ((lo - pgoff) << 12), v.start + ((hi - pgoff) << 12));
   }
+}
+
+/**
+ * fallocate(PUNCH_HOLE) on pgoffs [first, end) (MADV_REMOVE): the pages are
+ * unmapped from every mapping (private copies kept, markers kept: the zap
+ * leaves uffd-wp markers where protection must survive), then leave the
+ * cache. A huge folio the hole cuts is split; one that cannot be keeps its
+ * pages, the punched ones zeroed. Returns false when memory ran out.
+ */
+export function punchHole(f: File, first: u64, end: u64): bool {
+  zapOp.dropMarkers = false;
+  zapOp.evenCows = false;
+  for (let i: u32 = 0; i < f.immapCount; i++) {
+    const pgoff = immapPgoffAt(f, i);
+    if (pgoff >= end) break;
+    const key = immapKeyAt(f, i);
+    const mm = changetype<Mm>(mmById(keyMm(key)));
+    const v = changetype<Vma>(vmaLookup(mm, keyStart(key)));
+    const lo = first > pgoff ? first : pgoff, hi = end < pgoff + vmaPages(v) ? end : pgoff + vmaPages(v);
+    if (lo >= hi) continue;
+    if (!gatherBegin(mm, false)) return false;
+    walkPageRange<ZapOp>(zapOp, mm, v.start + ((lo - pgoff) << 12), v.start + ((hi - pgoff) << 12));
+    gatherEnd();
+  }
+  for (let pg = first; pg < end && pg < f.sizePages; pg++) {
+    const v = cacheLookup(f, pg);
+    if ((v & 3) == CACHE_PAGE) {
+      const head = folioHead(<u32>(v >> 2));
+      const n = <u64>1 << orderOf(head), index = <u64>indexOf(head);
+      if (n > 1 && (index < first || index + n > end)) {
+        unfoldFolioMappings(f, index, n);
+        if (!splitFolio(head)) { setTag(<u32>(v >> 2), 0); continue; }
+      }
+    }
+    if (v != 0) cacheRelease(f, pg, cacheSlot(f, pg));
+  }
+  return true;
 }

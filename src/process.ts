@@ -60,8 +60,9 @@ export interface Mapping {
   endBig: bigint;
 }
 
-export type Advice = 'dontneed' | 'pageout' | 'dontfork' | 'dofork' | 'hugepage' | 'nohugepage';
-const ADVICE: Record<Advice, number> = { dontneed: 4, dontfork: 10, dofork: 11, hugepage: 14, nohugepage: 15, pageout: 21 };
+/** madvise advice. 'remove' (MADV_REMOVE) punches a hole in the file of a shared writable mapping. */
+export type Advice = 'dontneed' | 'remove' | 'pageout' | 'dontfork' | 'dofork' | 'hugepage' | 'nohugepage';
+const ADVICE: Record<Advice, number> = { dontneed: 4, remove: 9, dontfork: 10, dofork: 11, hugepage: 14, nohugepage: 15, pageout: 21 };
 
 /** What can be written to /proc/PID/clear_refs (CLEAR_REFS_MM_HIWATER_RSS is not modelled). */
 export type ClearRefs = 'all' | 'anon' | 'mapped' | 'soft-dirty';

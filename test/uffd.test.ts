@@ -201,6 +201,51 @@ describe('userfaultfd write-protect', () => {
     expectClean(m);
   });
 
+  it('hole punch (madvise remove) keeps markers; truncation drops the truncated pages\' markers only; mprotect leaves them', async () => {
+    const m = await machine();
+    const f = m.memfd({ size: 8 * PAGE });
+    const p = m.spawn();
+    const s = p.mmap({ file: f, shared: true, length: 8 * PAGE, prot: 'rw' });
+    p.touch(s.start, 8 * PAGE, 'w', 6);
+    const u = p.userfaultfd({ features: ['wp-hugetlbfs-shmem'] });
+    u.register(s.start, 8 * PAGE);
+    u.writeProtect(s.start, 8 * PAGE, true);
+    p.madvise(s.start, 2 * PAGE, 'remove');
+    expect(f.lookup(0)).toEqual({ state: 'empty' });
+    expect(p.pagemap(s.start)).toMatchObject({ present: false, swapped: true, uffdWp: true });
+    expect(p.read(s.start)).toMatchObject({ ok: true, tag: 0 });              // the hole reads as zeroes, still protected
+    expect(p.write(s.start, 1)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    p.madvise(s.start + 2 * PAGE, 6 * PAGE, 'dontneed');                     // pages stay in the file, markers in the slots
+    f.truncate(6 * PAGE);
+    expect(p.entry(s.start + 5 * PAGE)).toMatchObject({ kind: 'marker' });
+    expect(p.entry(s.start + 6 * PAGE).kind).toBe('none');
+    expect(p.entry(s.start + 7 * PAGE).kind).toBe('none');
+    expect(p.read(s.start + 7 * PAGE)).toMatchObject({ ok: false, signal: 'SIGBUS' });
+    expect(() => p.madvise(s.start, PAGE, 'remove')).not.toThrow();
+    const priv = p.mmap({ length: PAGE, prot: 'rw' });
+    expect(() => p.madvise(priv.start, PAGE, 'remove')).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expectClean(m);
+  });
+
+  it('a poisoned marker wins over uffd-wp (SIGBUS); a guard marker is SIGSEGV and survives DONTNEED', async () => {
+    const m = await machine();
+    const f = m.memfd({ size: 4 * PAGE });
+    const p = m.spawn();
+    const s = p.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw' });
+    p.read(s.start + 3 * PAGE);                                              // the PTE table exists
+    const u = p.userfaultfd({ features: ['wp-hugetlbfs-shmem'] });
+    u.register(s.start, 4 * PAGE);
+    m.kernel.setEntry(p, s.start, m.arch.makeMarker(['poisoned', 'uffd-wp']));
+    m.kernel.setEntry(p, s.start + PAGE, m.arch.makeMarker('guard'));
+    expect(p.read(s.start)).toMatchObject({ ok: false, signal: 'SIGBUS' });
+    expect(p.read(s.start + PAGE)).toMatchObject({ ok: false, signal: 'SIGSEGV' });
+    p.madvise(s.start, 4 * PAGE, 'dontneed');
+    expect(p.entry(s.start + PAGE)).toMatchObject({ kind: 'marker', markers: ['guard'] });
+    expect(u.events()).toEqual([]);
+    p.munmap(s.start, 4 * PAGE);
+    expectClean(m);
+  });
+
   it('what cannot be registered, misuse, and the sigbus feature', async () => {
     const m = await machine();
     const p = m.spawn();

@@ -1,9 +1,14 @@
-// userfaultfd write-protect (SEMANTICS §7; seed 004): registration, protect
-// and resolve, write faults as messages, markers that keep the protection of
-// shmem pages across MADV_DONTNEED, wp-unpopulated, unregister, fork.
-// Host kernel (Linux 6.18) behaviour these follow: pagemap bit 57 on
-// protected present pages and markers, markers also reading as "swapped"
-// (bit 62); anonymous pages lose the protection with MADV_DONTNEED.
+// userfaultfd (SEMANTICS §7; seed 004): registration, write-protect and
+// resolve, faults as messages, markers that keep the protection of shmem
+// pages across MADV_DONTNEED, wp-unpopulated, unregister, fork, missing mode,
+// async write tracking with PAGEMAP_SCAN.
+// Confirmed on the host kernel (Linux 6.18) by test/probes/probe_uffd_wp.c:
+// bit 57 on protected pages; after MADV_DONTNEED shmem keeps a marker (not
+// present, bits 57 and 62) and a read brings the page back protected, anon
+// keeps nothing; wp-unpopulated puts markers on never-touched pages; the
+// async PAGEMAP_SCAN rounds give exactly the regions asserted below
+// ([0,64); then [1,2) [5,8) [20,21) [63,64); then none; max_pages 2:
+// [1,2) [5,6) with walk_end at page 6).
 
 import { describe, it, expect } from 'vitest';
 import { machine, expectClean, PAGE } from './helpers.js';

@@ -28,11 +28,18 @@ export function setStepping(on: bool): void { stepping = on; }
 /** Heap address of the PTE table the stepped operation holds locked, or 0. */
 export let ptlHeld: usize = 0;
 
-/** Calls the scenario at a yield point; the walker's state survives whatever walks it runs. */
+/**
+ * Calls the scenario at a yield point; the walker's state survives whatever
+ * walks it runs. What the scenario runs there (a fault that folds a contpte
+ * block, say) does not yield itself: only the stepped operation is
+ * interleaved, and its table lock stays held until it resumes.
+ */
 export function yieldStep(kind: u32, mm: Mm, start: u64, end: u64, lockedTable: usize): void {
   const action = walkAction, vma = walkVma, wmm = walkMm, table = walkTablePfn;
   ptlHeld = lockedTable;
+  stepping = false;
   stepCallback(kind, mm.id, <f64>(start >> 12), <f64>(end >> 12));
+  stepping = true;
   ptlHeld = 0;
   restoreWalkState(action, vma, wmm, table);
 }

@@ -119,7 +119,7 @@ const ACCESS_BLOCKED = 6;
 
 /** The outcome of a user access: failures are values, as on real hardware. */
 export type AccessResult =
-  | { ok: true; tag: number; pfn: number; faults: number }
+  | { ok: true; tag: number; pfn: number; faults: number; signal?: undefined; blocked?: undefined }
   | { ok: false; signal: Signal; code: SignalCode; addr: bigint; faults: number; blocked?: undefined }
   | { ok: false; blocked: BlockedOn; addr: bigint; faults: number; signal?: undefined; code?: undefined };
 

@@ -242,6 +242,37 @@ describe('lockless reads and the invalid window (F25, F26)', () => {
     expect(blocked).toBe(1);
     expect(p.read(a + 12 * PAGE, { cpu: 1 })).toMatchObject({ ok: true, tag: 0 });
   });
+
+  it('a fault run inside onStep that folds a block does not yield itself, and the stepped operation keeps its lock', async () => {
+    const m = await arm({ thp: 'always' });
+    const p = m.spawn();
+    const a = p.mmap({ length: K64, prot: 'rw', addr: 0x4000_0000 }).start;
+    p.write(a, 1);
+    // q maps a huge tmpfs folio with PTEs (after its PMD was zapped), slots 0..14 of a block one write fault each.
+    const q = m.spawn();
+    const f = m.memfd({ size: 2 * MiB, huge: true });
+    const b = q.mmap({ length: 2 * MiB, prot: 'rw', addr: 0x4000_0000, shared: true, file: f }).start;
+    q.write(b, 2);
+    q.madvise(b, 2 * MiB, 'nohugepage');
+    q.mprotect(b + 511 * PAGE, PAGE, 'r');
+    for (let i = 0; i < 15; i++) q.write(b + i * PAGE, 2);
+    expect(m.frame(q.entry(b).pfn!).order).toBe(9);
+    expect(hasCont(m.kernel.ptepGetRaw(q, b))).toBe(false);
+    const steps: string[] = [];
+    const old = m.kernel.ptepGetAndClear(p, a + 4 * PAGE, {
+      onStep: (s) => {
+        steps.push(`${s.kind} ${s.pid}`);
+        if (s.kind !== 'flush') return;                               // p's block is all invalid here
+        expect(q.write(b + 15 * PAGE, 3, { cpu: 1 })).toMatchObject({ ok: true, faults: 1 });
+        expect(hasCont(m.kernel.ptepGetRaw(q, b))).toBe(true);
+        // The lock of p's table is still held after q's fold went through its own invalid window.
+        expect(p.read(a + 12 * PAGE, { cpu: 1 })).toMatchObject({ ok: false, blocked: 'page-table-lock' });
+      },
+    });
+    expect(steps).toEqual([...Array(16).fill(`entry ${p.pid}`), `flush ${p.pid}`, ...Array(16).fill(`entry ${p.pid}`)]);
+    m.kernel.setPtes(p, a + 4 * PAGE, old);                          // what the caller of get_and_clear puts back
+    expectClean(m);
+  });
 });
 
 describe('where folding must not happen (acceptance 8)', () => {

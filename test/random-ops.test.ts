@@ -4,7 +4,7 @@
 // reproducible: the failing seed and step are in the assertion message.
 
 import { describe, it, expect } from 'vitest';
-import { Machine, EmuError, type Process, type File, type Mapping, type Pin } from '../src/index.js';
+import { Machine, EmuError, type Process, type File, type Mapping, type Pin, type Userfaultfd } from '../src/index.js';
 
 const PAGE = 4096;
 
@@ -28,6 +28,13 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
   const tagsOf = (f: File): Map<number, number> => fileTags.get(f)!;
   const procs: { p: Process; regions: Region[]; tags: Map<number, number> }[] = [];
   const spawn = (): void => { procs.push({ p: m.spawn(), regions: [], tags: new Map() }); };
+  // One userfaultfd per process, made on first use: sync or async write-protect.
+  const uffds = new Map<Process, Userfaultfd>();
+  const uffdOf = (q: Process): Userfaultfd => {
+    let u = uffds.get(q);
+    if (!u) { u = q.userfaultfd({ features: r() < 0.5 ? ['wp-hugetlbfs-shmem'] : ['wp-hugetlbfs-shmem', 'wp-async', 'wp-unpopulated'] }); uffds.set(q, u); }
+    return u;
+  };
   const pins: Pin[] = [];
   spawn();
   const base = 0x40000000;
@@ -67,7 +74,11 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
           const tag = 1 + Math.floor(r() * 1e6);
           const w = p.write(addr, tag, { cpu });
           count('write');
-          if (reg.prot.includes('w')) {
+          if (w.blocked === 'userfaultfd') {
+            // A write-protected page in a sync userfaultfd: the write waits, nothing changed.
+            expect(uffds.get(p)?.events().length, `${where}: uffd message`).toBe(1);
+            count('uffd-blocked');
+          } else if (reg.prot.includes('w')) {
             expect(w.ok, `${where}: write`).toBe(true);
             if (reg.shared) tagsOf(reg.file!).set(reg.pgoff + (addr - reg.m.start) / PAGE, tag); else st.tags.set(addr, tag);
           } else expect(w.ok, `${where}: write to ${reg.prot}`).toBe(false);
@@ -94,9 +105,9 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
           count('pageout');
         } else if (op < 0.9) {
           p.madvise(reg.m.start, reg.m.end - reg.m.start, pick(['hugepage', 'nohugepage'] as const));
-        } else if (op < 0.92) {
+        } else if (op < 0.91) {
           p.touch(reg.m.start, Math.min(reg.m.end - reg.m.start, 64 * PAGE), 'r', 0, { cpu });
-        } else if (op < 0.94) {
+        } else if (op < 0.93) {
           // The dirty helpers over a random range of a file, a writer racing them at random yield points.
           const f = r() < 0.5 ? file : hugeFile;
           const size = f === file ? 64 : 512;
@@ -114,9 +125,24 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
           if (r() < 0.5) f.writeProtect(first, nr, { onStep });
           else f.cleanRecord(first, nr, { onStep, bitmapOffset: first, walkOnSkip: r() < 0.5 });
           count('dirty-helper');
-        } else if (op < 0.95) {
+        } else if (op < 0.935) {
           p.clearRefs(pick(['soft-dirty', 'all', 'anon', 'mapped'] as const));
           count('clear-refs');
+        } else if (op < 0.95) {
+          // userfaultfd: register, protect, resolve, scan or unregister a region.
+          const u = uffdOf(p);
+          const len = reg.m.end - reg.m.start;
+          const k = r();
+          try {
+            if (k < 0.3) u.register(reg.m.start, len);
+            else if (k < 0.55) u.writeProtect(reg.m.start, len, true);
+            else if (k < 0.75) u.writeProtect(reg.m.start, len, false);
+            else if (k < 0.9) p.pagemapScan({ start: reg.m.start, end: reg.m.end, categoryMask: ['written'], returnMask: ['written'], wpMatching: true });
+            else u.unregister(reg.m.start, len);
+            count('uffd');
+          } catch (e) {
+            if (!(e instanceof EmuError) || !['ENOENT', 'EINVAL', 'EBUSY'].includes(e.code)) throw e;
+          }
         } else if (op < 0.95 + 0.015) {
           // A pin outlives whatever happens to the mapping; a DMA write through a fresh write pin is the page's content.
           if (pins.length > 0 && r() < 0.4) {
@@ -184,7 +210,7 @@ describe('random operation sequences keep every invariant and every page\'s cont
         const c = await run(seed, arch, Number(process.env.PTEMU_STEPS ?? 400));
         if (process.env.PTEMU_SHOW_COUNTS) console.log(arch, seed, c);
         // The generator must really exercise the operations it claims to.
-        for (const k of ['mmap', 'write', 'read', 'mprotect', 'dontneed', 'pageout', 'pin', 'fork', 'dirty-helper', 'clear-refs']) expect(c[k] ?? 0, k).toBeGreaterThan(0);
+        for (const k of ['mmap', 'write', 'read', 'mprotect', 'dontneed', 'pageout', 'pin', 'fork', 'dirty-helper', 'clear-refs', 'uffd']) expect(c[k] ?? 0, k).toBeGreaterThan(0);
       }, 60_000);
     }
   }

@@ -16,7 +16,7 @@ import { ChangeProtOp } from "./ops/changeprot";
 import { PageoutOp } from "./ops/pageout";
 import { fileOf } from "./file";
 import { immapReserve } from "./immap";
-import { uffdForgetMm } from "./uffd";
+import { uffdForgetMm, uffdRemove } from "./uffd";
 import { punchHole } from "./truncate";
 import { gatherBegin, gatherEnd, currentGather, tlbFreePteTable, tlbFreeUpperTable } from "./gather";
 import { forgetMm } from "./cpu";
@@ -304,8 +304,10 @@ export function doMadvise(mm: Mm, start: u64, end: u64, advice: u32): i32 {
     zapOp.evenCows = true;
     for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
       const v = vmaAt(mm, i);
+      const from = v.start > start ? v.start : start, to = v.end < end ? v.end : end;
+      uffdRemove(v, from, to);
       if (!gatherBegin(mm, false)) return -ENOMEM;
-      walkPageRange<ZapOp>(zapOp, mm, v.start > start ? v.start : start, v.end < end ? v.end : end);
+      walkPageRange<ZapOp>(zapOp, mm, from, to);
       gatherEnd();
     }
     return 0;
@@ -320,6 +322,7 @@ export function doMadvise(mm: Mm, start: u64, end: u64, advice: u32): i32 {
     for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
       const v = vmaAt(mm, i);
       const from = v.start > start ? v.start : start, to = v.end < end ? v.end : end;
+      uffdRemove(v, from, to);
       if (!punchHole(fileOf(v.file), linearPageIndex(v, from), linearPageIndex(v, to))) return -ENOMEM;
       i = findVmaIndex(mm, from);
     }

@@ -35,6 +35,7 @@ import { setFaultBlockedOn } from "./fault";
 
 // Features (the API's UFFD_FEATURE_* subset ptemu implements).
 export const UFFD_FEATURE_EVENT_FORK: u32 = 1 << 1;
+export const UFFD_FEATURE_EVENT_REMOVE: u32 = 1 << 3;
 export const UFFD_FEATURE_SIGBUS: u32 = 1 << 7;
 export const UFFD_FEATURE_WP_HUGETLBFS_SHMEM: u32 = 1 << 12;
 export const UFFD_FEATURE_WP_UNPOPULATED: u32 = 1 << 13;
@@ -43,6 +44,7 @@ export const UFFD_FEATURE_WP_ASYNC: u32 = 1 << 15;
 // Messages and their flags.
 export const UFFD_EVENT_PAGEFAULT: u32 = 0x12;
 export const UFFD_EVENT_FORK: u32 = 0x13;
+export const UFFD_EVENT_REMOVE: u32 = 0x15;
 export const UFFD_PAGEFAULT_FLAG_WRITE: u32 = 1 << 0;
 export const UFFD_PAGEFAULT_FLAG_WP: u32 = 1 << 1;
 
@@ -260,6 +262,24 @@ export function uffdForkDone(failed: bool): void {
     unchecked(ctxPending[parent]++);
   }
   forkPairs = 0;
+}
+
+/**
+ * userfaultfd_remove: MADV_DONTNEED / MADV_FREE / MADV_REMOVE over [start,
+ * end) of a VMA registered with event-remove. The kernel drops the mmap lock
+ * and waits until the monitor reads the message; here the message is queued,
+ * the advice goes on, and the context reports EAGAIN (mmap_changing) to
+ * copies and write-protects until the message is read.
+ */
+export function uffdRemove(v: Vma, start: u64, end: u64): void {
+  const ctx = v.uffd;
+  if (ctx == 0 || (uffdFeatures(ctx) & UFFD_FEATURE_EVENT_REMOVE) == 0) return;
+  const r = logAppend(uffdLog, EVENT_RECORD);
+  if (r == 0) return;
+  store<u32>(r, ctx, 8); store<u32>(r, UFFD_EVENT_REMOVE, 12);
+  store<u64>(r, end, 16);
+  store<u64>(r, start, 24);
+  unchecked(ctxPending[ctx]++);
 }
 
 /** The monitor read its messages: non-cooperative events are no longer pending. */

@@ -10,9 +10,9 @@ import { EmuError } from './errors.js';
 import { toBigAddr } from './addr.js';
 
 /** UFFD_FEATURE_* that ptemu implements. */
-export type UffdFeature = 'event-fork' | 'sigbus' | 'wp-hugetlbfs-shmem' | 'wp-unpopulated' | 'wp-async';
+export type UffdFeature = 'event-fork' | 'event-remove' | 'sigbus' | 'wp-hugetlbfs-shmem' | 'wp-unpopulated' | 'wp-async';
 const FEATURES: Record<UffdFeature, number> = {
-  'event-fork': 1 << 1, sigbus: 1 << 7, 'wp-hugetlbfs-shmem': 1 << 12, 'wp-unpopulated': 1 << 13, 'wp-async': 1 << 15,
+  'event-fork': 1 << 1, 'event-remove': 1 << 3, sigbus: 1 << 7, 'wp-hugetlbfs-shmem': 1 << 12, 'wp-unpopulated': 1 << 13, 'wp-async': 1 << 15,
 };
 const VM_UFFD_MISSING = 0x200, VM_UFFD_WP = 0x1000;
 
@@ -29,7 +29,9 @@ export type UffdMessage =
     cpu: number;
   }
   /** UFFD_EVENT_FORK (event-fork): the child's context, whose registered VMAs kept their protection. */
-  | { type: 'fork'; uffd: Userfaultfd };
+  | { type: 'fork'; uffd: Userfaultfd }
+  /** UFFD_EVENT_REMOVE (event-remove): MADV_DONTNEED or MADV_REMOVE dropped [start, end) of a registered VMA. */
+  | { type: 'remove'; start: number; end: number };
 
 export class Userfaultfd {
   /** @internal */ readonly core: Core;
@@ -95,7 +97,7 @@ export class Userfaultfd {
     if (typeof enable !== 'boolean') throw new EmuError('EINVAL', 'enable must be a boolean', 'enable');
     const r = this.core.x.uffdWp(this.id, vpn, pages, enable ? 1 : 0);
     if (r === -2) throw new EmuError('ENOENT', 'part of the range is not registered for write-protect with this userfaultfd', 'addr');
-    if (r === -11) throw new EmuError('EAGAIN', 'a fork message is waiting to be read (events()) first', 'uffd');
+    if (r === -11) throw new EmuError('EAGAIN', 'a fork or remove message is waiting to be read (events()) first', 'uffd');
     if (r < 0) throw EmuError.fromErrno(r, 'writeProtect failed', 'addr');
     return this.core.result(0);
   }
@@ -120,7 +122,7 @@ export class Userfaultfd {
     const r = this.core.x.uffdFill(this.id, vpn, pages, tag, zero ? 1 : 0, wp ? 1 : 0);
     if (r === -17) throw new EmuError('EEXIST', 'the first page is already mapped', 'addr');
     if (r === -2) throw new EmuError('ENOENT', 'the range is not registered with this userfaultfd', 'addr');
-    if (r === -11) throw new EmuError('EAGAIN', 'a fork message is waiting to be read (events()) first', 'uffd');
+    if (r === -11) throw new EmuError('EAGAIN', 'a fork or remove message is waiting to be read (events()) first', 'uffd');
     if (r < 0) throw EmuError.fromErrno(r, 'the fill failed', 'addr');
     return r;
   }
@@ -143,6 +145,8 @@ export class Userfaultfd {
         const ctx = Number(arg);
         const child = this.process.machine.procs.find((q) => q.pid === core.x.uffdOwner(ctx));
         if (child) out.push({ type: 'fork', uffd: new Userfaultfd(core, child, this.features, ctx) });
+      } else if (kind === 0x15) {
+        out.push({ type: 'remove', start: Number(arg), end: flags + cpu * 2 ** 32 });
       } else {
         out.push({ type: 'pagefault', address: Number(arg), write: (flags & 1) !== 0, wp: (flags & 2) !== 0, cpu });
       }

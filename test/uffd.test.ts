@@ -9,6 +9,11 @@
 // async PAGEMAP_SCAN rounds give exactly the regions asserted below
 // ([0,64); then [1,2) [5,8) [20,21) [63,64); then none; max_pages 2:
 // [1,2) [5,6) with walk_end at page 6).
+// test/probes/probe_uffd_remove.c: with event-remove, a DONTNEED over two
+// registered VMAs is one remove message per VMA, clipped to it; while one is
+// unread UFFDIO_WRITEPROTECT fails with EAGAIN; MADV_REMOVE is a message too.
+// (There madvise waits until the message is read and zaps after; ptemu zaps
+// at once and queues the message.)
 
 import { describe, it, expect } from 'vitest';
 import { machine, expectClean, PAGE } from './helpers.js';
@@ -171,6 +176,39 @@ describe('userfaultfd write-protect', () => {
     expect(p.pagemap(s.start).uffdWp).toBe(true);                            // the parent's entry keeps its bit
     expect(p.read(s.start)).toMatchObject({ tag: 5 });
     expect(u.writeProtect(a.start, PAGE, false)).toBe(1);
+    expectClean(m);
+  });
+
+  it('event-remove: DONTNEED and hole punch of registered VMAs are messages, one per VMA, and copies wait for them (EAGAIN)', async () => {
+    const m = await machine();
+    const f = m.memfd({ size: 4 * PAGE });
+    const p = m.spawn();
+    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
+    const s = p.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw', addr: a.end });   // adjacent: one DONTNEED spans both
+    p.touch(a.start, 4 * PAGE, 'w', 1);
+    p.touch(s.start, 4 * PAGE, 'w', 2);
+    const u = p.userfaultfd({ features: ['event-remove', 'wp-hugetlbfs-shmem'] });
+    u.register(a.start, 4 * PAGE);
+    u.register(s.start, 4 * PAGE, { missing: true });
+    p.madvise(a.start + 2 * PAGE, 4 * PAGE, 'dontneed');
+    expect(p.pagemap(a.start + 2 * PAGE).present).toBe(false);
+    expect(() => u.writeProtect(a.start, PAGE, true)).toThrow(expect.objectContaining({ code: 'EAGAIN', arg: 'uffd' }));
+    expect(() => u.copy(a.start + 2 * PAGE, PAGE, 7)).toThrow(expect.objectContaining({ code: 'EAGAIN' }));
+    expect(u.events()).toEqual([
+      { type: 'remove', start: a.start + 2 * PAGE, end: a.end },
+      { type: 'remove', start: s.start, end: s.start + 2 * PAGE },
+    ]);
+    expect(u.writeProtect(a.start, PAGE, true)).toBe(1);                    // read: the context works again
+    p.madvise(s.start + 3 * PAGE, PAGE, 'remove');
+    expect(u.events()).toEqual([{ type: 'remove', start: s.start + 3 * PAGE, end: s.end }]);
+    expect(f.lookup(3)).toEqual({ state: 'empty' });
+    // Without the feature nothing is reported.
+    const q = m.spawn();
+    const b = q.mmap({ length: PAGE, prot: 'rw' });
+    const v = q.userfaultfd();
+    v.register(b.start, PAGE);
+    q.madvise(b.start, PAGE, 'dontneed');
+    expect(v.events()).toEqual([]);
     expectClean(m);
   });
 

@@ -169,7 +169,7 @@ export function gupRange(mm: Mm, start: u64, npages: u32, flags: u32): i32 {
       else if (lookupPresent(mm, addr)) fflags = FAULT_FLAG_UNSHARE;
       const r = handleMmFault(mm, addr, fflags);
       if ((r & VM_FAULT_BLOCKED) != 0) {
-        // ->page_mkwrite made the fault wait: the caller may retry once the file lets writers in.
+        // ->page_mkwrite or a userfaultfd made the fault wait (faultBlockedOn says which): the caller retries once resolved.
         undo(pfns, i, flags);
         kfree(pfns, <usize>npages << 2);
         return -EAGAIN;

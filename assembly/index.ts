@@ -25,7 +25,7 @@ import {
   setFlushCeiling,
 } from "./flush";
 import { Gather, gatherAlloc, gatherFree, tlbGatherMmu, tlbFinishMmu, tlbFlushPteRange, tlbFlushPmdRange } from "./gather";
-import { leafLookup, lookupLevel, pmdOffsetAlloc, pteTableAlloc } from "./fault";
+import { leafLookup, lookupLevel, pmdOffsetAlloc, pteTableAlloc, faultBlockedOn } from "./fault";
 import { setFaultAroundPages } from "./filemap";
 import { walkPageRange, walkTables, setWalkAction } from "./walk";
 import { StatsOp } from "./ops/stats";
@@ -38,7 +38,7 @@ import { truncateFile } from "./truncate";
 import { setMthpPolicy, mthpAlloc, mthpFallback } from "./mthp";
 import {
   uffdCreate, uffdMm, uffdRegister, uffdRegisterCheck, uffdUnregister, uffdWriteProtect, uffdPagesChanged, uffdLog, uffdRelease,
-  uffdAck, uffdCopy,
+  uffdAck, uffdCopy, setFaultCpu,
 } from "./uffd";
 import {
   setPtes, ptepGet as contptePtepGet, ptepGetLockless, locklessOk, ptepGetAndClear as contptePtepGetAndClear, getAndClearFullPtes,
@@ -180,8 +180,10 @@ export function touch(cpu: u32, id: u32, vpn: f64, pages: f64, kind: u32, tag: u
 export function gup(id: u32, vpn: f64, pages: u32, flags: u32): i32 {
   const m = mm(id);
   if (m == null) return -ENOENT;
+  setFaultCpu(0);                        // GUP runs in the caller's context, taken as CPU 0
   const r = gupRange(m, addr(vpn), pages, flags);
   unchecked(result[0] = <u64>gupFastPages);
+  unchecked(result[1] = <u64>faultBlockedOn);
   return r;
 }
 export function gupPinPfns(pin: u32): usize { return pinPfns(pin); }

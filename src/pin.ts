@@ -6,6 +6,9 @@ import { EmuError } from './errors.js';
 import type { Process } from './process.js';
 import { toBigAddr, checkAligned, checkUserRange, type Geometry } from './addr.js';
 
+/** BLOCKED_UFFD of assembly/constants.ts: the fault a GUP took waits on a userfaultfd. */
+const BLOCKED_UFFD = 3;
+
 /** Options of m.pin / m.get. */
 export interface PinOptions {
   /** FOLL_WRITE: the device will write; breaks COW first. Default false. */
@@ -89,7 +92,10 @@ export function takeUserPages(core: Core, g: Geometry, p: Process, addr: unknown
   const flags = (o.write ? GUP_WRITE : 0) | (kind === 'pin' ? GUP_PIN : 0) | (o.longterm ? GUP_LONGTERM : 0) | (o.fast ? GUP_FAST : 0);
   const id = core.x.gup(p.pid, Number(start >> 12n), npages, flags);
   core.takeHookError();
-  if (id === -11) throw new EmuError('EAGAIN', `the ${kind} had to wait: ->page_mkwrite blocked the write fault it took`, 'addr');
+  if (id === -11) {
+    const why = core.result(1) === BLOCKED_UFFD ? 'a userfaultfd must resolve the fault it took (see its events())' : '->page_mkwrite blocked the write fault it took';
+    throw new EmuError('EAGAIN', `the ${kind} had to wait: ${why}`, 'addr');
+  }
   if (id === -14) throw new EmuError('EFAULT', `range 0x${start.toString(16)}+${npages} pages is not fully mapped with the access the ${kind} needs`, 'addr');
   if (id < 0) throw EmuError.fromErrno(id, `${kind} of ${npages} pages failed`, 'npages');
   const fastPages = core.result(0);

@@ -25,7 +25,7 @@ export type UffdMessage =
     /** UFFD_PAGEFAULT_FLAG_WRITE / _WP. */
     write: boolean;
     wp: boolean;
-    /** The CPU the faulting access ran on. */
+    /** The CPU the faulting access ran on (a pin's fault: 0, the caller's context). */
     cpu: number;
   }
   /** UFFD_EVENT_FORK (event-fork): the child's context, whose registered VMAs kept their protection. */

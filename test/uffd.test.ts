@@ -46,6 +46,12 @@ describe('userfaultfd write-protect', () => {
     expect(p.write(a.start + 3 * PAGE, 9, { cpu: 1 })).toMatchObject({ ok: true, faults: 0 });
     expect([0, 1, 2, 4, 5, 6, 7].every((i) => p.pagemap(a.start + i * PAGE).uffdWp)).toBe(true);
     expect(u.events()).toEqual([]);
+    // A write pin takes the same fault: the pin waits (EAGAIN) on the message, and nothing stays pinned.
+    expect(() => m.pin(p, a.start + 6 * PAGE, 2, { write: true })).toThrow(expect.objectContaining({ code: 'EAGAIN', message: expect.stringContaining('userfaultfd') }));
+    expect(u.events()).toEqual([{ type: 'pagefault', address: a.start + 6 * PAGE, write: true, wp: true, cpu: 0 }]);
+    expect(m.frame(p.entry(a.start + 6 * PAGE).pfn!).pincount).toBe(0);
+    u.writeProtect(a.start + 6 * PAGE, 2 * PAGE, false);
+    m.pin(p, a.start + 6 * PAGE, 2, { write: true }).unpin();
     expectClean(m);
   });
 

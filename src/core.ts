@@ -278,4 +278,10 @@ export class Core {
     this.views();
     return this.u64[(ptr >>> 0) >>> 3]!;
   }
+
+  /** The memory as 32-bit words, for a loop that decodes many records (valid until the core next runs). */
+  words(): Uint32Array {
+    this.views();
+    return this.u32;
+  }
 }

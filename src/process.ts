@@ -89,7 +89,7 @@ export interface PagemapScanOptions {
   maxRegions?: number;
 }
 
-export interface ScanRegion { start: number; end: number; categories: PageCategory[] }
+export interface ScanRegion { start: number; end: number; categories: readonly PageCategory[] }
 
 function categoryBits(names: unknown, arg: string): number {
   if (names === undefined) return 0;
@@ -103,7 +103,16 @@ function categoryBits(names: unknown, arg: string): number {
   return bits;
 }
 
-function categoryNames(bits: number): PageCategory[] { return CATEGORIES.filter((_, i) => (bits & (1 << i)) !== 0); }
+/** The names of a category set; one frozen array per set, shared by every region that has it. */
+const categoryNameSets = new Map<number, readonly PageCategory[]>();
+function categoryNames(bits: number): readonly PageCategory[] {
+  let names = categoryNameSets.get(bits);
+  if (!names) {
+    names = Object.freeze(CATEGORIES.filter((_, i) => (bits & (1 << i)) !== 0));
+    categoryNameSets.set(bits, names);
+  }
+  return names;
+}
 
 export type Signal = 'SIGSEGV' | 'SIGBUS';
 export type SignalCode = 'SEGV_MAPERR' | 'SEGV_ACCERR' | 'BUS_ADRERR' | 'BUS_MCEERR_AR' | 'OOM';
@@ -342,10 +351,11 @@ export class Process {
       if (n === -1) throw new EmuError('EPERM', 'a VMA of the range is not registered with an async write-protect userfaultfd', 'checkWpAsync');
       if (n < 0) throw EmuError.fromErrno(n, 'pagemapScan failed', 'start');
       const walkEnd = this.core.result(0) * PAGE_SIZE;
-      const regions: ScanRegion[] = [];
-      for (let i = 0; i < n; i++) {
-        const r = buf + i * 24;
-        regions.push({ start: Number(this.core.u64At(r)), end: Number(this.core.u64At(r + 8)), categories: categoryNames(Number(this.core.u64At(r + 16))) });
+      // Records of start u64 | end u64 | categories u64; addresses stay below 2^53.
+      const regions: ScanRegion[] = new Array(n);
+      const w = this.core.words();
+      for (let i = 0, r = buf >>> 2; i < n; i++, r += 6) {
+        regions[i] = { start: w[r]! + w[r + 1]! * 0x1_0000_0000, end: w[r + 2]! + w[r + 3]! * 0x1_0000_0000, categories: categoryNames(w[r + 4]!) };
       }
       return { regions, walkEnd };
     } finally {

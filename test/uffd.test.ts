@@ -359,4 +359,31 @@ describe('async write tracking with PAGEMAP_SCAN', () => {
     expect(() => p.pagemapScan({ start: b.start, end: b.end, returnMask: [] })).toThrow(expect.objectContaining({ arg: 'returnMask' }));
     expectClean(m);
   });
+
+  for (const arch of ['x86_64', 'arm64'] as const) {
+    it(`${arch}: a scan that requires 'written' (eight protected pages passed over at a time) reports what the page-by-page one does`, async () => {
+      const m = await machine({ arch });
+      const p = m.spawn();
+      const n = 1000;
+      const a = p.mmap({ length: n * PAGE, prot: 'rw' });
+      const u = p.userfaultfd({ features: ['wp-async', 'wp-unpopulated'] });
+      u.register(a.start, n * PAGE);
+      u.writeProtect(a.start, n * PAGE, true);                              // markers everywhere
+      let x = 12345;
+      const rand = (): number => { x = (x * 1103515245 + 12345) >>> 0; return x / 2 ** 32; };
+      const writtenPages = new Set<number>();
+      for (let i = 0; i < n; i++) {
+        const r = rand();
+        if (r < 0.3) p.read(a.start + i * PAGE);                             // the zero page, still protected
+        else if (r < 0.45) { p.write(a.start + i * PAGE, i + 1); writtenPages.add(i); }
+      }
+      p.mprotect(a.start + 600 * PAGE, 40 * PAGE, 'none');                   // PROT_NONE entries take the page-by-page path
+      const strict = p.pagemapScan({ start: a.start, end: a.end, categoryMask: ['written'], returnMask: ['written'] });
+      const loose = p.pagemapScan({ start: a.start, end: a.end, categoryAnyof: ['written'], returnMask: ['written'] });
+      expect(strict).toEqual(loose);
+      const reported = new Set(strict.regions.flatMap((r) => Array.from({ length: (r.end - r.start) / PAGE }, (_, k) => (r.start - a.start) / PAGE + k)));
+      expect(reported).toEqual(writtenPages);
+      expectClean(m);
+    });
+  }
 });

@@ -259,6 +259,18 @@ export function swpPfnBits(levels: u32): u32 { return ARM64 ? 36 : (levels == 5 
 // @ts-ignore: decorator
 @inline export function wrprotect4(p: usize): u32 { return wrprotectPair(p) | (wrprotectPair(p + 16) << 2); }
 
+/**
+ * Whether all eight entries at p are present and uffd-wp: what a scan for
+ * WRITTEN passes over. Conservative: only x86 P / arm64 VALID count as
+ * present here, so PROT_NONE or present-invalid entries take the scalar path.
+ */
+// @ts-ignore: decorator
+@inline export function allUffdWpPresent8(p: usize): bool {
+  const need = i64x2.splat(ARM64 ? a64.PTE_UFFD_WP | a64.PTE_VALID : x86._PAGE_UFFD_WP | x86._PAGE_PRESENT);
+  const all = v128.and(v128.and(v128.load(p), v128.load(p, 16)), v128.and(v128.load(p, 32), v128.load(p, 48)));
+  return i64x2.all_true(i64x2.eq(v128.and(all, need), need));
+}
+
 /** Cleans the present dirty entries among the four at p (pteMkclean); bit i set if entry i changed. */
 // @ts-ignore: decorator
 @inline export function mkclean4(p: usize): u32 { return mkcleanPair(p) | (mkcleanPair(p + 16) << 2); }

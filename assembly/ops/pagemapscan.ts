@@ -15,7 +15,7 @@ import { walkMm, walkVma, walkPageRange, setWalkAction, ACTION_CONTINUE } from "
 import { currentGather, tlbFlushPteRange, tlbFlushPmdRange } from "../gather";
 import {
   ptePresent, pteUffdWp, pteSoftDirty, pteSpecial, pteMkuffdWp, leafPfn, isUpperLeaf, isSwapPte, swpType, swpOffset,
-  swpUffdWpBit, swpSoftDirtyBit, mkPteMarker, pteNeedsFlush, MAX_SWAPFILES, SWP_PTE_MARKER, PTE_MARKER_UFFD_WP, PTE_MARKER_GUARD,
+  swpUffdWpBit, swpSoftDirtyBit, mkPteMarker, pteNeedsFlush, allUffdWpPresent8, MAX_SWAPFILES, SWP_PTE_MARKER, PTE_MARKER_UFFD_WP, PTE_MARKER_GUARD,
 } from "../arch/index";
 import { contpteMm, ptepGetAndClear, setPtes } from "../arch/contpte";
 import { isZeroPfn, folioHead, testFlag, PG_ANON } from "../frames";
@@ -53,6 +53,14 @@ const STOP: i32 = 1;
   pages: u64 = 0;
   walkEnd: u64 = 0;
   vmaCategory: u64 = 0;
+  /** Some filter or the return mask asks for FILE or PFNZERO, which need the page's frame. */
+  needFrame: bool = false;
+  /**
+   * The filter requires WRITTEN: a present uffd-wp page can be passed over
+   * on its PTE alone, which is what keeps a tracking scan of a mostly clean
+   * range near one load per page.
+   */
+  skipProtected: bool = false;
 
   /** pagemap_scan_is_interesting_page. */
   // @ts-ignore: decorator
@@ -89,12 +97,20 @@ const STOP: i32 = 1;
     const wp = (this.flags & PM_SCAN_WP_MATCHING) != 0;
     const markers = uffdWpUseMarkers(vma);
     const cont = contpteMm(mm);
-    for (let a = addr, p = ptep; a < end; a += 4096, p += 8) {
+    const skipProtected = this.skipProtected, needFrame = this.needFrame;
+    let a = addr, p = ptep;
+    while (a < end) {
+      // Eight protected pages at a time (arch/index.ts), the usual case of a tracking scan.
+      if (skipProtected && a + 32768 <= end && allUffdWpPresent8(p)) { a += 32768; p += 64; continue; }
       const e = load<u64>(p);
-      const categories = this.vmaCategory | pageCategory(e);
-      if (!this.interesting(categories)) continue;
-      if (this.output(categories, a, a + 4096) == a) { this.walkEnd = a; return STOP; }
-      if (wp) this.protect(mm, vma, a, p, e, markers, cont);
+      if (!skipProtected || !pteUffdWp(e) || !ptePresent(e)) {
+        const categories = this.vmaCategory | pageCategory(e, needFrame);
+        if (this.interesting(categories)) {
+          if (this.output(categories, a, a + 4096) == a) { this.walkEnd = a; return STOP; }
+          if (wp) this.protect(mm, vma, a, p, e, markers, cont);
+        }
+      }
+      a += 4096; p += 8;
     }
     return 0;
   }
@@ -177,16 +193,19 @@ const STOP: i32 = 1;
   @inline postVma(vma: Vma, start: u64, end: u64): void {}
 }
 
-/** pagemap_page_category for one PTE (the VMA's categories aside). */
-function pageCategory(e: u64): u64 {
+/** pagemap_page_category for one PTE (the VMA's categories aside); FILE and PFNZERO only when asked for. */
+// @ts-ignore: decorator
+@inline function pageCategory(e: u64, needFrame: bool): u64 {
   if (e == 0) return 0;
   let c: u64 = 0;
   if (ptePresent(e)) {
     c |= PAGE_IS_PRESENT;
     if (!pteUffdWp(e)) c |= PAGE_IS_WRITTEN;
-    const pfn = <u32>leafPfn(e, 0);
-    if (isZeroPfn(pfn)) c |= PAGE_IS_PFNZERO;
-    else if (!pteSpecial(e) && !testFlag(folioHead(pfn), PG_ANON)) c |= PAGE_IS_FILE;
+    if (needFrame) {
+      const pfn = <u32>leafPfn(e, 0);
+      if (isZeroPfn(pfn)) c |= PAGE_IS_PFNZERO;
+      else if (!pteSpecial(e) && !testFlag(folioHead(pfn), PG_ANON)) c |= PAGE_IS_FILE;
+    }
     if (pteSoftDirty(e)) c |= PAGE_IS_SOFT_DIRTY;
     return c;
   }
@@ -213,6 +232,8 @@ export function pagemapScan(mm: Mm, start: u64, end: u64, flags: u32, inverted: 
   op.flags = flags; op.inverted = inverted; op.mask = mask; op.anyof = anyof; op.returnMask = returnMask;
   op.maxPages = maxPages; op.vec = vec; op.vecLen = vecLen;
   op.regions = 0; op.pages = 0; op.walkEnd = end;
+  op.needFrame = ((mask | anyof | returnMask) & (PAGE_IS_FILE | PAGE_IS_PFNZERO)) != 0;
+  op.skipProtected = (mask & ~inverted & PAGE_IS_WRITTEN) != 0;
   const wp = (flags & PM_SCAN_WP_MATCHING) != 0;
   if (wp) {
     if (!gatherBegin(mm, false)) return -ENOMEM;

@@ -13,9 +13,9 @@ const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
 function entryLine(p: Process, addr: number): string {
   const e = p.entry(addr);
   const pm = p.pagemap(addr);
-  const bits = [pm.present && 'present', pm.swapped && 'swapped', pm.file && 'file', pm.exclusive && 'exclusive', pm.softDirty && 'soft-dirty']
+  const bits = [pm.present && 'present', pm.swapped && 'swapped', pm.file && 'file', pm.exclusive && 'exclusive', pm.softDirty && 'soft-dirty', pm.uffdWp && 'uffd-wp']
     .filter(Boolean).join(',');
-  const where = e.kind === 'present' ? ` pfn ${hex(e.pfn!)}` : e.kind === 'swap' ? ` slot ${e.swapOffset}` : '';
+  const where = e.kind === 'present' ? ` pfn ${hex(e.pfn!)}` : e.kind === 'swap' ? ` slot ${e.swapOffset}` : e.kind === 'marker' ? ` ${e.markers!.join(',')}` : '';
   return `${hex(addr)}  ${e.level} ${hex(e.raw).padEnd(18)} ${e.kind === 'present' ? describeEntry(e) : e.kind}${where}   pagemap: ${bits || '-'}`;
 }
 
@@ -142,10 +142,35 @@ export async function runDemo(out: Out = (l) => console.log(l)): Promise<void> {
   const census = m4.kernel.contScan(r4, c4.start, 0x10000);
   out(`mprotect of one page unfolds the block (contpte_convert: clear 16, flush, rewrite): ${census.folded} folded now, ${JSON.stringify(m4.stats.contpte)}`);
 
-  h('10. ptdump of process p');
+  h('10. userfaultfd write-protect: a marker keeps a shmem page protected across MADV_DONTNEED; async tracking with PAGEMAP_SCAN');
+  const m5 = await Machine.create({ memory: '256MiB', cpus: 2 });
+  const u5 = m5.spawn();
+  const shm = m5.memfd({ size: '16KiB' });
+  const s5 = u5.mmap({ file: shm, shared: true, length: '16KiB', prot: 'rw' });
+  u5.touch(s5.start, 0x4000, 'w', 0x50);
+  const uf = u5.userfaultfd({ features: ['wp-hugetlbfs-shmem'] });
+  uf.register(s5.start, 0x4000);
+  uf.writeProtect(s5.start, 0x4000, true);
+  u5.madvise(s5.start, 0x4000, 'dontneed');
+  out(`protected, then MADV_DONTNEED: ${entryLine(u5, s5.start)}`);
+  const blocked = u5.write(s5.start, 0x51, { cpu: 1 });
+  const msg = uf.events()[0];
+  out(`C1 writes: ${blocked.ok ? 'completes' : `waits (${blocked.blocked})`}; message ${JSON.stringify(msg)}`);
+  out(`the fault brought the page back read-only, the bit kept: ${entryLine(u5, s5.start)}`);
+  uf.writeProtect(s5.start, 0x1000, false);
+  out(`resolved; C1 writes again: ${u5.write(s5.start, 0x51, { cpu: 1 }).ok ? 'completes' : 'waits'}`);
+  const anon5 = u5.mmap({ length: '256KiB', prot: 'rw' });
+  const tracker = u5.userfaultfd({ features: ['wp-async', 'wp-unpopulated'] });
+  tracker.register(anon5.start, anon5.length);
+  const scan5 = () => u5.pagemapScan({ start: anon5.start, end: anon5.end, categoryMask: ['written'], returnMask: ['written'], wpMatching: true }).regions;
+  scan5();
+  for (const i of [3, 4, 5, 40]) u5.write(anon5.start + i * 4096, i);
+  out(`async tracking: writes to pages 3, 4, 5, 40 (no messages); the scan reports ${scan5().map((g) => `[${(g.start - anon5.start) / 4096}, ${(g.end - anon5.start) / 4096})`).join(' ')}, and the next one ${scan5().length} regions`);
+
+  h('11. ptdump of process p');
   out(p.dump());
 
-  h('11. Invariants and counters');
+  h('12. Invariants and counters');
   const problems = m.check();
   out(`m.check(): ${problems.length === 0 ? 'clean' : problems.map((x) => x.message).join('; ')}`);
   out(`machine: ${JSON.stringify(m.stats)}`);

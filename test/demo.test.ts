@@ -3,7 +3,7 @@
 import { it, expect } from 'vitest';
 import { runDemo } from '../src/demo.js';
 
-it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, THP, TLBs, fork with a pin, dirty tracking, contpte, ptdump and a clean check', async () => {
+it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, THP, TLBs, fork with a pin, dirty tracking, contpte, userfaultfd, ptdump and a clean check', async () => {
   const lines: string[] = [];
   await runDemo((l) => lines.push(l));
   const text = lines.join('\n');
@@ -27,5 +27,10 @@ it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, T
   expect(text).toMatch(/set_ptes\(16\): 0x40000000  pte 0x[0-9a-f]+ RW .*CONT \(64 KiB leaf\)/);
   expect(text).toMatch(/C1 reads all 16 pages: 1 page walk, then hits on one 64K TLB entry/);
   expect(text).toMatch(/0 folded now, \{"folds":0,"unfolds":1\}/);
+  expect(text).toMatch(/MADV_DONTNEED: 0x[0-9a-f]+  pte 0x[0-9a-f]+ marker uffd-wp   pagemap: swapped,soft-dirty,uffd-wp/);
+  expect(text).toMatch(/C1 writes: waits \(userfaultfd\); message \{"type":"pagefault","address":\d+,"write":true,"wp":true,"cpu":1\}/);
+  expect(text).toMatch(/the bit kept: .* ro .*uffd-wp pfn .*pagemap: present,file,exclusive,soft-dirty,uffd-wp/);
+  expect(text).toMatch(/resolved; C1 writes again: completes/);
+  expect(text).toMatch(/the scan reports \[3, 6\) \[40, 41\), and the next one 0 regions/);
   expect(text).toMatch(/m\.check\(\): clean/);
 });

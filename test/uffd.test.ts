@@ -16,7 +16,7 @@
 // at once and queues the message.)
 
 import { describe, it, expect } from 'vitest';
-import { machine, expectClean, PAGE } from './helpers.js';
+import { machine, expectClean, PAGE, MiB } from './helpers.js';
 
 describe('userfaultfd write-protect', () => {
   it('protect marks every present page (bit 57), a write becomes one WP message and waits; resolving one page frees only it', async () => {
@@ -84,6 +84,64 @@ describe('userfaultfd write-protect', () => {
     // mprotect leaves markers as they are.
     p.mprotect(s.start, 4 * PAGE, 'r');
     expect(p.entry(s.start + 2 * PAGE)).toMatchObject({ kind: 'marker', markers: ['uffd-wp'] });
+    expectClean(m);
+  });
+
+  it('reclaim: a protected anonymous page swaps out with the swap uffd-wp bit, a shmem one leaves a marker; both come back protected', async () => {
+    const m = await machine();
+    const f = m.memfd({ size: 2 * PAGE });
+    const p = m.spawn();
+    const a = p.mmap({ length: 2 * PAGE, prot: 'rw' });
+    const s = p.mmap({ file: f, shared: true, length: 2 * PAGE, prot: 'rw' });
+    p.touch(a.start, 2 * PAGE, 'w', 3);
+    p.touch(s.start, 2 * PAGE, 'w', 4);
+    const u = p.userfaultfd({ features: ['wp-hugetlbfs-shmem'] });
+    u.register(a.start, 2 * PAGE);
+    u.register(s.start, 2 * PAGE);
+    u.writeProtect(a.start, 2 * PAGE, true);
+    u.writeProtect(s.start, 2 * PAGE, true);
+    p.madvise(a.start, 2 * PAGE, 'pageout');
+    p.madvise(s.start, 2 * PAGE, 'pageout');
+    expect(p.entry(a.start)).toMatchObject({ kind: 'swap', swpUffdWp: true });
+    expect(p.pagemap(a.start)).toMatchObject({ present: false, swapped: true, uffdWp: true });
+    expect(p.entry(s.start)).toMatchObject({ kind: 'marker', markers: ['uffd-wp'] });
+    expect(f.lookup(0).state).toBe('swapped');
+    // Swap-in keeps the protection (do_swap_page: pte_swp_uffd_wp -> pte_mkuffd_wp).
+    expect(p.read(a.start)).toMatchObject({ ok: true, tag: 3 });
+    expect(p.entry(a.start)).toMatchObject({ kind: 'present', uffdWp: true, write: false });
+    expect(p.write(a.start, 5)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(p.read(s.start)).toMatchObject({ ok: true, tag: 4 });
+    expect(p.entry(s.start)).toMatchObject({ kind: 'present', uffdWp: true, write: false });
+    expect(p.write(s.start, 6)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(u.events().map((e) => e.type === 'pagefault' && e.address)).toEqual([a.start, s.start]);
+    // Resolving a swap entry clears its bit: after swap-in the write goes through with no message.
+    expect(u.writeProtect(a.start + PAGE, PAGE, false)).toBe(1);
+    expect(p.entry(a.start + PAGE)).toMatchObject({ kind: 'swap', swpUffdWp: false });
+    expect(p.write(a.start + PAGE, 7)).toMatchObject({ ok: true });
+    expect(u.events()).toEqual([]);
+    expectClean(m);
+  });
+
+  it('a huge PMD is protected whole in place; resolving part of it splits it and changes only that part', async () => {
+    const m = await machine({ thp: 'always' });
+    const p = m.spawn();
+    const a = p.mmap({ length: 2 * MiB, prot: 'rw', addr: 0x4000_0000 });
+    p.write(a.start, 9);
+    expect(p.entry(a.start).level).toBe('pmd');
+    const u = p.userfaultfd();
+    u.register(a.start, 2 * MiB);
+    expect(u.writeProtect(a.start, 2 * MiB, true)).toBe(512);
+    expect(p.entry(a.start + 100 * PAGE)).toMatchObject({ level: 'pmd', uffdWp: true, write: false });
+    expect(p.pagemap(a.start + 100 * PAGE)).toMatchObject({ present: true, uffdWp: true });
+    expect(p.write(a.start + 100 * PAGE, 1)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(u.events()).toEqual([expect.objectContaining({ address: a.start + 100 * PAGE, wp: true })]);
+    u.writeProtect(a.start + 100 * PAGE, 4 * PAGE, false);
+    expect(p.entry(a.start + 100 * PAGE)).toMatchObject({ level: 'pte', uffdWp: false });
+    expect(p.entry(a.start + 104 * PAGE)).toMatchObject({ level: 'pte', uffdWp: true, write: false });
+    expect(p.entry(a.start + 99 * PAGE)).toMatchObject({ level: 'pte', uffdWp: true });
+    expect(p.write(a.start + 101 * PAGE, 2)).toMatchObject({ ok: true });
+    expect(p.read(a.start + 200 * PAGE)).toMatchObject({ ok: true, tag: 0 });
+    expect(u.events()).toEqual([]);
     expectClean(m);
   });
 

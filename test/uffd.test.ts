@@ -122,7 +122,7 @@ describe('userfaultfd write-protect', () => {
     expectClean(m);
   });
 
-  it('a huge PMD is protected whole in place; resolving part of it splits it and changes only that part', async () => {
+  it('a huge PMD is protected whole in place; resolving part of it, or an async write, splits it and changes only that part', async () => {
     const m = await machine({ thp: 'always' });
     const p = m.spawn();
     const a = p.mmap({ length: 2 * MiB, prot: 'rw', addr: 0x4000_0000 });
@@ -142,6 +142,18 @@ describe('userfaultfd write-protect', () => {
     expect(p.write(a.start + 101 * PAGE, 2)).toMatchObject({ ok: true });
     expect(p.read(a.start + 200 * PAGE)).toMatchObject({ ok: true, tag: 0 });
     expect(u.events()).toEqual([]);
+    // Async: a write to a protected huge PMD splits it (wp_huge_pmd) and clears the bit of the written page only.
+    const b = p.mmap({ length: 2 * MiB, prot: 'rw', addr: 0x4020_0000 });
+    p.write(b.start, 9);
+    const t = p.userfaultfd({ features: ['wp-async'] });
+    t.register(b.start, 2 * MiB);
+    t.writeProtect(b.start, 2 * MiB, true);
+    expect(p.write(b.start + 100 * PAGE, 1)).toMatchObject({ ok: true });
+    expect(p.entry(b.start + 100 * PAGE)).toMatchObject({ level: 'pte', uffdWp: false, write: true });
+    expect(p.entry(b.start + 101 * PAGE)).toMatchObject({ level: 'pte', uffdWp: true });
+    expect(p.pagemapScan({ start: b.start, end: b.end, categoryMask: ['written'], returnMask: ['written'] }).regions)
+      .toEqual([{ start: b.start + 100 * PAGE, end: b.start + 101 * PAGE, categories: ['written'] }]);
+    expect(t.events()).toEqual([]);
     expectClean(m);
   });
 

@@ -87,6 +87,25 @@ describe('userfaultfd write-protect', () => {
     expectClean(m);
   });
 
+  it('shmem resolve: a dirty entry is writable at once, a clean one stays read-only and its write faults with no message; markers go (H2, H11)', async () => {
+    const m = await machine();
+    const f = m.memfd({ size: 4 * PAGE });
+    const p = m.spawn();
+    const s = p.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw' });
+    p.write(s.start, 1);
+    p.read(s.start + PAGE);
+    const u = p.userfaultfd({ features: ['wp-hugetlbfs-shmem'] });
+    u.register(s.start, 4 * PAGE);
+    expect(u.writeProtect(s.start, 4 * PAGE, true)).toBe(4);               // 2 present, 2 markers
+    expect(u.writeProtect(s.start, 4 * PAGE, false)).toBe(4);
+    expect(p.entry(s.start)).toMatchObject({ write: true, dirty: true, uffdWp: false });
+    expect(p.entry(s.start + PAGE)).toMatchObject({ write: false, dirty: false, uffdWp: false });
+    expect(p.entry(s.start + 2 * PAGE).kind).toBe('none');
+    expect(p.write(s.start + PAGE, 5)).toMatchObject({ ok: true, faults: 1 });
+    expect(u.events()).toEqual([]);
+    expectClean(m);
+  });
+
   it('reclaim: a protected anonymous page swaps out with the swap uffd-wp bit, a shmem one leaves a marker; both come back protected', async () => {
     const m = await machine();
     const f = m.memfd({ size: 2 * PAGE });

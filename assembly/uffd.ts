@@ -73,8 +73,13 @@ export function uffdCreate(mm: Mm, features: u32): i32 {
   return -EBUSY;
 }
 
+/** A context's features; none for 0 (no context) or a free slot. */
 // @ts-ignore: decorator
-@inline export function uffdFeatures(id: u32): u32 { return id < MAX_CTX ? unchecked(ctxFeatures[id]) - 1 : 0; }
+@inline export function uffdFeatures(id: u32): u32 {
+  if (id >= MAX_CTX) return 0;
+  const f = unchecked(ctxFeatures[id]);
+  return f == 0 ? 0 : f - 1;
+}
 export function uffdMm(id: u32): u32 { return id < MAX_CTX && unchecked(ctxFeatures[id]) != 0 ? unchecked(ctxMm[id]) : 0; }
 
 /** userfaultfd_wp_async. */

@@ -127,8 +127,9 @@ const INSPECT = [
 ];
 const ALLOWED: Record<HookContext, ReadonlySet<string>> = {
   page_mkwrite: new Set(INSPECT),
+  // Reading a userfaultfd's messages is another thread's read(2): it touches no page table.
   step: new Set([...INSPECT, 'access', 'touch', 'kPteGet', 'contScan', 'cpuPeek', 'entryAt', 'entryPath', 'pagemap', 'allocBuffer', 'freeBuffer', 'dump',
-    'dumpRecords', 'walkStats', 'check', 'checkProblems', 'kFlushTlbRange', 'kFlushTlbMm', 'kFlushTlbAll', 'kFlushPending']),
+    'dumpRecords', 'walkStats', 'check', 'checkProblems', 'kFlushTlbRange', 'kFlushTlbMm', 'kFlushTlbAll', 'kFlushPending', 'uffdRead', 'uffdOwner']),
 };
 
 export type CoreArch = 'x86_64' | 'arm64';

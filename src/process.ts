@@ -114,6 +114,15 @@ function categoryNames(bits: number): readonly PageCategory[] {
   return names;
 }
 
+/** PAGEMAP_SCAN's region records (start u64 | end u64 | categories u64, from 32-bit word w0); addresses stay below 2^53. */
+function decodeRegions(w: Uint32Array, w0: number, n: number): ScanRegion[] {
+  const regions: ScanRegion[] = [];
+  for (let i = 0, r = w0; i < n; i++, r += 6) {
+    regions.push({ start: w[r]! + w[r + 1]! * 0x1_0000_0000, end: w[r + 2]! + w[r + 3]! * 0x1_0000_0000, categories: categoryNames(w[r + 4]!) });
+  }
+  return regions;
+}
+
 export type Signal = 'SIGSEGV' | 'SIGBUS';
 export type SignalCode = 'SEGV_MAPERR' | 'SEGV_ACCERR' | 'BUS_ADRERR' | 'BUS_MCEERR_AR' | 'OOM';
 
@@ -351,13 +360,7 @@ export class Process {
       if (n === -1) throw new EmuError('EPERM', 'a VMA of the range is not registered with an async write-protect userfaultfd', 'checkWpAsync');
       if (n < 0) throw EmuError.fromErrno(n, 'pagemapScan failed', 'start');
       const walkEnd = this.core.result(0) * PAGE_SIZE;
-      // Records of start u64 | end u64 | categories u64; addresses stay below 2^53.
-      const regions: ScanRegion[] = new Array(n);
-      const w = this.core.words();
-      for (let i = 0, r = buf >>> 2; i < n; i++, r += 6) {
-        regions[i] = { start: w[r]! + w[r + 1]! * 0x1_0000_0000, end: w[r + 2]! + w[r + 3]! * 0x1_0000_0000, categories: categoryNames(w[r + 4]!) };
-      }
-      return { regions, walkEnd };
+      return { regions: decodeRegions(this.core.words(), buf >>> 2, n), walkEnd };
     } finally {
       x.freeBuffer(buf, maxRegions * 24);
     }

@@ -120,6 +120,7 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
             const tag = 1 + Math.floor(r() * 1e6);
             const w = o.p.write(a, tag, { cpu: r() < 0.5 ? 0 : 1 });
             if (w.ok) tagsOf(f).set(g.pgoff + (a - g.m.start) / PAGE, tag);
+            else if (w.blocked === 'userfaultfd') expect(uffds.get(o.p)?.events().length, `${where}: racing write's uffd message`).toBe(1);
             else expect(w, `${where}: racing write`).toMatchObject({ blocked: 'page-table-lock' });
           };
           if (r() < 0.5) f.writeProtect(first, nr, { onStep });
@@ -166,7 +167,11 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
                 if (reg.shared) tagsOf(reg.file!).set(reg.pgoff + (a - reg.m.start) / PAGE, tag); else st.tags.set(a, tag);
               }
             } catch (e) {
-              if (!(e instanceof EmuError) || e.code !== 'EFAULT' || allowed) throw e;
+              if (e instanceof EmuError && e.code === 'EAGAIN' && uffds.has(p)) {
+                // The pin's write fault waits on a protected page: one message, nothing pinned.
+                expect(uffds.get(p)!.events().length, `${where}: pin's uffd message`).toBe(1);
+                count('pin-uffd');
+              } else if (!(e instanceof EmuError) || e.code !== 'EFAULT' || allowed) throw e;
             }
           }
         } else if (op < 0.98) {

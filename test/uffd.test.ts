@@ -106,6 +106,77 @@ describe('userfaultfd write-protect', () => {
     expectClean(m);
   });
 
+  it('inside a stepped operation a write can wait on a userfaultfd and its message can be read; UFFDIO calls are EBUSY there', async () => {
+    const m = await machine({ cpus: 2 });
+    const f = m.memfd({ size: 2 * PAGE });
+    const p = m.spawn();
+    const s = p.mmap({ file: f, shared: true, length: 2 * PAGE, prot: 'rw' });
+    const a = p.mmap({ length: PAGE, prot: 'rw', addr: 0x4000_0000 });   // another PTE table than the walker's
+    p.touch(s.start, 2 * PAGE, 'w', 1);
+    p.write(a.start, 2);
+    const u = p.userfaultfd();
+    u.register(a.start, PAGE);
+    u.writeProtect(a.start, PAGE, true);
+    const seen: unknown[] = [];
+    f.writeProtect(0, 2, {
+      onStep: (st) => {
+        if (st.kind !== 'entry' || seen.length > 0) return;
+        expect(p.write(a.start, 3, { cpu: 1 })).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+        seen.push(...u.events());
+        expect(() => u.writeProtect(a.start, PAGE, false)).toThrow(expect.objectContaining({ code: 'EBUSY', arg: 'onStep' }));
+      },
+    });
+    expect(seen).toEqual([{ type: 'pagefault', address: a.start, write: true, wp: true, cpu: 1 }]);
+    expect(u.writeProtect(a.start, PAGE, false)).toBe(1);
+    expect(p.write(a.start, 3)).toMatchObject({ ok: true });
+    expectClean(m);
+  });
+
+  for (const [arch, contpte] of [['x86_64', true], ['arm64', false], ['arm64', true]] as const) {
+    it(`${arch}${contpte ? '' : ' without contpte'}: protecting a random mix of entries gives each one the kernel's value, counts every change, flushes what it must`, async () => {
+      const m = await machine({ arch, contpte, swap: '16MiB', cpus: 2, tlb: 'tiny' });
+      const p = m.spawn();
+      const n = 600;
+      const a = p.mmap({ length: n * PAGE, prot: 'rw' });
+      let x = 99;
+      const rand = (): number => { x = (x * 1103515245 + 12345) >>> 0; return x / 2 ** 32; };
+      for (let i = 0; i < n; i++) {
+        const r = rand();
+        if (r < 0.5) p.write(a.start + i * PAGE, i + 1, { cpu: 1 });          // writable, dirty
+        else if (r < 0.7) p.read(a.start + i * PAGE);                          // the zero page, read-only
+      }
+      p.madvise(a.start + 100 * PAGE, 20 * PAGE, 'pageout');                   // some swap entries
+      p.mprotect(a.start + 300 * PAGE, 10 * PAGE, 'r');                        // read-only anonymous pages
+      p.mprotect(a.start + 300 * PAGE, 10 * PAGE, 'rw');
+      const u = p.userfaultfd();
+      u.register(a.start, n * PAGE);
+      const before = Array.from({ length: n }, (_, i) => p.entry(a.start + i * PAGE));
+      m.clearFlushLog();
+      const changed = u.writeProtect(a.start, n * PAGE, true);
+      let want = 0, lo = Infinity, hi = 0;
+      for (let i = 0; i < n; i++) {
+        const b = before[i]!, e = p.entry(a.start + i * PAGE);
+        if (b.kind === 'present') {
+          expect(e, `page ${i}`).toMatchObject({ kind: 'present', pfn: b.pfn, uffdWp: true, write: false, dirty: b.dirty, young: b.young });
+          if (!b.uffdWp || b.write) want++;
+          if (b.write || arch === 'arm64') { lo = Math.min(lo, i); hi = Math.max(hi, i + 1); }
+        } else if (b.kind === 'swap') {
+          expect(e, `page ${i}`).toMatchObject({ kind: 'swap', swapOffset: b.swapOffset, swpUffdWp: true });
+          want++;
+        } else expect(e.raw, `page ${i}`).toBe(b.raw);
+      }
+      expect(changed).toBe(want);
+      // One batched flush, covering every entry whose change needs one (arm64: any change).
+      expect(m.flushLog).toHaveLength(1);
+      const f = m.flushLog[0]!;
+      if (f.kind === 'range') expect(f.start <= a.start + lo * PAGE && f.end >= a.start + hi * PAGE).toBe(true);
+      else expect(f.kind).toBe('mm');
+      // After it no CPU can write through a cached translation.
+      for (let i = 0; i < n; i++) expect(m.cpu(1).tlb.lookup(p, a.start + i * PAGE)?.writable ?? false, `page ${i}`).toBe(false);
+      expectClean(m);
+    });
+  }
+
   it('reclaim: a protected anonymous page swaps out with the swap uffd-wp bit, a shmem one leaves a marker; both come back protected', async () => {
     const m = await machine();
     const f = m.memfd({ size: 2 * PAGE });

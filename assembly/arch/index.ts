@@ -260,6 +260,41 @@ export function swpPfnBits(levels: u32): u32 { return ARM64 ? 36 : (levels == 5 
 @inline export function wrprotect4(p: usize): u32 { return wrprotectPair(p) | (wrprotectPair(p + 16) << 2); }
 
 /**
+ * pteMkuffdWp on the four entries at p when all four are present (else
+ * nothing changes and the result is NOT_ALL_PRESENT): bit i set if entry i
+ * changed, bit 4+i if that change needs a TLB flush (pteNeedsFlush: x86 only
+ * for an entry that was writable, arm64 for any change).
+ */
+export const NOT_ALL_PRESENT: u32 = 0x100;
+// @ts-ignore: decorator
+@inline export function mkuffdWp4(p: usize): u32 {
+  const v0 = v128.load(p), v1 = v128.load(p, 16);
+  if ((i64x2.bitmask(presentLanes(v0)) & i64x2.bitmask(presentLanes(v1))) != 3) return NOT_ALL_PRESENT;
+  const a = mkuffdWpPair(p, v0), b = mkuffdWpPair(p + 16, v1);
+  return (a & 3) | ((b & 3) << 2) | ((a & 12) << 2) | ((b & 12) << 4);
+}
+
+/** mkuffdWp4 on one pair of present entries v (at p): changed lanes in bits 0-1, those needing a flush in bits 2-3. */
+// @ts-ignore: decorator
+@inline function mkuffdWpPair(p: usize, v: v128): u32 {
+  let n: v128, flush: v128;
+  if (ARM64) {
+    n = v128.or(v, i64x2.splat(a64.PTE_UFFD_WP));
+    n = v128.or(n, v128.and(hwDirtyLanes(n), i64x2.splat(a64.PTE_DIRTY)));
+    n = v128.or(v128.andnot(n, i64x2.splat(a64.PTE_WRITE)), i64x2.splat(a64.PTE_RDONLY));
+    flush = i64x2.ne(n, v);
+  } else {
+    const rw = i64x2.splat(x86._PAGE_RW);
+    n = v128.andnot(v128.or(v, i64x2.splat(x86._PAGE_UFFD_WP)), rw);
+    flush = i64x2.ne(v128.and(v, rw), i64x2.splat(0));
+  }
+  const change = i64x2.ne(n, v);
+  const m = i64x2.bitmask(change);
+  if (m != 0) v128.store(p, v128.bitselect(n, v, change));
+  return m | (i64x2.bitmask(v128.and(flush, change)) << 2);
+}
+
+/**
  * Whether all eight entries at p are present and uffd-wp: what a scan for
  * WRITTEN passes over. Conservative: only x86 P / arm64 VALID count as
  * present here, so PROT_NONE or present-invalid entries take the scalar path.

@@ -14,12 +14,13 @@
 import { Vma } from "../vma";
 import { Mm } from "../mm";
 import { walkMm, walkVma, setWalkAction, ACTION_CONTINUE } from "../walk";
-import { currentGather, tlbFlushPteRange, tlbFlushPmdRange } from "../gather";
+import { Gather, currentGather, tlbFlushPteRange, tlbFlushPmdRange } from "../gather";
 import { pmdOffsetAlloc, pteTableAlloc } from "../fault";
 import { tablePtr } from "../pgtable";
 import {
   ptePresent, pteWrite, pteMkuffdWp, pteClearUffdWp, pteMkwrite, pteNeedsFlush, isUpperLeaf, isTableEntry,
-  tableEntryPfn, isSwapPte, swpType, swpOffset, swpUffdWpBit, mkPteMarker, MAX_SWAPFILES, SWP_PTE_MARKER, PTE_MARKER_UFFD_WP,
+  tableEntryPfn, isSwapPte, swpType, swpOffset, swpUffdWpBit, mkPteMarker, mkuffdWp4, NOT_ALL_PRESENT, MAX_SWAPFILES, SWP_PTE_MARKER,
+  PTE_MARKER_UFFD_WP,
 } from "../arch/index";
 import { contpteMm, ptepGetAndClear, setPtes } from "../arch/contpte";
 import { canChangePteWritable } from "./changeprot";
@@ -37,37 +38,55 @@ import { PMD_SIZE, ENOMEM } from "../constants";
   pteRange(ptep: usize, addr: u64, end: u64): i32 {
     const mm = walkMm, vma = changetype<Vma>(walkVma), g = currentGather;
     const cont = contpteMm(mm);
+    // Four present entries at a time (arch/index.ts), the bulk of a protect; anything else goes one by one.
+    const bulk = this.protect && !cont;
     const last = ptep + <usize>((end - addr) >> 9);
-    for (let p = ptep; p < last; p += 8) {
-      const e = load<u64>(p);
+    for (let p = ptep; p < last; ) {
       const a = addr + (<u64>(p - ptep) << 9);
-      if (e == 0) {
-        if (this.protect && this.markers) { store<u64>(p, mkPteMarker(PTE_MARKER_UFFD_WP)); this.pages++; }
-        continue;
+      if (bulk && p + 32 <= last) {
+        const r = mkuffdWp4(p);
+        if (r != NOT_ALL_PRESENT) {
+          this.pages += <u64>popcnt(r & 15);
+          const f = r >> 4;
+          if (f != 0) tlbFlushPteRange(g, a + (<u64>ctz(f) << 12), <u64>(32 - clz(f) - ctz(f)) << 12);
+          p += 32;
+          continue;
+        }
       }
-      if (ptePresent(e)) {
-        if (this.change(vma, e) == e) continue;
-        // ptep_modify_prot_start/commit (arm64: through the contpte layer).
-        const old = cont ? ptepGetAndClear(mm, a, p) : e;
-        const n = this.change(vma, old);
-        if (cont) setPtes(mm, a, p, n, 1); else store<u64>(p, n);
-        this.pages++;
-        if (pteNeedsFlush(old, n)) tlbFlushPteRange(g, a, 4096);
-        continue;
-      }
-      if (!isSwapPte(e)) continue;
-      const type = swpType(e);
-      if (type < MAX_SWAPFILES) {
-        const n = this.protect ? e | swpUffdWpBit() : e & ~swpUffdWpBit();
-        if (n != e) { store<u64>(p, n); this.pages++; }
-      } else if (type == SWP_PTE_MARKER && !this.protect && (swpOffset(e) & PTE_MARKER_UFFD_WP) != 0) {
-        // Poison and guard markers are left alone; a uffd-wp one is dropped (the next fault goes through normally).
-        const rest = swpOffset(e) & ~PTE_MARKER_UFFD_WP;
-        store<u64>(p, rest == 0 ? 0 : mkPteMarker(rest));
-        this.pages++;
-      }
+      this.entry(mm, vma, g, cont, p, a);
+      p += 8;
     }
     return 0;
+  }
+
+  /** One entry: present, none (a marker where markers are used), swap or marker. */
+  private entry(mm: Mm, vma: Vma, g: Gather, cont: bool, p: usize, a: u64): void {
+    const e = load<u64>(p);
+    if (e == 0) {
+      if (this.protect && this.markers) { store<u64>(p, mkPteMarker(PTE_MARKER_UFFD_WP)); this.pages++; }
+      return;
+    }
+    if (ptePresent(e)) {
+      if (this.change(vma, e) == e) return;
+      // ptep_modify_prot_start/commit (arm64: through the contpte layer).
+      const old = cont ? ptepGetAndClear(mm, a, p) : e;
+      const n = this.change(vma, old);
+      if (cont) setPtes(mm, a, p, n, 1); else store<u64>(p, n);
+      this.pages++;
+      if (pteNeedsFlush(old, n)) tlbFlushPteRange(g, a, 4096);
+      return;
+    }
+    if (!isSwapPte(e)) return;
+    const type = swpType(e);
+    if (type < MAX_SWAPFILES) {
+      const n = this.protect ? e | swpUffdWpBit() : e & ~swpUffdWpBit();
+      if (n != e) { store<u64>(p, n); this.pages++; }
+    } else if (type == SWP_PTE_MARKER && !this.protect && (swpOffset(e) & PTE_MARKER_UFFD_WP) != 0) {
+      // Poison and guard markers are left alone; a uffd-wp one is dropped (the next fault goes through normally).
+      const rest = swpOffset(e) & ~PTE_MARKER_UFFD_WP;
+      store<u64>(p, rest == 0 ? 0 : mkPteMarker(rest));
+      this.pages++;
+    }
   }
 
   /** The new value of a present entry. */

@@ -39,6 +39,8 @@ export interface Pte {
   pfn: number;
   /** Contiguous hint (arm64 PTE_CONT, emulated): set on 16 aligned entries of one block. */
   cont?: boolean;
+  /** userfaultfd write-protected. */
+  uffdWp?: boolean;
 }
 
 export interface Frame {
@@ -284,6 +286,45 @@ export class NaivePageTables {
       total++;
     });
     return { total, bitStart, bitEnd };
+  }
+
+  /**
+   * UFFDIO_WRITEPROTECT (protect) or its undoing over the range: present
+   * PTEs gain uffd-wp and lose write permission, or lose uffd-wp and get it
+   * back; returns how many changed, with the range a TLB flush would cover.
+   */
+  uffdWriteProtect(start: number, pages: number, protect: boolean): number {
+    let total = 0, flushStart = Infinity, flushEnd = 0;
+    this.walkRangeFrom(this.root, start, pages, (pte, _pt, _i, va) => {
+      if (!pte.present || (pte.uffdWp ?? false) === protect) return;
+      pte.uffdWp = protect;
+      pte.write = !protect;
+      total++;
+      flushStart = Math.min(flushStart, va);
+      flushEnd = Math.max(flushEnd, va + PAGE_SIZE);
+    });
+    return total;
+  }
+
+  /** Benchmark setup: a write to every `stride`-th page in async mode (the uffd-wp bit goes, write permission comes back). */
+  writeEvery(start: number, pages: number, stride: number): void {
+    let i = 0;
+    this.walkRange(start, pages, (pte) => { if (i++ % stride === 0) { pte.uffdWp = false; pte.write = true; pte.dirty = true; } });
+  }
+
+  /**
+   * PAGEMAP_SCAN with category and return mask WRITTEN: regions of adjacent
+   * present pages without uffd-wp; with wpMatching they are protected again.
+   */
+  scanWritten(start: number, pages: number, wpMatching: boolean): { start: number; end: number }[] {
+    const regions: { start: number; end: number }[] = [];
+    this.walkRangeFrom(this.root, start, pages, (pte, _pt, _i, va) => {
+      if (!pte.present || pte.uffdWp) return;
+      const last = regions[regions.length - 1];
+      if (last && last.end === va) last.end = va + PAGE_SIZE; else regions.push({ start: va, end: va + PAGE_SIZE });
+      if (wpMatching) { pte.uffdWp = true; pte.write = false; }
+    });
+    return regions;
   }
 
   /**

@@ -1,6 +1,6 @@
 /*
  * Native C peer for the ptemu benchmarks: a line-by-line C port of the code
- * paths the WASM core (assembly/) executes for the four benchmark operations,
+ * paths the WASM core (assembly/) executes for the benchmark operations,
  * so that "WASM ÷ C" compares the SAME algorithm compiled two ways.
  *
  * Configuration ported: x86-64, 4-level tables, THP never, soft-dirty on,
@@ -36,22 +36,39 @@
  *                level -> op.pteRange per PTE table, instantiated per op by a
  *                macro the way AssemblyScript monomorphizes the generic.
  *   ops          ChangeProtOp (with canChangePteWritable), ZapOp (fast path,
- *                rss batching), StatsOp.
+ *                rss batching), StatsOp, CopyOp (fork), MappingDirtyOp
+ *                (four entries at a time), the contiguous-block census and
+ *                unfold (bit 52 standing in for arm64's PTE_CONT).
+ *   uffd.ts, ops/uffdwp.ts  contexts (features per id), UFFDIO_REGISTER of
+ *                whole anonymous VMAs, UFFDIO_WRITEPROTECT (uffdWriteProtect
+ *                -> uffd_wp_range: gather, PROTECTION_VMA notifier records,
+ *                UffdWpOp walk in protect mode, flush), x86 pte_needs_flush.
+ *   ops/pagemapscan.ts  PAGEMAP_SCAN: testWalk (async uffd-wp registration
+ *                gives WPALLOWED), the skip of eight protected PTEs at a time
+ *                (allUffdWpPresent8, GCC vectors), pageCategory, region
+ *                output into a 24-byte-record vector, make_uffd_wp_pte with
+ *                WP_MATCHING.
+ *   gather.ts, flush.ts  tlbGatherMmu / tlbFlushPteRange / tlbFinishMmu for
+ *                the permission changes; flushTlbRange with its ceiling and
+ *                flushTlbMm against one CPU's functional cache, with the
+ *                48-byte flush-log record.
  *   mmap.ts      mmCreate, mmapRegion, doMprotect (VMA flag updates,
  *                tryChangeWritable), doMadvise(MADV_DONTNEED).
  *   index.ts     the exported entry points (mm lookup by id, page numbers
  *                as doubles, results left in the result area).
  *
  * Code the benchmark never reaches (files, swap, THP, markers, COW, VMA
- * splits and merges) is not ported: where the WASM core would branch into it,
- * this port keeps the branch and stops with exit code 2 (unreachable()), so a
- * run that took a different path than the WASM core cannot go unnoticed.
+ * splits and merges, the uffd-wp resolve) is not ported: where the WASM core
+ * would branch into it, this port keeps the branch and stops with exit code 2
+ * (unreachable()), so a run that took a different path than the WASM core
+ * cannot go unnoticed.
  *
  * Usage: native <pages> <repeats>
  * Prints one JSON object with the median nanoseconds per page of each op.
  *
- * Deliberately plain C (no intrinsics, no threads) so that it represents
- * what a straightforward -O2 build achieves.
+ * Deliberately plain C (no intrinsics, no threads; GCC vector extensions
+ * only where the core itself uses v128) so that it represents what a
+ * straightforward -O2 build achieves.
  */
 #define _DEFAULT_SOURCE /* clock_gettime, MAP_ANONYMOUS, MAP_NORESERVE */
 
@@ -82,8 +99,13 @@ static _Noreturn void unreachable(const char *what)
 #define PAGE_SIZE  4096ULL
 #define PMD_SIZE   (1ULL << 21)
 
+#define EPERM  1
+#define ENOENT 2
+#define EBADF  9
+#define EAGAIN 11
 #define ENOMEM 12
 #define EACCES 13
+#define EBUSY  16
 #define EINVAL 22
 
 #define VM_READ         0x1u
@@ -94,6 +116,7 @@ static _Noreturn void unreachable(const char *what)
 #define VM_MAYWRITE     0x20u
 #define VM_MAYSHARE     0x80u
 #define VM_MAYEXEC      0x40u
+#define VM_UFFD_MISSING 0x200u
 #define VM_UFFD_WP      0x1000u
 #define VM_LOCKED       0x2000u
 #define VM_PFNMAP       0x400u
@@ -455,6 +478,7 @@ static bool frames_init(uint32_t n)
 
 #define SWP_TYPE_BITS  5
 #define SWP_PTE_MARKER 31u
+#define MAX_SWAPFILES  24u
 
 #define ACCESS_READ  0u
 #define ACCESS_WRITE 1u
@@ -1814,11 +1838,15 @@ static struct { uint32_t phase, event, mm; uint64_t start, end; } notifier_log[6
 static unsigned notifier_count;
 static uint64_t cache_flushes, flushed_pages;
 
-static void notifier_record(uint32_t phase, mm_t *mm, uint64_t start, uint64_t end)
+/* notifier.ts enum mmu_notifier_event (the two kinds the ported ops bracket their changes with). */
+#define MMU_NOTIFY_PROTECTION_VMA  2u
+#define MMU_NOTIFY_PROTECTION_PAGE 3u
+
+static void notifier_record(uint32_t phase, uint32_t event, mm_t *mm, uint64_t start, uint64_t end)
 {
     unsigned i = notifier_count++ & 63;
     notifier_log[i].phase = phase;
-    notifier_log[i].event = 3;
+    notifier_log[i].event = event;
     notifier_log[i].mm = mm->id;
     notifier_log[i].start = start;
     notifier_log[i].end = end;
@@ -1932,7 +1960,7 @@ static int32_t md_pre_vma(mapping_dirty_op *op, vma_t *vma, uint64_t start, uint
     op->range_start = start;
     op->range_end = end;
     op->bit_base = vma->pgoff - (vma->start >> 12) - op->bitmap_pgoff;
-    notifier_record(0, mm, start, end);
+    notifier_record(0, MMU_NOTIFY_PROTECTION_PAGE, mm, start, end);
     cache_flushes++;
     mm->flush_pending++;
     return 0;
@@ -1946,7 +1974,7 @@ static void md_post_vma(mapping_dirty_op *op, vma_t *vma, uint64_t start, uint64
         flushed_pages += (op->range_end - op->range_start) >> 12;
     else if (op->flush_end > op->flush_start)
         flushed_pages += (op->flush_end - op->flush_start) >> 12;
-    notifier_record(1, mm, op->range_start, op->range_end);
+    notifier_record(1, MMU_NOTIFY_PROTECTION_PAGE, mm, op->range_start, op->range_end);
     mm->flush_pending--;
 }
 
@@ -2040,30 +2068,61 @@ DEFINE_WALK_LEVEL(cs, cont_scan_op)
 DEFINE_WALK_PAGE_RANGE(cs, cont_scan_op)
 
 /*
- * flush.ts's flushTlbRange for a machine without TLB arrays (the benchmarks
- * run with tlb: 'none'): the shootdown accounting, the per-page check of the
- * CPU's direct-mapped functional cache, and the 48-byte flush-log record.
+ * flush.ts's flushTlbRange and flushTlbMm for a machine of one CPU without
+ * TLB arrays (the benchmarks run with tlb: 'none' and the default cpus: 1):
+ * the shootdown accounting, the check of the CPU's direct-mapped functional
+ * cache (per page for a range, every slot for the mm), and the 48-byte
+ * flush-log record. A range of more pages than the ceiling becomes the
+ * whole-mm flush, as x86's tlb_single_page_flush_ceiling makes it.
  */
 #define FUNC_SLOTS 4096
+#define FLUSH_PAGE  0u
+#define FLUSH_RANGE 1u
+#define FLUSH_MM    2u
 static uint64_t func_cache[FUNC_SLOTS * 2];
 static uint8_t *flush_log;
 static size_t flush_log_count, flush_log_cap;
-static uint64_t cont_flushes;
+static uint64_t total_flushes;
+static uint32_t flush_ceiling = 33;
 
-static void flush_tlb_range(mm_t *mm, uint64_t start, uint64_t end)
+/* seq u64 | kind u32 | mm u32 | initiator u32 | stride shift u32 | start u64 | end u64 | cpus reached u64 */
+static void log_flush(uint32_t kind, mm_t *mm, uint32_t stride, uint64_t start, uint64_t end)
 {
-    cont_flushes++;
-    for (uint64_t v = start >> 12; v < end >> 12; v++) {
-        uint64_t *slot = &func_cache[(v & (FUNC_SLOTS - 1)) * 2];
-        if (slot[0] == ((v << 16) | mm->id) + 1) slot[0] = 0;
-    }
     if (flush_log_count == flush_log_cap) {
         flush_log_cap = flush_log_cap ? flush_log_cap * 2 : 256;
         flush_log = realloc(flush_log, flush_log_cap * 48);
         if (!flush_log) die("flush log");
     }
-    uint64_t rec[6] = { flush_log_count + 1, ((uint64_t)mm->id << 32) | 1u, 12, start, end, 1 };
+    /* The initiator is CPU 0 (mm.lastCpu), the only CPU in the mask. */
+    uint64_t rec[6] = { flush_log_count + 1, ((uint64_t)mm->id << 32) | kind, (uint64_t)stride << 32, start, end, 1 };
     memcpy(flush_log + flush_log_count++ * 48, rec, 48);
+}
+
+static void flush_tlb_mm(mm_t *mm)
+{
+    total_flushes++;
+    for (unsigned i = 0; i < FUNC_SLOTS; i++) {
+        uint64_t k = func_cache[i * 2];
+        if (k != 0 && ((k - 1) & 0xFFFF) == mm->id) func_cache[i * 2] = 0;
+    }
+    log_flush(FLUSH_MM, mm, 0, 0, mm->task_size);
+}
+
+/* Stride 12 only: every caller here cleared PTEs. */
+static void flush_tlb_range(mm_t *mm, uint64_t start, uint64_t end)
+{
+    if (end <= start)
+        return;
+    if ((end - start) >> 12 > flush_ceiling) {
+        flush_tlb_mm(mm);
+        return;
+    }
+    total_flushes++;
+    for (uint64_t v = start >> 12; v < end >> 12; v++) {
+        uint64_t *slot = &func_cache[(v & (FUNC_SLOTS - 1)) * 2];
+        if (slot[0] == ((v << 16) | mm->id) + 1) slot[0] = 0;
+    }
+    log_flush(end - start == 4096 ? FLUSH_PAGE : FLUSH_RANGE, mm, 12, start, end);
 }
 
 /* contpte_convert without CONT for each folded block: the invalid window, the gathered A/D, one flush, the rewrite. */
@@ -2086,6 +2145,632 @@ static uint64_t x_unfold_range(mm_t *mm, uint64_t start, uint64_t end)
         n++;
     }
     return n;
+}
+
+/*
+ * gather.ts for the permission-change walks: tlbGatherMmu counts the pending
+ * flush, tlbFlushPteRange widens the range of each changed entry, and
+ * tlbFinishMmu flushes it once (the whole mm when another gather is pending,
+ * mm_tlb_flush_nested). It shares the range fields of the DONTNEED gather
+ * above, whose simplified begin/flush stay as they were; only PTEs are
+ * changed under it, so the stride is always 12.
+ */
+static void tlb_gather_mmu(mm_t *mm)
+{
+    gather_begin();
+    mm->flush_pending++;
+}
+
+static inline void tlb_flush_pte_range(uint64_t addr, uint64_t size)
+{
+    if (addr < gather.start) gather.start = addr;
+    if (addr + size > gather.end) gather.end = addr + size;
+    gather.cleared = true;
+}
+
+static void tlb_finish_mmu(mm_t *mm)
+{
+    bool fullmm = false;
+    if (mm->flush_pending > 1) {
+        fullmm = true;
+        gather.cleared = true;
+    }
+    /* tlb_flush_mmu_tlbonly, then the batched pages (none: nothing is unmapped here). */
+    if (gather.cleared) {
+        if (fullmm)
+            flush_tlb_mm(mm);
+        else
+            flush_tlb_range(mm, gather.start, gather.end);
+        gather.start = UINT64_MAX;
+        gather.end = 0;
+        gather.cleared = false;
+    }
+    for (uint32_t i = 0; i < gather.nr; i++)
+        folio_put(gather.pages[i]);
+    gather.nr = 0;
+    mm->flush_pending--;
+}
+
+/* x86_64.ts pte_needs_flush: no flush from a non-present entry; one for a new pfn or a lost RW/D/A/G. */
+static bool pte_needs_flush(uint64_t old, uint64_t nw)
+{
+    if ((old & _PAGE_PRESENT) == 0)
+        return false;
+    if (leaf_pfn(old, 0) != leaf_pfn(nw, 0))
+        return true;
+    const uint64_t ignore = _PAGE_SPECIAL | _PAGE_UFFD_WP | _PAGE_SOFT_DIRTY | _PAGE_DEVMAP | _PAGE_SAVED_DIRTY;
+    const uint64_t enable = _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_GLOBAL;
+    uint64_t diff = (old ^ nw) & ~PTE_PFN_MASK & ~ignore;
+    return (diff & ~enable) != 0 || (diff & old & enable) != 0;
+}
+
+/*
+ * uffd.ts: contexts (features + 1 per id, 0 a free slot), registration of
+ * whole anonymous VMAs, and UFFDIO_WRITEPROTECT: per VMA, uffd_wp_range's
+ * gather, PROTECTION_VMA notifier records and the UffdWpOp walk.
+ */
+#define UFFD_MAX_CTX 4096u
+#define UFFD_FEATURE_WP_UNPOPULATED (1u << 13)
+#define UFFD_FEATURE_WP_ASYNC       (1u << 15)
+
+static uint32_t uffd_ctx_features[UFFD_MAX_CTX];
+static uint32_t uffd_ctx_mm[UFFD_MAX_CTX];
+static uint32_t uffd_ctx_pending[UFFD_MAX_CTX];
+
+static int32_t uffd_create(mm_t *mm, uint32_t features)
+{
+    for (uint32_t id = 1; id < UFFD_MAX_CTX; id++) {
+        if (uffd_ctx_features[id] == 0) {
+            uffd_ctx_features[id] = features + 1;
+            uffd_ctx_mm[id] = mm->id;
+            return (int32_t)id;
+        }
+    }
+    return -EBUSY;
+}
+
+/* As uffd.ts reads it: a free slot (id 0 included) wraps to all features. */
+static inline uint32_t uffd_features(uint32_t id) { return id < UFFD_MAX_CTX ? uffd_ctx_features[id] - 1 : 0; }
+static inline uint32_t uffd_mm(uint32_t id) { return id < UFFD_MAX_CTX && uffd_ctx_features[id] != 0 ? uffd_ctx_mm[id] : 0; }
+static inline bool uffd_wp_async(vma_t *vma) { return (uffd_features(vma->uffd) & UFFD_FEATURE_WP_ASYNC) != 0; }
+
+/* userfaultfd_wp_use_markers: file VMAs always, anonymous ones with wp-unpopulated. */
+static bool uffd_wp_use_markers(vma_t *vma)
+{
+    if ((vma->flags & VM_UFFD_WP) == 0)
+        return false;
+    return vma->file != 0 || (uffd_features(vma->uffd) & UFFD_FEATURE_WP_UNPOPULATED) != 0;
+}
+
+static bool vma_can_userfault(vma_t *v, uint32_t flags, uint32_t features)
+{
+    (void)flags; (void)features;
+    if ((v->flags & VM_HUGETLB) != 0)
+        return false;
+    if (v->file == 0)
+        return true;
+    unreachable("vmaCanUserfault of a file VMA");
+    return false;
+}
+
+static int32_t uffd_register_check(mm_t *mm, uint32_t id, uint64_t start, uint64_t end, uint32_t flags)
+{
+    uint32_t features = uffd_features(id);
+    uint64_t addr = start;
+    for (uint32_t i = find_vma_index(mm, start); addr < end; i++) {
+        if (i >= mm->nr_vmas)
+            return -EINVAL;
+        vma_t *v = vma_at(mm, i);
+        if (v->start > addr)
+            return -EINVAL;
+        if (v->uffd != 0 && v->uffd != id)
+            return -EBUSY;
+        if (!vma_can_userfault(v, flags, features))
+            return -EINVAL;
+        addr = v->end;
+    }
+    return 0;
+}
+
+static void uffd_register(mm_t *mm, uint32_t id, uint64_t start, uint64_t end, uint32_t flags)
+{
+    for (uint32_t i = find_vma_index(mm, start); i < mm->nr_vmas && vma_at(mm, i)->start < end; i++) {
+        vma_t *v = vma_at(mm, i);
+        v->flags = (v->flags & ~(VM_UFFD_WP | VM_UFFD_MISSING)) | flags;
+        v->uffd = id;
+        vma_set_page_prot(v);
+    }
+}
+
+/* ops/uffdwp.ts: change_protection with MM_CP_UFFD_WP. */
+typedef struct {
+    bool protect;      /* MM_CP_UFFD_WP; false: MM_CP_UFFD_WP_RESOLVE */
+    bool markers;      /* userfaultfd_wp_use_markers for the VMA being walked */
+    bool try_writable; /* MM_CP_TRY_CHANGE_WRITABLE */
+    uint64_t pages;
+} uffd_wp_op;
+
+static uffd_wp_op uffd_wp_op_instance;
+
+/* The new value of a present entry. */
+static inline uint64_t uwp_change(uffd_wp_op *op, vma_t *vma, uint64_t e)
+{
+    (void)vma;
+    if (op->protect)
+        return pte_mkuffd_wp(e);
+    unreachable("UffdWpOp.change for MM_CP_UFFD_WP_RESOLVE");
+    return e;
+}
+
+/*
+ * mkuffdWp4 of arch/index.ts: pte_mkuffd_wp on four entries when all four
+ * are present (else NOT_ALL_PRESENT and nothing changed); bits 0-3 the
+ * entries changed, bits 4-7 those that were writable (x86 pte_needs_flush).
+ */
+#define NOT_ALL_PRESENT 0x100u
+
+static inline unsigned mkuffd_wp_pair(uint64_t *p, u64x2 v)
+{
+    u64x2 n = (v | _PAGE_UFFD_WP) & ~(u64x2){_PAGE_RW, _PAGE_RW};
+    i64x2 change = n != v;
+    i64x2 flush = change & ((v & _PAGE_RW) != 0);
+    unsigned m = (change[0] ? 1u : 0u) | (change[1] ? 2u : 0u);
+    if (m) {
+        u64x2 w = (n & (u64x2)change) | (v & ~(u64x2)change);
+        memcpy(p, &w, sizeof w);
+    }
+    return m | (flush[0] ? 4u : 0u) | (flush[1] ? 8u : 0u);
+}
+
+static inline unsigned mkuffd_wp4(uint64_t *p)
+{
+    u64x2 v0, v1;
+    memcpy(&v0, p, sizeof v0);
+    memcpy(&v1, p + 2, sizeof v1);
+    i64x2 pr0 = (v0 & (_PAGE_PRESENT | _PAGE_PROTNONE)) != 0, pr1 = (v1 & (_PAGE_PRESENT | _PAGE_PROTNONE)) != 0;
+    if (!(pr0[0] && pr0[1] && pr1[0] && pr1[1]))
+        return NOT_ALL_PRESENT;
+    unsigned a = mkuffd_wp_pair(p, v0), b = mkuffd_wp_pair(p + 2, v1);
+    return (a & 3) | ((b & 3) << 2) | ((a & 12) << 2) | ((b & 12) << 4);
+}
+
+/* One entry, as UffdWpOp.entry. */
+static void uwp_entry(uffd_wp_op *op, vma_t *vma, uint64_t *p, uint64_t a)
+{
+    uint64_t e = *p;
+    if (e == 0) {
+        if (op->protect && op->markers)
+            unreachable("UFFD_WP marker in an empty slot");
+        return;
+    }
+    if (pte_present(e)) {
+        if (uwp_change(op, vma, e) == e)
+            return;
+        /* contpteMm is false on x86: ptep_modify_prot_start/commit are the entry's own load and store. */
+        uint64_t old = e;
+        uint64_t n = uwp_change(op, vma, old);
+        *p = n;
+        op->pages++;
+        if (pte_needs_flush(old, n))
+            tlb_flush_pte_range(a, 4096);
+        return;
+    }
+    if (!is_swap_pte(e))
+        return;
+    unreachable("uffd-wp of a swap entry or marker");
+}
+
+static int32_t uwp_pte_range(uffd_wp_op *op, uint64_t *ptep, uint64_t addr, uint64_t end)
+{
+    vma_t *vma = walk_vma;
+    const bool bulk = op->protect;   /* && !contpteMm: always on x86 */
+    uint64_t *last = ptep + ((end - addr) >> 12);
+    for (uint64_t *p = ptep; p < last;) {
+        uint64_t a = addr + ((uint64_t)(p - ptep) << 12);
+        if (bulk && p + 4 <= last) {
+            unsigned r = mkuffd_wp4(p);
+            if (r != NOT_ALL_PRESENT) {
+                op->pages += (uint64_t)__builtin_popcount(r & 15);
+                unsigned f = r >> 4;
+                if (f != 0)
+                    tlb_flush_pte_range(a + ((uint64_t)__builtin_ctz(f) << 12), (uint64_t)(32 - __builtin_clz(f) - __builtin_ctz(f)) << 12);
+                p += 4;
+                continue;
+            }
+        }
+        uwp_entry(op, vma, p, a);
+        p++;
+    }
+    return 0;
+}
+
+static int32_t uwp_upper_entry(uffd_wp_op *op, uint32_t level, uint64_t *ep, uint64_t addr, uint64_t next)
+{
+    (void)op;
+    if (!is_upper_leaf(*ep))
+        return 0;
+    if (level != 1 || ((addr & (PMD_SIZE - 1)) == 0 && next - addr == PMD_SIZE))
+        unreachable("change_huge_pmd with uffd-wp");
+    return 0; /* a leaf the range cuts: SUBTREE, the walker splits it */
+}
+
+static int32_t uwp_hole(uffd_wp_op *op, uint64_t addr, uint64_t next, int32_t depth)
+{
+    (void)addr; (void)next;
+    if (depth < 0 || !op->protect || !op->markers)
+        return 0;
+    unreachable("fillMarkers");
+    return 0;
+}
+
+static inline int32_t uwp_test_walk(uffd_wp_op *op, vma_t *vma)
+{
+    (void)op; (void)vma;
+    return 0;
+}
+static inline int32_t uwp_pre_vma(uffd_wp_op *op, vma_t *vma, uint64_t start, uint64_t end)
+{
+    (void)op; (void)vma; (void)start; (void)end;
+    return 0;
+}
+static inline void uwp_post_vma(uffd_wp_op *op, vma_t *vma, uint64_t start, uint64_t end)
+{
+    (void)op; (void)vma; (void)start; (void)end;
+}
+
+DEFINE_WALK_LEVEL(uwp, uffd_wp_op)
+DEFINE_WALK_PAGE_RANGE(uwp, uffd_wp_op)
+
+/* uffd_wp_range over one VMA's part: change_protection with one notifier range; the gather flushes at its end. */
+static int32_t uffd_wp_range(mm_t *mm, vma_t *v, uint64_t start, uint64_t end, bool protect)
+{
+    uffd_wp_op *op = &uffd_wp_op_instance;
+    op->protect = protect;
+    op->markers = uffd_wp_use_markers(v);
+    op->try_writable = !protect && wants_manual_write_upgrade(v);
+    tlb_gather_mmu(mm); /* gatherBegin cannot fail here: the gather is static */
+    notifier_record(0, MMU_NOTIFY_PROTECTION_VMA, mm, start, end);
+    int32_t r = uwp_walk_page_range(op, mm, start, end);
+    notifier_record(1, MMU_NOTIFY_PROTECTION_VMA, mm, start, end);
+    tlb_finish_mmu(mm);
+    return r < 0 ? r : 0;
+}
+
+/* UFFDIO_WRITEPROTECT: every VMA of [start, end) registered for write-protect with this context. */
+static int32_t uffd_write_protect(mm_t *mm, uint32_t id, uint64_t start, uint64_t end, bool protect)
+{
+    if (id < UFFD_MAX_CTX && uffd_ctx_pending[id] != 0)
+        return -EAGAIN;
+    uint64_t addr = start;
+    for (uint32_t i = find_vma_index(mm, start); addr < end; i++) {
+        if (i >= mm->nr_vmas)
+            return -ENOENT;
+        vma_t *v = vma_at(mm, i);
+        if (v->start > addr || (v->flags & VM_UFFD_WP) == 0 || v->uffd != id)
+            return -ENOENT;
+        addr = v->end;
+    }
+    uffd_wp_op_instance.pages = 0;
+    for (uint32_t i = find_vma_index(mm, start); i < mm->nr_vmas && vma_at(mm, i)->start < end; i++) {
+        vma_t *v = vma_at(mm, i);
+        int32_t r = uffd_wp_range(mm, v, v->start > start ? v->start : start, v->end < end ? v->end : end, protect);
+        if (r != 0)
+            return r;
+    }
+    return 0;
+}
+
+/*
+ * ops/pagemapscan.ts: PAGEMAP_SCAN as a walker op. Regions are 24-byte
+ * records in a vector in the linear memory, as the API passes them.
+ */
+#define PAGE_IS_WPALLOWED  (1ULL << 0)
+#define PAGE_IS_WRITTEN    (1ULL << 1)
+#define PAGE_IS_FILE       (1ULL << 2)
+#define PAGE_IS_PRESENT    (1ULL << 3)
+#define PAGE_IS_SWAPPED    (1ULL << 4)
+#define PAGE_IS_PFNZERO    (1ULL << 5)
+#define PAGE_IS_HUGE       (1ULL << 6)
+#define PAGE_IS_SOFT_DIRTY (1ULL << 7)
+#define PAGE_IS_GUARD      (1ULL << 8)
+
+#define PM_SCAN_WP_MATCHING   1u
+#define PM_SCAN_CHECK_WPASYNC 2u
+
+/* pteRange's code when the scan must stop (pages or regions exhausted). */
+#define SCAN_STOP 1
+
+typedef struct {
+    uint64_t start, end, categories;
+} scan_region;
+
+typedef struct {
+    uint32_t flags;
+    uint64_t inverted, mask, anyof, return_mask, max_pages;
+    scan_region *vec;
+    uint32_t vec_len;
+    uint32_t regions;
+    uint64_t pages, walk_end, vma_category;
+    bool need_frame;     /* FILE or PFNZERO asked for: the page's frame is needed */
+    bool skip_protected; /* WRITTEN required: a present uffd-wp page is passed over on its PTE alone */
+} pagemap_scan_op;
+
+static pagemap_scan_op scan_op_instance;
+static uint64_t scan_walk_end;
+
+/* pagemap_scan_is_interesting_page. */
+static inline bool scan_interesting(pagemap_scan_op *op, uint64_t categories)
+{
+    uint64_t c = categories ^ op->inverted;
+    if ((c & op->mask) != op->mask)
+        return false;
+    return op->anyof == 0 || (c & op->anyof) != 0;
+}
+
+/* pagemap_scan_output: [addr, end) merged into the last region or a new one; the end actually taken. */
+static uint64_t scan_output(pagemap_scan_op *op, uint64_t categories, uint64_t addr, uint64_t end)
+{
+    uint64_t c = categories & op->return_mask;
+    if (op->max_pages != 0 && op->pages + ((end - addr) >> 12) > op->max_pages)
+        end = addr + ((op->max_pages - op->pages) << 12);
+    if (end <= addr)
+        return addr;
+    scan_region *last = op->regions > 0 ? &op->vec[op->regions - 1] : NULL;
+    if (last != NULL && last->end == addr && last->categories == c) {
+        last->end = end;
+    } else {
+        if (op->regions == op->vec_len)
+            return addr;
+        scan_region *r = &op->vec[op->regions];
+        r->start = addr;
+        r->end = end;
+        r->categories = c;
+        op->regions++;
+    }
+    op->pages += (end - addr) >> 12;
+    return end;
+}
+
+/* arch/index.ts allUffdWpPresent8: all eight entries at p have x86 _PAGE_UFFD_WP and _PAGE_PRESENT (GCC vectors). */
+static inline bool all_uffd_wp_present8(const uint64_t *p)
+{
+    u64x2 a, b, c, d;
+    memcpy(&a, p, sizeof a);
+    memcpy(&b, p + 2, sizeof b);
+    memcpy(&c, p + 4, sizeof c);
+    memcpy(&d, p + 6, sizeof d);
+    u64x2 all = (a & b) & (c & d);
+    i64x2 ok = (all & (_PAGE_UFFD_WP | _PAGE_PRESENT)) == (_PAGE_UFFD_WP | _PAGE_PRESENT);
+    return (ok[0] & ok[1]) != 0;
+}
+
+/* pagemap_page_category for one PTE (the VMA's categories aside); FILE and PFNZERO only when asked for. */
+static inline uint64_t page_category(uint64_t e, bool need_frame)
+{
+    if (e == 0)
+        return 0;
+    uint64_t c = 0;
+    if (pte_present(e)) {
+        c |= PAGE_IS_PRESENT;
+        if (!pte_uffd_wp(e))
+            c |= PAGE_IS_WRITTEN;
+        if (need_frame) {
+            uint32_t pfn = (uint32_t)leaf_pfn(e, 0);
+            if (is_zero_pfn(pfn))
+                c |= PAGE_IS_PFNZERO;
+            else if (!pte_special(e) && !test_flag(folio_head(pfn), PG_ANON))
+                c |= PAGE_IS_FILE;
+        }
+        if (pte_soft_dirty(e))
+            c |= PAGE_IS_SOFT_DIRTY;
+        return c;
+    }
+    if (!is_swap_pte(e))
+        return 0;
+    unreachable("pagemap category of a swap entry or marker");
+    return 0;
+}
+
+/* make_uffd_wp_pte. */
+static void scan_protect(uint64_t a, uint64_t *p, uint64_t e, bool markers)
+{
+    if (e == 0) {
+        if (markers)
+            unreachable("UFFD_WP marker in an empty slot");
+    } else if (pte_present(e)) {
+        if (pte_uffd_wp(e))
+            return;
+        /* contpteMm is false on x86: the entry's own load and store. */
+        uint64_t old = e;
+        uint64_t n = pte_mkuffd_wp(old);
+        *p = n;
+        if (pte_needs_flush(old, n))
+            tlb_flush_pte_range(a, 4096);
+    } else if (is_swap_pte(e) && swp_type(e) < MAX_SWAPFILES) {
+        unreachable("uffd-wp of a swap entry");
+    }
+}
+
+static int32_t scan_pte_range(pagemap_scan_op *op, uint64_t *ptep, uint64_t addr, uint64_t end)
+{
+    vma_t *vma = walk_vma;
+    const bool wp = (op->flags & PM_SCAN_WP_MATCHING) != 0;
+    const bool markers = uffd_wp_use_markers(vma);
+    const bool skip_protected = op->skip_protected, need_frame = op->need_frame;
+    uint64_t a = addr, *p = ptep;
+    while (a < end) {
+        /* Eight protected pages at a time, the usual case of a tracking scan. */
+        if (skip_protected && a + 32768 <= end && all_uffd_wp_present8(p)) {
+            a += 32768;
+            p += 8;
+            continue;
+        }
+        uint64_t e = *p;
+        if (!skip_protected || !pte_uffd_wp(e) || !pte_present(e)) {
+            uint64_t categories = op->vma_category | page_category(e, need_frame);
+            if (scan_interesting(op, categories)) {
+                if (scan_output(op, categories, a, a + 4096) == a) {
+                    op->walk_end = a;
+                    return SCAN_STOP;
+                }
+                if (wp)
+                    scan_protect(a, p, e, markers);
+            }
+        }
+        a += 4096;
+        p++;
+    }
+    return 0;
+}
+
+static int32_t scan_upper_entry(pagemap_scan_op *op, uint32_t level, uint64_t *ep, uint64_t addr, uint64_t next)
+{
+    (void)op; (void)addr; (void)next;
+    if (!is_upper_leaf(*ep))
+        return 0;
+    if (level != 1) {
+        set_walk_action(ACTION_CONTINUE);
+        return 0;
+    }
+    unreachable("PAGEMAP_SCAN of a huge PMD");
+    return 0;
+}
+
+/* pagemap_scan_pte_hole. */
+static int32_t scan_hole(pagemap_scan_op *op, uint64_t addr, uint64_t next, int32_t depth)
+{
+    (void)addr; (void)next;
+    if (depth < 0 || !scan_interesting(op, op->vma_category))
+        return 0;
+    unreachable("pagemap_scan_pte_hole reporting a hole");
+    return 0;
+}
+
+/* pagemap_scan_test_walk. */
+static int32_t scan_test_walk(pagemap_scan_op *op, vma_t *vma)
+{
+    bool wp_allowed = uffd_wp_async(vma) && uffd_wp_use_markers(vma);
+    if (!wp_allowed) {
+        if ((op->flags & PM_SCAN_CHECK_WPASYNC) != 0)
+            return -EPERM;
+        if ((op->flags & PM_SCAN_WP_MATCHING) != 0)
+            return 1;
+    }
+    if ((vma->flags & VM_PFNMAP) != 0)
+        return 1;
+    uint64_t c = 0;
+    if (wp_allowed)
+        c |= PAGE_IS_WPALLOWED;
+    if ((vma->flags & VM_SOFTDIRTY) != 0)
+        c |= PAGE_IS_SOFT_DIRTY;
+    uint64_t required = op->mask & PAGE_IS_WPALLOWED;
+    if (((c ^ op->inverted) & required) != required)
+        return 1;
+    op->vma_category = c;
+    return 0;
+}
+
+static inline int32_t scan_pre_vma(pagemap_scan_op *op, vma_t *vma, uint64_t start, uint64_t end)
+{
+    (void)op; (void)vma; (void)start; (void)end;
+    return 0;
+}
+static inline void scan_post_vma(pagemap_scan_op *op, vma_t *vma, uint64_t start, uint64_t end)
+{
+    (void)op; (void)vma; (void)start; (void)end;
+}
+
+DEFINE_WALK_LEVEL(scan, pagemap_scan_op)
+DEFINE_WALK_PAGE_RANGE(scan, pagemap_scan_op)
+
+/* do_pagemap_scan over [start, end): the regions, or -errno; scan_walk_end says where the walk stopped. */
+static int32_t pagemap_scan(mm_t *mm, uint64_t start, uint64_t end, uint32_t flags, uint64_t inverted, uint64_t mask,
+                            uint64_t anyof, uint64_t return_mask, uint64_t max_pages, uint32_t vec, uint32_t vec_len)
+{
+    pagemap_scan_op *op = &scan_op_instance;
+    op->flags = flags;
+    op->inverted = inverted;
+    op->mask = mask;
+    op->anyof = anyof;
+    op->return_mask = return_mask;
+    op->max_pages = max_pages;
+    op->vec = (scan_region *)(mem + vec);
+    op->vec_len = vec_len;
+    op->regions = 0;
+    op->pages = 0;
+    op->walk_end = end;
+    op->need_frame = ((mask | anyof | return_mask) & (PAGE_IS_FILE | PAGE_IS_PFNZERO)) != 0;
+    op->skip_protected = (mask & ~inverted & PAGE_IS_WRITTEN) != 0;
+    const bool wp = (flags & PM_SCAN_WP_MATCHING) != 0;
+    if (wp) {
+        tlb_gather_mmu(mm);
+        notifier_record(0, MMU_NOTIFY_PROTECTION_VMA, mm, start, end);
+    }
+    int32_t r = scan_walk_page_range(op, mm, start, end);
+    if (wp) {
+        notifier_record(1, MMU_NOTIFY_PROTECTION_VMA, mm, start, end);
+        tlb_finish_mmu(mm);
+    }
+    scan_walk_end = op->walk_end;
+    if (r < 0)
+        return r;
+    return (int32_t)op->regions;
+}
+
+/* index.ts: uffdNew, uffdRegisterRange, uffdWp (result[0]: entries changed), pagemapScanRange (result[0]: walk end page). */
+static int32_t x_uffd_new(uint32_t id, uint32_t features)
+{
+    mm_t *m = mm_by_id(id);
+    return m == NULL ? -ENOENT : uffd_create(m, features);
+}
+
+static int32_t x_uffd_register_range(uint32_t ctx, double vpn, double pages, uint32_t flags)
+{
+    mm_t *m = mm_by_id(uffd_mm(ctx));
+    if (m == NULL)
+        return -EBADF;
+    uint64_t start = page_addr(vpn), end = page_addr(vpn + pages);
+    int32_t r = uffd_register_check(m, ctx, start, end, flags);
+    if (r != 0)
+        return r;
+    /* splitVmasAt */
+    if (!vma_reserve(m, 2))
+        return -ENOMEM;
+    split_at(m, start);
+    split_at(m, end);
+    uffd_register(m, ctx, start, end, flags);
+    return 0;
+}
+
+static int32_t x_uffd_wp(uint32_t ctx, double vpn, double pages, bool protect)
+{
+    mm_t *m = mm_by_id(uffd_mm(ctx));
+    if (m == NULL)
+        return -EBADF;
+    int32_t r = uffd_write_protect(m, ctx, page_addr(vpn), page_addr(vpn + pages), protect);
+    result[0] = uffd_wp_op_instance.pages;
+    return r;
+}
+
+static int32_t x_pagemap_scan_range(uint32_t id, double vpn, double pages, uint32_t flags, uint32_t inverted, uint32_t mask,
+                                    uint32_t anyof, uint32_t ret, double max_pages, uint32_t vec, uint32_t vec_len)
+{
+    mm_t *m = mm_by_id(id);
+    if (m == NULL)
+        return -ENOENT;
+    int32_t r = pagemap_scan(m, page_addr(vpn), page_addr(vpn + pages), flags, inverted, mask, anyof, ret,
+                             (uint64_t)max_pages, vec, vec_len);
+    result[0] = scan_walk_end >> 12;
+    return r;
+}
+
+/* Benchmark setup, untimed: every stride-th PTE gets `on` and loses `off`, the others the other way round. */
+static void set_pte_bits(mm_t *mm, uint64_t start, uint64_t pages, uint64_t stride, uint64_t on, uint64_t off)
+{
+    for (uint64_t i = 0; i < pages; i++) {
+        uint64_t *ep = leaf_lookup(mm, start + i * PAGE_SIZE);
+        *ep = i % stride == 0 ? (*ep | on) & ~off : (*ep | off) & ~on;
+    }
 }
 
 static uint64_t machine_memory(uint64_t pages)
@@ -2332,15 +3017,89 @@ int main(int argc, char **argv)
         expect(n, pages / 16, "unfold blocks");
         flush_log_count = 0;
     }
-    sink += cont_flushes;
+    sink += total_flushes;
+
+    /*
+     * userfaultfd write-protect tracking (bench/uffd.ts) over the same
+     * range, a private anonymous VMA again (the dirty section marked it
+     * shared) with ordinary x86 entries (bit 52 cleared; the pfns stay on
+     * the contiguous section's folios, which neither op looks at).
+     * uffdProtect: UFFDIO_WRITEPROTECT of every page, each present and
+     * writable, with a context without wp-unpopulated (no markers).
+     */
+    dv = vma_at(mm, find_vma_index(mm, first));
+    dv->flags &= ~(VM_SHARED | VM_MAYSHARE);
+    vma_set_page_prot(dv);
+    set_pte_bits(mm, first, pages, 1, 0, EMU_CONT);
+    const int32_t sync_ctx = x_uffd_new((uint32_t)id, 0);
+    if (sync_ctx < 0 || x_uffd_register_range((uint32_t)sync_ctx, vpn, (double)pages, VM_UFFD_WP) != 0)
+        die("cannot register the range for userfaultfd write-protect");
+    double *t_uffd = malloc(repeats * sizeof(double)), *t_scan_w = malloc(repeats * sizeof(double));
+    if (!t_uffd || !t_scan_w)
+        die("cannot allocate timing buffers");
+    for (unsigned r = 0; r < repeats; r++) {
+        set_pte_bits(mm, first, pages, 1, _PAGE_RW, _PAGE_UFFD_WP);
+        uint64_t flushes = total_flushes;
+        uint64_t t0 = now_ns();
+        int32_t rc = x_uffd_wp((uint32_t)sync_ctx, vpn, (double)pages, true);
+        t_uffd[r] = (double)(now_ns() - t0) * per_page;
+        expect((uint64_t)(int64_t)rc, 0, "uffd writeProtect result");
+        expect(result[0], pages, "uffd writeProtect changed");
+        expect(total_flushes - flushes, 1, "uffd writeProtect flushes");
+        uint64_t ends = *leaf_lookup(mm, first) & *leaf_lookup(mm, last);
+        expect((ends & (_PAGE_UFFD_WP | _PAGE_RW)) == _PAGE_UFFD_WP, 1, "uffd writeProtect PTEs at the ends");
+        flush_log_count = 0;
+    }
+
+    /*
+     * scanWritten1: PAGEMAP_SCAN with WP_MATCHING for WRITTEN, as a process
+     * tracks its own writes: the range handed to an async context with
+     * wp-unpopulated (the sync one's registration dropped untimed without
+     * the resolve walk: every round rewrites the bits anyway), every 100th
+     * page written since the last scan (uffd-wp gone, writable, as the async
+     * fault leaves it), the others still protected.
+     */
+    dv = vma_at(mm, find_vma_index(mm, first));
+    dv->flags &= ~(VM_UFFD_WP | VM_UFFD_MISSING);
+    dv->uffd = 0;
+    const int32_t tracker = x_uffd_new((uint32_t)id, UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED);
+    if (tracker < 0 || x_uffd_register_range((uint32_t)tracker, vpn, (double)pages, VM_UFFD_WP) != 0)
+        die("cannot register the range with the async userfaultfd");
+    const uint64_t written = (pages + 99) / 100;
+    const uint32_t vec = kmalloc((uint32_t)(written * sizeof(scan_region)));
+    if (vec == 0)
+        die("no memory for the scan's regions");
+    const scan_region *regions = (const scan_region *)(mem + vec);
+    for (unsigned r = 0; r < repeats; r++) {
+        set_pte_bits(mm, first, pages, 100, _PAGE_RW, _PAGE_UFFD_WP);
+        uint64_t t0 = now_ns();
+        int32_t n = x_pagemap_scan_range((uint32_t)id, vpn, (double)pages, PM_SCAN_WP_MATCHING, 0, PAGE_IS_WRITTEN, 0,
+                                         PAGE_IS_WRITTEN, 0, vec, (uint32_t)written);
+        t_scan_w[r] = (double)(now_ns() - t0) * per_page;
+        expect((uint64_t)(int64_t)n, written, "pagemapScan regions");
+        expect(result[0], (first >> 12) + pages, "pagemapScan walk end");
+        expect(regions[0].start, first, "pagemapScan region 0 start");
+        expect(regions[0].end, first + PAGE_SIZE, "pagemapScan region 0 end");
+        expect(regions[0].categories, PAGE_IS_WRITTEN, "pagemapScan region 0 categories");
+        expect(regions[written - 1].start, first + (written - 1) * 100 * PAGE_SIZE, "pagemapScan last region start");
+        for (uint64_t i = 0; i < pages; i += 100)
+            expect((*leaf_lookup(mm, first + i * PAGE_SIZE) & (_PAGE_UFFD_WP | _PAGE_RW)) == _PAGE_UFFD_WP, 1,
+                   "pagemapScan written page protected again");
+        flush_log_count = 0;
+    }
+    kfree(vec, (uint32_t)(written * sizeof(scan_region)));
+    sink += total_flushes + notifier_count;
 
     double mprotect = (median(t_ro, repeats) + median(t_rw, repeats)) / 2.0;
     printf("{\"pages\":%llu,\"faultIn\":%.3f,\"mprotect\":%.3f,\"dontneed\":%.3f,\"walk\":%.3f,\"fork\":%.3f,"
-           "\"wp1\":%.3f,\"wp100\":%.3f,\"clean1\":%.3f,\"clean100\":%.3f,\"contScan\":%.3f,\"contUnfold\":%.3f}\n",
+           "\"wp1\":%.3f,\"wp100\":%.3f,\"clean1\":%.3f,\"clean100\":%.3f,\"contScan\":%.3f,\"contUnfold\":%.3f,"
+           "\"uffdProtect\":%.3f,\"scanWritten1\":%.3f}\n",
            (unsigned long long)pages, median(t_fault, repeats), mprotect,
            median(t_zap, repeats), median(t_walk, repeats), median(t_fork, repeats),
            median(t_dirty[0], repeats), median(t_dirty[1], repeats), median(t_dirty[2], repeats), median(t_dirty[3], repeats),
-           median(t_scan, repeats), median(t_unfold, repeats));
+           median(t_scan, repeats), median(t_unfold, repeats), median(t_uffd, repeats), median(t_scan_w, repeats));
+    free(t_uffd);
+    free(t_scan_w);
     free(t_scan);
     free(t_unfold);
     for (unsigned k = 0; k < 4; k++)

@@ -28,6 +28,9 @@ export interface NativePeerResult {
   /** Contiguous-block census and unfold of every block. */
   contScan: number;
   contUnfold: number;
+  /** UFFDIO_WRITEPROTECT of every page; PAGEMAP_SCAN WP_MATCHING of WRITTEN with 1% written. */
+  uffdProtect: number;
+  scanWritten1: number;
 }
 
 function parseResult(stdout: string): NativePeerResult | null {
@@ -41,7 +44,7 @@ function parseResult(stdout: string): NativePeerResult | null {
     return null;
   }
   const record = parsed as Record<string, unknown>;
-  const fields = ['pages', 'faultIn', 'mprotect', 'dontneed', 'walk', 'fork', 'wp1', 'wp100', 'clean1', 'clean100', 'contScan', 'contUnfold'] as const;
+  const fields = ['pages', 'faultIn', 'mprotect', 'dontneed', 'walk', 'fork', 'wp1', 'wp100', 'clean1', 'clean100', 'contScan', 'contUnfold', 'uffdProtect', 'scanWritten1'] as const;
   const valid = fields.every((field) => {
     const value = record[field];
     return typeof value === 'number' && Number.isFinite(value);
@@ -63,6 +66,8 @@ function parseResult(stdout: string): NativePeerResult | null {
     clean100: numbers.clean100,
     contScan: numbers.contScan,
     contUnfold: numbers.contUnfold,
+    uffdProtect: numbers.uffdProtect,
+    scanWritten1: numbers.scanWritten1,
   };
 }
 

@@ -13,6 +13,7 @@ import { Machine, type Process, type File } from '../src/index.js';
 import { NaivePageTables, RANGE_START, PAGE_SIZE } from './peers/naive.js';
 import { runNativePeer } from './peers/native.js';
 import { formatTable, num, ratio } from './table.js';
+import { interleave, single, type Subject } from './interleave.js';
 
 const quick = process.argv.includes('--quick');
 const pages = quick ? 65536 : 262144;
@@ -23,8 +24,6 @@ const sparse = Math.ceil(pages / STRIDE);
 type Op = 'wp1' | 'wp100' | 'clean1' | 'clean100';
 const OPS: Op[] = ['wp1', 'wp100', 'clean1', 'clean100'];
 
-/** One round: untimed setup, then the timed call; returns ns per PTE. */
-interface Subject { label: string; run: Record<Op, () => number> }
 
 function check(what: string, got: number, want: number): void {
   if (got !== want) throw new Error(`verification failed: ${what}: got ${got}, expected ${want}`);
@@ -38,7 +37,7 @@ function timed(fn: () => number, want: number, what: string): number {
   return ns;
 }
 
-async function wasmSubject(): Promise<Subject> {
+async function wasmSubject(): Promise<Subject<Op>> {
   const m = await Machine.create({ memory: pages * PAGE_SIZE * 3, tlb: 'none' });
   const f: File = m.memfd({ size: pages * PAGE_SIZE });
   const p: Process = m.spawn();
@@ -62,7 +61,7 @@ async function wasmSubject(): Promise<Subject> {
   };
 }
 
-function naiveSubject(): Subject {
+function naiveSubject(): Subject<Op> {
   const t = new NaivePageTables(pages * 3);
   t.faultIn(RANGE_START, pages);
   const bitmap = new Uint8Array(Math.ceil(pages / 8));
@@ -81,20 +80,11 @@ function naiveSubject(): Subject {
   };
 }
 
-const subjects = [await wasmSubject(), naiveSubject()];
-for (const s of subjects) for (const op of OPS) s.run[op]();          // warm-up and verification
-const samples = subjects.map(() => Object.fromEntries(OPS.map((op) => [op, [] as number[]])) as Record<Op, number[]>);
-// Interleaved round by round, so that drift hits every subject alike.
-for (let r = 0; r < rounds; r++) subjects.forEach((s, i) => { for (const op of OPS) samples[i]![op].push(s.run[op]()); });
-
-const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
-const results = new Map<string, Record<Op, { best: number; median: number }>>();
-subjects.forEach((s, i) => results.set(s.label, Object.fromEntries(OPS.map((op) => [op, { best: Math.min(...samples[i]![op]), median: median(samples[i]![op]) }])) as Record<Op, { best: number; median: number }>));
-
+const results = interleave([await wasmSubject(), naiveSubject()], OPS, rounds);
 const native = await runNativePeer(pages, rounds);
 if (native.result) {
   const n = native.result;
-  results.set('C', { wp1: { best: n.wp1, median: n.wp1 }, wp100: { best: n.wp100, median: n.wp100 }, clean1: { best: n.clean1, median: n.clean1 }, clean100: { best: n.clean100, median: n.clean100 } });
+  results.set('C', single({ wp1: n.wp1, wp100: n.wp100, clean1: n.clean1, clean100: n.clean100 }));
 }
 
 const wasm = results.get('WASM')!;

@@ -21,6 +21,7 @@ import { Machine, type Process, type Userfaultfd } from '../src/index.js';
 import { NaivePageTables, RANGE_START, PAGE_SIZE } from './peers/naive.js';
 import { runNativePeer } from './peers/native.js';
 import { formatTable, num, ratio } from './table.js';
+import { interleave, single, type Subject } from './interleave.js';
 
 const quick = process.argv.includes('--quick');
 const pages = quick ? 65536 : 262144;
@@ -30,7 +31,6 @@ const written = Math.ceil(pages / STRIDE);
 
 type Op = 'protect' | 'scan';
 const OPS: Op[] = ['protect', 'scan'];
-interface Subject { label: string; run: Record<Op, () => number> }
 
 function check(what: string, got: number, want: number): void {
   if (got !== want) throw new Error(`verification failed: ${what}: got ${got}, expected ${want}`);
@@ -45,7 +45,7 @@ function timed(fn: () => number, want: number, what: string): number {
   return ns;
 }
 
-async function wasmSubject(): Promise<Subject> {
+async function wasmSubject(): Promise<Subject<Op>> {
   const m = await Machine.create({ memory: pages * PAGE_SIZE * 3, tlb: 'none' });
   const p: Process = m.spawn();
   const a = p.mmap({ length: pages * PAGE_SIZE, prot: 'rw' });
@@ -74,7 +74,7 @@ async function wasmSubject(): Promise<Subject> {
   };
 }
 
-function naiveSubject(): Subject {
+function naiveSubject(): Subject<Op> {
   const t = new NaivePageTables(pages * 3);
   t.faultIn(RANGE_START, pages);
   return {
@@ -93,22 +93,10 @@ function naiveSubject(): Subject {
   };
 }
 
-const subjects = [await wasmSubject(), naiveSubject()];
-// Warm-up and verification: a few untimed rounds, so that V8 has tiered up both the WASM and the JavaScript.
-for (let r = 0; r < 3; r++) for (const s of subjects) for (const op of OPS) s.run[op]();
-const samples = subjects.map(() => Object.fromEntries(OPS.map((op) => [op, [] as number[]])) as Record<Op, number[]>);
-// Interleaved round by round, so that drift hits every subject alike.
-for (let r = 0; r < rounds; r++) subjects.forEach((s, i) => { for (const op of OPS) samples[i]![op].push(s.run[op]()); });
-
-const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
-const results = new Map<string, Record<Op, { best: number; median: number }>>();
-subjects.forEach((s, i) => results.set(s.label, Object.fromEntries(OPS.map((op) => [op, { best: Math.min(...samples[i]![op]), median: median(samples[i]![op]) }])) as Record<Op, { best: number; median: number }>));
-
+// Three warm-up rounds: V8 tiers up both the WASM and the JavaScript that builds the scan's regions.
+const results = interleave([await wasmSubject(), naiveSubject()], OPS, rounds, 3);
 const native = await runNativePeer(pages, rounds);
-if (native.result) {
-  const n = native.result;
-  results.set('C', { protect: { best: n.uffdProtect, median: n.uffdProtect }, scan: { best: n.scanWritten1, median: n.scanWritten1 } });
-}
+if (native.result) results.set('C', single({ protect: native.result.uffdProtect, scan: native.result.scanWritten1 }));
 
 const wasm = results.get('WASM')!;
 const rows = [...results].map(([label, r]) => [label, ...OPS.map((op) => `${num(r[op].best)} (${num(r[op].median)})`), ...OPS.map((op) => ratio(r[op].median, wasm[op].median))]);

@@ -17,6 +17,24 @@
 
 import { describe, it, expect } from 'vitest';
 import { machine, expectClean, PAGE, MiB } from './helpers.js';
+import type { UffdFeature } from '../src/index.js';
+
+/** One process with 2 anonymous pages (tag 1) and 2 shmem pages (tag 2) written, both ranges registered and write-protected. */
+async function protectedAnonAndShmem(features: UffdFeature[] = []) {
+  const m = await machine();
+  const f = m.memfd({ size: 2 * PAGE });
+  const p = m.spawn();
+  const a = p.mmap({ length: 2 * PAGE, prot: 'rw' });
+  const s = p.mmap({ file: f, shared: true, length: 2 * PAGE, prot: 'rw' });
+  p.touch(a.start, 2 * PAGE, 'w', 1);
+  p.touch(s.start, 2 * PAGE, 'w', 2);
+  const u = p.userfaultfd({ features: [...features, 'wp-hugetlbfs-shmem'] });
+  for (const r of [a, s]) {
+    u.register(r.start, 2 * PAGE);
+    u.writeProtect(r.start, 2 * PAGE, true);
+  }
+  return { m, f, p, a, s, u };
+}
 
 describe('userfaultfd write-protect', () => {
   it('protect marks every present page (bit 57), a write becomes one WP message and waits; resolving one page frees only it', async () => {
@@ -178,18 +196,7 @@ describe('userfaultfd write-protect', () => {
   }
 
   it('reclaim: a protected anonymous page swaps out with the swap uffd-wp bit, a shmem one leaves a marker; both come back protected', async () => {
-    const m = await machine();
-    const f = m.memfd({ size: 2 * PAGE });
-    const p = m.spawn();
-    const a = p.mmap({ length: 2 * PAGE, prot: 'rw' });
-    const s = p.mmap({ file: f, shared: true, length: 2 * PAGE, prot: 'rw' });
-    p.touch(a.start, 2 * PAGE, 'w', 3);
-    p.touch(s.start, 2 * PAGE, 'w', 4);
-    const u = p.userfaultfd({ features: ['wp-hugetlbfs-shmem'] });
-    u.register(a.start, 2 * PAGE);
-    u.register(s.start, 2 * PAGE);
-    u.writeProtect(a.start, 2 * PAGE, true);
-    u.writeProtect(s.start, 2 * PAGE, true);
+    const { m, f, p, a, s, u } = await protectedAnonAndShmem();
     p.madvise(a.start, 2 * PAGE, 'pageout');
     p.madvise(s.start, 2 * PAGE, 'pageout');
     expect(p.entry(a.start)).toMatchObject({ kind: 'swap', swpUffdWp: true });
@@ -197,10 +204,10 @@ describe('userfaultfd write-protect', () => {
     expect(p.entry(s.start)).toMatchObject({ kind: 'marker', markers: ['uffd-wp'] });
     expect(f.lookup(0).state).toBe('swapped');
     // Swap-in keeps the protection (do_swap_page: pte_swp_uffd_wp -> pte_mkuffd_wp).
-    expect(p.read(a.start)).toMatchObject({ ok: true, tag: 3 });
+    expect(p.read(a.start)).toMatchObject({ ok: true, tag: 1 });
     expect(p.entry(a.start)).toMatchObject({ kind: 'present', uffdWp: true, write: false });
     expect(p.write(a.start, 5)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
-    expect(p.read(s.start)).toMatchObject({ ok: true, tag: 4 });
+    expect(p.read(s.start)).toMatchObject({ ok: true, tag: 2 });
     expect(p.entry(s.start)).toMatchObject({ kind: 'present', uffdWp: true, write: false });
     expect(p.write(s.start, 6)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
     expect(u.events().map((e) => e.type === 'pagefault' && e.address)).toEqual([a.start, s.start]);
@@ -290,18 +297,8 @@ describe('userfaultfd write-protect', () => {
   });
 
   it('fork without event-fork: the child has no protection; the parent keeps its own', async () => {
-    const m = await machine();
-    const f = m.memfd({ size: 2 * PAGE });
-    const p = m.spawn();
-    const a = p.mmap({ length: 2 * PAGE, prot: 'rw' });
-    const s = p.mmap({ file: f, shared: true, length: 2 * PAGE, prot: 'rw' });
-    p.touch(a.start, 2 * PAGE, 'w', 1);
-    p.write(s.start, 2);
-    const u = p.userfaultfd({ features: ['wp-hugetlbfs-shmem'] });
-    u.register(a.start, 2 * PAGE);
-    u.register(s.start, 2 * PAGE);
-    u.writeProtect(a.start, 2 * PAGE, true);
-    u.writeProtect(s.start, 2 * PAGE, true);
+    const { m, p, a, s, u } = await protectedAnonAndShmem();
+    p.madvise(s.start + PAGE, PAGE, 'dontneed');                           // a marker
     const c = p.fork();
     expect(c.pagemap(a.start).uffdWp).toBe(false);
     expect(c.entry(s.start + PAGE).kind).toBe('none');
@@ -313,18 +310,8 @@ describe('userfaultfd write-protect', () => {
   });
 
   it('fork with event-fork: the child keeps bits and markers under a context of its own, announced by a fork message', async () => {
-    const m = await machine();
-    const f = m.memfd({ size: 2 * PAGE });
-    const p = m.spawn();
-    const a = p.mmap({ length: 2 * PAGE, prot: 'rw' });
-    const s = p.mmap({ file: f, shared: true, length: 2 * PAGE, prot: 'rw' });
-    p.touch(a.start, 2 * PAGE, 'w', 1);
-    p.write(s.start, 2);
-    const u = p.userfaultfd({ features: ['event-fork', 'wp-hugetlbfs-shmem'] });
-    u.register(a.start, 2 * PAGE);
-    u.register(s.start, 2 * PAGE);
-    u.writeProtect(a.start, 2 * PAGE, true);
-    u.writeProtect(s.start, 2 * PAGE, true);
+    const { m, p, a, s, u } = await protectedAnonAndShmem(['event-fork']);
+    p.madvise(s.start + PAGE, PAGE, 'dontneed');                           // a marker
     const c = p.fork();
     expect(c.pagemap(a.start).uffdWp).toBe(true);
     expect(c.entry(s.start + PAGE)).toMatchObject({ kind: 'marker', markers: ['uffd-wp'] });

@@ -18,12 +18,14 @@ import { immapKeyAt, immapPgoffAt, keyMm, keyStart } from "./immap";
 import { tablePtr } from "./pgtable";
 import {
   ptePresent, pteWrite, pteSpecial, leafPfn, isUpperLeaf, isTableEntry, tableEntryPfn, isSwapPte, swpType, swpOffset,
-  MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON, ARM64, pteCont, pteMkold, pteMkclean,
+  MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON, ARM64, pteCont, pteMkold, pteMkclean, pteProtnone,
 } from "./arch/index";
 import { File, fileById, fileTableCapacity, cacheForEach, CACHE_PAGE, CACHE_SWAP } from "./file";
 import { swapSlots, swapCount, swapCachePfn } from "./swap";
 import { mmCounter } from "./rmap";
 import { VM_SHARED, MM_SWAPENTS, NR_MM_COUNTERS } from "./constants";
+import { mirrorCheck, mirrorEntryPfn, MIRROR_WRITE } from "./mirror";
+import { leafLookup, lookupLevel } from "./fault";
 
 export const CHK_REFCOUNT: u32 = 1;
 export const CHK_MAPCOUNT: u32 = 2;
@@ -45,6 +47,7 @@ export const CHK_ANON_NOT_EXCLUSIVE: u32 = 17;
 export const CHK_PINCOUNT: u32 = 18;
 export const CHK_IMMAP: u32 = 19;
 export const CHK_CONT: u32 = 20;
+export const CHK_MIRROR: u32 = 21;
 
 const MAX_PROBLEMS: u32 = 1000;
 const WRITABLE_ANON: u32 = 0x8000_0000;
@@ -116,6 +119,7 @@ export function checkAll(): u32 {
     bump(folioHead(pfn), 0, 1);
   }
   countPins();
+  if (mirrorCheck(seeMirrorDir, checkMirrorEntry) != 0) problem(CHK_MIRROR, 0, 0, 0, 1);
   compareFrames();
   for (let s: u32 = 1; s < slots; s++) {
     const want = load<u32>(swapScratch + (<usize>s << 2));
@@ -201,6 +205,25 @@ function seeTable(pfn: u32): void {
     tablesSeen++;
     d = <u32>load<u64>(tablePtr(d));
   }
+}
+
+/** A device mirror's directory: a table frame held once. */
+function seeMirrorDir(pfn: u32): void { bump(pfn, 0, 1); }
+
+/**
+ * A valid mirror entry must map what the CPU maps there, with WRITE only
+ * where the CPU entry is writable: the notifiers keep the two in step.
+ */
+function checkMirrorEntry(mmId: u32, addr: u64, e: u64): void {
+  const mm = mmById(mmId);
+  if (mm == null) { problem(CHK_MIRROR, mmId, addr, e, 2); return; }
+  const ep = leafLookup(changetype<Mm>(mm), addr);
+  const cpu = ep == 0 ? 0 : load<u64>(ep);
+  if (ep == 0 || !ptePresent(cpu) || pteProtnone(cpu)) { problem(CHK_MIRROR, mmId, addr, e, 3); return; }
+  const level = lookupLevel;
+  const pfn = <u32>leafPfn(cpu, level) + (level == 0 ? 0 : <u32>((addr >> 12) & ((<u64>1 << (9 * level)) - 1)));
+  if (pfn != mirrorEntryPfn(e)) problem(CHK_MIRROR, mmId, addr, e, 4);
+  else if ((e & MIRROR_WRITE) != 0 && !pteWrite(cpu)) problem(CHK_MIRROR, mmId, addr, e, 5);
 }
 
 function isSharedAt(mm: Mm, addr: u64): bool {

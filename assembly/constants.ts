@@ -19,6 +19,7 @@ export const EFAULT: i32 = 14;
 export const EBUSY: i32 = 16;
 export const EEXIST: i32 = 17;
 export const EINVAL: i32 = 22;
+export const ENODEV: i32 = 19;
 export const ENOSPC: i32 = 28;
 
 // vm_flags (include/linux/mm.h).

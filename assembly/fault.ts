@@ -10,9 +10,10 @@ import { allocTable, tablePtr, entryPtr, pmdTableLookup } from "./pgtable";
 import {
   pteNone, ptePresent, pteProtnone, pteWrite, pteMkwrite, pteMkdirty, pteMkyoung, pteMkspecial, pteModify, pfnPte,
   isTableEntry, isUpperLeaf, mkTableEntry, tableEntryPfn, swpType, swpOffset, swpExclusiveBit, swpSoftDirtyBit,
-  swpUffdWpBit, pteMksoftDirty, pteMkuffdWp, SWP_PTE_MARKER, SWP_HWPOISON, MAX_SWAPFILES, PTE_MARKER_POISONED,
+  swpUffdWpBit, pteMksoftDirty, pteMkuffdWp, SWP_PTE_MARKER, SWP_HWPOISON, MAX_SWAPFILES, PTE_MARKER_POISONED, isDevicePrivateType,
   PTE_MARKER_GUARD, PTE_MARKER_UFFD_WP, ARM64,
 } from "./arch/index";
+import { migrateToRam } from "./devmem";
 import {
   allocFolio, zeroPfn, setTag, setFlag, refcount, folioRefAdd, setIndex, addMapcount,
   PG_ANON, PG_EXCLUSIVE, PG_SWAPBACKED, PG_SWAPCACHE, PG_LRU,
@@ -214,12 +215,14 @@ function mapNewAnonFolio(mm: Mm, vma: Vma, base: u64, first: usize, folio: u32, 
   setPtes(mm, base, first, entry, nr);
 }
 
-/** do_swap_page: markers, and genuine swap entries through the swap cache. */
+/** do_swap_page: markers, device-private entries, and genuine swap entries through the swap cache. */
 function doSwapPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): u32 {
   const e = load<u64>(ptep);
   const type = swpType(e);
   if (type == SWP_PTE_MARKER) return handlePteMarker(mm, vma, addr, ptep, flags, swpOffset(e));
   if (type == SWP_HWPOISON) return VM_FAULT_HWPOISON;
+  // A device-private page: its device migrates it back (the access then retries on the new PTE).
+  if (isDevicePrivateType(type)) return migrateToRam(mm, vma, addr, ptep) ? 0 : VM_FAULT_OOM;
   if (type >= MAX_SWAPFILES) return VM_FAULT_SIGBUS;
 
   const slot = <u32>swpOffset(e);

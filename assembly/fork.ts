@@ -3,7 +3,8 @@
 // whose entries the child cannot simply refault.
 
 import { Mm } from "./mm";
-import { Vma, vmaAt, vmaReserve, vmaInsert } from "./vma";
+import { Vma, vmaAt, vmaReserve, vmaInsert, vmaLookup, isCowMapping } from "./vma";
+import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_PROTECTION_PAGE } from "./notifier";
 import { mmCreate, exitMmap } from "./mmap";
 import { walkPageRange } from "./walk";
 import { CopyOp, COPY_EAGAIN } from "./ops/copy";
@@ -31,6 +32,17 @@ function vmaNeedsCopy(v: Vma, child: Vma): bool {
   return v.anonVma != 0 || (v.flags & VM_PFNMAP) != 0 || (child.flags & VM_UFFD_WP) != 0 || v.file == 0;
 }
 
+/**
+ * Whether the kernel's copy_page_range would bracket this VMA: it runs only
+ * when the kernel's vma_needs_copy holds (anonymous VMAs here are walked even
+ * without an anon_vma, but then hold no writable entry to protect), and
+ * notifies only for COW mappings.
+ */
+function copyNotifies(v: Vma, child: Vma): bool {
+  if (!isCowMapping(v.flags)) return false;
+  return v.anonVma != 0 || (v.flags & VM_PFNMAP) != 0 || (child.flags & VM_UFFD_WP) != 0;
+}
+
 /** Forks parent's address space; the child's mm, or null (ENOMEM) with the child torn down. */
 export function dupMmap(parent: Mm, seedEra: bool): Mm | null {
   forkRetries = 0;
@@ -56,6 +68,8 @@ export function dupMmap(parent: Mm, seedEra: bool): Mm | null {
     cv.uffd = childCtx;
     copyOp.childUffdWp = (cv.flags & VM_UFFD_WP) != 0;
     if (!vmaNeedsCopy(v, cv)) continue;
+    // copy_page_range write-protects the parent's entries of a COW mapping.
+    if (copyNotifies(v, cv)) mmuNotifierInvalidateStart(parent, MMU_NOTIFY_PROTECTION_PAGE, v.start, v.end);
     let addr = v.start;
     for (;;) {
       const r = walkPageRange<CopyOp>(copyOp, parent, addr, v.end);
@@ -74,6 +88,14 @@ export function dupMmap(parent: Mm, seedEra: bool): Mm | null {
   uffdForkDone(failed);
   // Write-protected parent entries may still sit writable in TLBs.
   flushTlbMm(parent);
+  // The kernel ends each range in copy_page_range, before dup_mmap's flush;
+  // here they end after it. The same VMAs as above: those the child got a copy of.
+  for (let i: u32 = 0; i < parent.nrVmas; i++) {
+    const v = vmaAt(parent, i);
+    if ((v.flags & VM_DONTCOPY) != 0) continue;
+    const cv = vmaLookup(child, v.start);
+    if (cv != null && copyNotifies(v, cv)) mmuNotifierInvalidateEnd(parent, MMU_NOTIFY_PROTECTION_PAGE, v.start, v.end);
+  }
   if (failed) { exitMmap(child); return null; }
   return child;
 }

@@ -55,6 +55,10 @@ import { wpSharedMappingRange, cleanRecordSharedMappingRange, cacheFlushes, clea
 import { clearRefs as clearRefsMm } from "./ops/clearrefs";
 import { thpSplitPmd, thpFaultAlloc, thpFaultFallback, thpFileAlloc, thpFileMapped, setThpPolicy } from "./thp";
 import { checkAll, problems } from "./check";
+import { Mirror, mirrorById, mirrorCreate, mirrorDestroy, mirrorLive, mirrorLookup, mirrorDeviceWrite } from "./mirror";
+import { mirrorFault } from "./ops/mirrorfault";
+import { hmmRangeFault, hmmCpuFaults, hmmLast } from "./ops/hmmrange";
+import { subscribe, unsubscribe, subscriptionLive, subscriptionMm, subscriptionInvalidations, intervalReadBegin, intervalCheckRetry, SUB_INTERVAL } from "./notifier";
 import { dupMmap, forkRetries, forkEarlyCopies } from "./fork";
 import { gupRange, gupRelease, gupFastPages, pinPfns } from "./gup";
 import { ENOMEM, EINVAL, ENOENT, EFAULT, EBADF } from "./constants";
@@ -833,5 +837,95 @@ export function pagemapScanRange(id: u32, vpn: f64, pages: f64, flags: u32, inve
   if (m == null) return -ENOENT;
   const r = pagemapScan(m, addr(vpn), addr(vpn + pages), flags, inverted, mask, anyof, ret, <u64>maxPages, vec, vecLen);
   unchecked(result[0] = scanWalkEnd >> 12);
+  return r;
+}
+
+// ---- mmu interval notifiers and device mirrors --------------------------------------------------
+
+/** mmu_interval_notifier_insert over [vpn, +pages) of mm id: the notifier's id, or -errno. */
+export function notifierNew(id: u32, vpn: f64, pages: f64): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  return subscribe(m, SUB_INTERVAL, 0, addr(vpn), addr(vpn + pages));
+}
+
+/** mmu_interval_notifier_remove. */
+export function notifierFree(sub: u32): void {
+  if (!subscriptionLive(sub)) return;
+  const m = mm(subscriptionMm(sub));
+  if (m != null) unsubscribe(m, sub);
+}
+
+/** mmu_interval_read_begin: the sequence (as f64), or -errno (-EBUSY: an invalidation is in progress; -ENOENT: gone). */
+export function notifierReadBegin(sub: u32): f64 {
+  if (!subscriptionLive(sub)) return -ENOENT;
+  const m = mm(subscriptionMm(sub));
+  return m == null ? -ENOENT : <f64>intervalReadBegin(m, sub);
+}
+
+/** mmu_interval_check_retry: 1 if an invalidation overlapped since seq was read (or the notifier is gone). */
+export function notifierCheckRetry(sub: u32, seq: f64): u32 { return !subscriptionLive(sub) || intervalCheckRetry(sub, <u64>seq) ? 1 : 0; }
+
+/** Invalidations that overlapped the notifier so far. */
+export function notifierInvalidations(sub: u32): f64 { return subscriptionLive(sub) ? <f64>subscriptionInvalidations(sub) : -1; }
+
+/** A device mirror of mm id for device `device`: its id, or -errno. */
+export function mirrorNew(id: u32, device: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  return mirrorCreate(m, device);
+}
+
+export function mirrorFree(id: u32): void { const m = mirrorById(id); if (m != null) mirrorDestroy(m); }
+
+/** The seed's device fault over [vpn, +pages): 0 or -errno. */
+export function mirrorFaultRange(id: u32, vpn: f64, pages: f64, write: bool): i32 {
+  const m = mirrorById(id);
+  if (m == null) return -ENOENT;
+  return mirrorFault(m, addr(vpn), addr(vpn + pages), write);
+}
+
+/** The mirror entry for vpn (as two u32 halves in [0]). */
+export function mirrorEntryAt(id: u32, vpn: f64): void {
+  const m = mirrorById(id);
+  unchecked(result[0] = m == null ? 0 : mirrorLookup(m, addr(vpn)));
+}
+
+/** A device write through the mirror at vpn: 0, or -EFAULT if the entry is not valid and writable. */
+export function mirrorWrite(id: u32, vpn: f64): i32 {
+  const m = mirrorById(id);
+  if (m == null || !mirrorLive(m)) return -ENOENT;
+  return mirrorDeviceWrite(m, addr(vpn)) ? 0 : -EFAULT;
+}
+
+/** [0] live, [1] directories, [2] root bytes, [3] valid entries, [4] faults, [5] cpu faults, [6] retries, [7] backoffs, [8] invalidations. */
+export function mirrorInfo(id: u32): void {
+  const m = mirrorById(id);
+  for (let i = 0; i < 9; i++) unchecked(result[i] = 0);
+  if (m == null) return;
+  unchecked(result[0] = mirrorLive(m) ? 1 : 0);
+  unchecked(result[1] = m.directories);
+  unchecked(result[2] = <u64>m.rootEntries << 3);
+  unchecked(result[3] = m.valid);
+  unchecked(result[4] = m.faults);
+  unchecked(result[5] = m.cpuFaults);
+  unchecked(result[6] = m.retries);
+  unchecked(result[7] = m.backoffs);
+  unchecked(result[8] = m.invalidations);
+}
+
+/**
+ * hmm_range_fault over [vpn, +pages) of the notifier's mm, checked against
+ * sequence `seq`; `pfns` holds one u64 per page (inputs in, outputs out). The
+ * request flags arrive as their high 32-bit words (REQ_FAULT bit 31, REQ_WRITE
+ * bit 30). 0 or -errno; [0] CPU faults taken, [1] the page where the outputs end.
+ */
+export function hmmRangeFaultRange(sub: u32, seq: f64, vpn: f64, pages: f64, pfns: usize, defaultHi: u32, maskHi: u32, owner: u32): i32 {
+  if (!subscriptionLive(sub)) return -ENOENT;
+  const m = mm(subscriptionMm(sub));
+  if (m == null) return -ENOENT;
+  const r = hmmRangeFault(m, sub, <u64>seq, addr(vpn), addr(vpn + pages), pfns, <u64>defaultHi << 32, <u64>maskHi << 32, owner);
+  unchecked(result[0] = hmmCpuFaults);
+  unchecked(result[1] = hmmLast >> 12);
   return r;
 }

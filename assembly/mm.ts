@@ -2,6 +2,7 @@
 // it by id (its slot in the mm table).
 
 import { kzalloc, kfree } from "./heap";
+import { unsubscribeAll } from "./notifier";
 
 @unmanaged export class Mm {
   id: u32;
@@ -24,6 +25,9 @@ import { kzalloc, kfree } from "./heap";
   lastCpu: u32;           // the CPU the mm last ran on: kernel work for it starts there
   flushPending: u32;      // mm->tlb_flush_pending
   tlbSizes: u32;          // page sizes this mm has ever had in a TLB (sticky): lookups skip the others
+  nrSubscriptions: u32;   // interval notifiers and mirrors on this mm (notifier.ts): 0 skips the dispatch
+  activeInvalidations: u32; // invalidate_range_start calls not yet ended
+  invalidateSeq: u64;     // odd while an invalidation is active (mmu_notifier_subscriptions.invalidate_seq)
 }
 
 export const MMF_HAS_PINNED: u32 = 1;
@@ -72,6 +76,7 @@ export function mmAllocStruct(levels: u32, taskSize: u64): Mm | null {
 }
 
 export function mmFreeStruct(mm: Mm): void {
+  unsubscribeAll(mm);
   store<u32>(mmTable + (<usize>mm.id << 2), 0);
   kfree(changetype<usize>(mm), offsetof<Mm>());
   nrMms--;

@@ -20,6 +20,7 @@ import { uffdForgetMm, uffdRemove } from "./uffd";
 import { punchHole } from "./truncate";
 import { gatherBegin, gatherEnd, currentGather, tlbFreePteTable, tlbFreeUpperTable } from "./gather";
 import { forgetMm } from "./cpu";
+import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_UNMAP, MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_VMA } from "./notifier";
 import {
   ENOMEM, EINVAL, EEXIST, EACCES, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE, VM_SOFTDIRTY, VM_LOCKED, VM_PFNMAP, VM_HUGETLB,
   VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, PMD_SIZE,
@@ -178,8 +179,13 @@ const splitOp = new SplitOp();
 /** munmap: split at the edges, zap (dropping markers), remove the VMAs, free the tables no VMA needs. */
 export function doMunmap(mm: Mm, start: u64, end: u64): i32 {
   if (!splitsReserve(mm, start, end) || !gatherBegin(mm, false)) return -ENOMEM;
+  // The kernel returns before any notifier when no VMA is in the range.
+  const notify = rangeHasVma(mm, start, end);
+  // Edge splits (vma_adjust_trans_huge) notify on their own, before the unmap.
   splitAt(mm, start);
   splitAt(mm, end);
+  // unmap_vmas: one MMU_NOTIFY_UNMAP over the whole munmap range; ended after the flush.
+  if (notify) mmuNotifierInvalidateStart(mm, MMU_NOTIFY_UNMAP, start, end);
   zapOp.dropMarkers = true;
   zapOp.evenCows = true;
   walkPageRange<ZapOp>(zapOp, mm, start, end);
@@ -189,6 +195,7 @@ export function doMunmap(mm: Mm, start: u64, end: u64): i32 {
   const ceiling = i < mm.nrVmas ? vmaAt(mm, i).start : <u64>-1;
   freePgtables(mm, mm.levels - 1, mm.root, start, end, floor, ceiling);
   gatherEnd();
+  if (notify) mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_UNMAP, start, end);
   return 0;
 }
 
@@ -237,12 +244,18 @@ function freeSubtree(mm: Mm, level: u32, table: u32): void {
 /** exit_mmap: unmap everything, free every table, free the mm. */
 export function exitMmap(mm: Mm): bool {
   if (!gatherBegin(mm, true)) return false;
+  // exit_mmap calls mmu_notifier_release first (a ->release callback, no
+  // range pair; not modelled), then unmap_vmas(0, ULONG_MAX) as one
+  // MMU_NOTIFY_UNMAP: here one UNMAP over [0, taskSize). No VMA: no unmap_vmas.
+  const notify = mm.nrVmas > 0;
+  if (notify) mmuNotifierInvalidateStart(mm, MMU_NOTIFY_UNMAP, 0, mm.taskSize);
   zapOp.dropMarkers = true;
   zapOp.evenCows = true;
   walkPageRange<ZapOp>(zapOp, mm, 0, mm.taskSize);
   while (mm.nrVmas > 0) vmaRemove(mm, mm.nrVmas - 1);
   currentGather.freedTables = true;
   gatherEnd();
+  if (notify) mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_UNMAP, 0, mm.taskSize);
   freeSubtree(mm, mm.levels - 1, mm.root);
   forgetMm(mm);
   uffdForgetMm(mm.id);
@@ -262,15 +275,24 @@ export function doMprotect(mm: Mm, start: u64, end: u64, prot: u32): i32 {
   if (!splitsReserve(mm, start, end) || !gatherBegin(mm, false)) return -ENOMEM;
   splitAt(mm, start);
   splitAt(mm, end);
+  // change_protection: MMU_NOTIFY_PROTECTION_VMA, here one range per VMA part.
+  // The kernel starts it lazily in change_pud_range at the first populated
+  // PUD (none at all for an unpopulated range), one per P4D span: finer.
+  // The ends wait for the gather's flush; the VMAs do not change until the merge.
   for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
     const v = vmaAt(mm, i);
     v.flags = (v.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | prot;
     vmaSetPageProt(v);
     changeProtOp.prot = v.pageProt;
     changeProtOp.tryChangeWritable = vmaWantsManualWriteUpgrade(v);
+    mmuNotifierInvalidateStart(mm, MMU_NOTIFY_PROTECTION_VMA, v.start, v.end);
     walkPageRange<ChangeProtOp>(changeProtOp, mm, v.start, v.end);
   }
   gatherEnd();
+  for (let i = findVmaIndex(mm, start); i < mm.nrVmas && vmaAt(mm, i).start < end; i++) {
+    const v = vmaAt(mm, i);
+    mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_PROTECTION_VMA, v.start, v.end);
+  }
   mergeRange(mm, start, end);
   return 0;
 }
@@ -307,8 +329,11 @@ export function doMadvise(mm: Mm, start: u64, end: u64, advice: u32): i32 {
       const from = v.start > start ? v.start : start, to = v.end < end ? v.end : end;
       uffdRemove(v, from, to);
       if (!gatherBegin(mm, false)) return -ENOMEM;
+      // zap_page_range_single: MMU_NOTIFY_CLEAR over the VMA's part, ended after the flush.
+      mmuNotifierInvalidateStart(mm, MMU_NOTIFY_CLEAR, from, to);
       walkPageRange<ZapOp>(zapOp, mm, from, to);
       gatherEnd();
+      mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_CLEAR, from, to);
     }
     return 0;
   }
@@ -331,8 +356,10 @@ export function doMadvise(mm: Mm, start: u64, end: u64, advice: u32): i32 {
   if (advice == MADV_PAGEOUT) {
     // Reclaim unmaps with one batched flush of the mm, then frees.
     if (!gatherBegin(mm, true)) return -ENOMEM;
+    pageoutOp.notifyBegin();
     walkPageRange<PageoutOp>(pageoutOp, mm, start, end);
     gatherEnd();
+    pageoutOp.notifyFlushed(mm);
     return 0;
   }
   let set: u32 = 0, clear: u32 = 0;

@@ -25,6 +25,7 @@ import { File, fileOf, cacheLookup, cacheSlot, doPageMkwrite, CACHE_PAGE, FILE_H
 import { flushTlbRange } from "./flush";
 import { contpteMm } from "./arch/contpte";
 import { handleUserfault, uffdWpAsync } from "./uffd";
+import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_CLEAR } from "./notifier";
 import {
   VM_WRITE, VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_UFFD_WP, VM_FAULT_OOM, VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE,
   MM_ANONPAGES, THP_ALWAYS, THP_MADVISE, PMD_SIZE,
@@ -118,9 +119,12 @@ export function hugePmdFault(mm: Mm, vma: Vma, addr: u64, pmdp: usize, pmdTable:
       const folio = allocFolio(9);
       if (folio != 0) {
         // pmdp_huge_clear_flush, then the new folio; the deposited table stays with the PMD.
+        const haddr = addr & ~(PMD_SIZE - 1);
+        mmuNotifierInvalidateStart(mm, MMU_NOTIFY_CLEAR, haddr, haddr + PMD_SIZE);
         store<u64>(pmdp, 0);
-        flushTlbRange(mm, addr & ~(PMD_SIZE - 1), (addr & ~(PMD_SIZE - 1)) + PMD_SIZE, 21);
+        flushTlbRange(mm, haddr, haddr + PMD_SIZE, 21);
         mapAnonThp(mm, vma, pmdp, folio);
+        mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_CLEAR, haddr, haddr + PMD_SIZE);
         return 0;
       }
       return splitToPtes(mm, vma, pmdp, pmdTable, addr);
@@ -263,20 +267,27 @@ function splitToPtes(mm: Mm, vma: Vma, pmdp: usize, pmdTable: u32, addr: u64): u
 
 /**
  * Splits the huge PMD at `ep` (mapping haddr) into a table of 512 PTEs
- * (split_huge_pmd). The PMD is invalidated and its 2 MiB flushed before the
+ * (__split_huge_pmd). The PMD is invalidated and its 2 MiB flushed before the
  * table goes in (pmdp_invalidate), so no CPU keeps a 2 MiB translation next
  * to the new 4 KiB ones. Returns false only if no deposited table exists and
  * none can be allocated.
+ *
+ * __split_huge_pmd brackets the split with its own MMU_NOTIFY_CLEAR over the
+ * PMD, even when called inside an already notified zap or change_protection
+ * (zap_pmd_range, change_pmd_range): the kernel nests the pairs, and so do we.
  */
 export function splitHugePmd(mm: Mm, vma: Vma, ep: usize, pmdTablePfn: u32, haddr: u64): bool {
   const e = load<u64>(ep);
   if (!isZeroPfn(<u32>leafPfn(e, 1)) && !testFlag(folioHead(<u32>leafPfn(e, 1)), PG_ANON)) {
+    mmuNotifierInvalidateStart(mm, MMU_NOTIFY_CLEAR, haddr, haddr + PMD_SIZE);
     splitFileHugePmd(mm, ep, haddr, e);
+    mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_CLEAR, haddr, haddr + PMD_SIZE);
     return true;
   }
   let table = withdrawTable(pmdTablePfn);
   if (table == 0) table = allocTable(mm);
   if (table == 0) return false;
+  mmuNotifierInvalidateStart(mm, MMU_NOTIFY_CLEAR, haddr, haddr + PMD_SIZE);
   flushTlbRange(mm, haddr, haddr + PMD_SIZE, 21);
   const base = tablePtr(table);
   const pfn = leafPfn(e, 1);
@@ -312,6 +323,7 @@ export function splitHugePmd(mm: Mm, vma: Vma, ep: usize, pmdTablePfn: u32, hadd
     }
   }
   store<u64>(ep, mkTableEntry(<u64>table));
+  mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_CLEAR, haddr, haddr + PMD_SIZE);
   thpSplitPmd++;
   return true;
 }

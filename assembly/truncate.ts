@@ -14,8 +14,20 @@ import { splitFolio } from "./thp";
 import { unfoldRange } from "./arch/contpte";
 import { immapKeyAt, immapPgoffAt, keyMm, keyStart } from "./immap";
 import { gatherBegin, gatherEnd } from "./gather";
+import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_CLEAR } from "./notifier";
 
 const zapOp = new ZapOp();
+
+/**
+ * unmap_mapping_range_vma -> zap_page_range_single for one VMA's part, its
+ * gather begun: MMU_NOTIFY_CLEAR over it, ended after the flush.
+ */
+function zapMappingRange(mm: Mm, start: u64, end: u64): void {
+  mmuNotifierInvalidateStart(mm, MMU_NOTIFY_CLEAR, start, end);
+  walkPageRange<ZapOp>(zapOp, mm, start, end);
+  gatherEnd();
+  mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_CLEAR, start, end);
+}
 
 /** Returns false when memory for the flush bookkeeping ran out (before anything changed in that mapping). */
 export function truncateFile(f: File, newPages: u64): bool {
@@ -30,8 +42,7 @@ export function truncateFile(f: File, newPages: u64): bool {
       if (pgoff + vmaPages(v) <= newPages) continue;
       const from = newPages > pgoff ? v.start + ((newPages - pgoff) << 12) : v.start;
       if (!gatherBegin(mm, false)) return false;
-      walkPageRange<ZapOp>(zapOp, mm, from, v.end);
-      gatherEnd();
+      zapMappingRange(mm, from, v.end);
     }
     cacheForEach(f, releaseFrom(f, newPages), cacheRelease);
   }
@@ -90,8 +101,7 @@ export function punchHole(f: File, first: u64, end: u64): bool {
     const lo = first > pgoff ? first : pgoff, hi = end < pgoff + vmaPages(v) ? end : pgoff + vmaPages(v);
     if (lo >= hi) continue;
     if (!gatherBegin(mm, false)) return false;
-    walkPageRange<ZapOp>(zapOp, mm, v.start + ((lo - pgoff) << 12), v.start + ((hi - pgoff) << 12));
-    gatherEnd();
+    zapMappingRange(mm, v.start + ((lo - pgoff) << 12), v.start + ((hi - pgoff) << 12));
   }
   for (let pg = first; pg < end && pg < f.sizePages; pg++) {
     const v = cacheLookup(f, pg);

@@ -17,6 +17,7 @@ import { swapCount } from "./swap";
 import { flushTlbPage } from "./flush";
 import { ARM64 } from "./arch/index";
 import { setPtes, setAccessFlags, ptepGetAndClear } from "./arch/contpte";
+import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_CLEAR } from "./notifier";
 import { VM_SHARED, VM_MAYSHARE, VM_UFFD_WP, VM_FAULT_OOM, FAULT_FLAG_UNSHARE, MM_ANONPAGES } from "./constants";
 
 /**
@@ -95,11 +96,15 @@ function wpCanReuseAnonFolio(head: u32): bool {
  * wp_page_copy: a new exclusive anonymous page (zeroed when the old one is the
  * zero page, else a copy), mapped in place of the old one, whose mapping
  * reference is then dropped. An unshare fault maps the copy read-only.
+ * The frame changes under secondary MMUs: MMU_NOTIFY_CLEAR over the page,
+ * started once the new page is allocated, ended after the PTE is replaced.
  */
 function wpPageCopy(mm: Mm, vma: Vma, addr: u64, ptep: usize, e: u64, oldPfn: u32, normal: bool, unshare: bool): u32 {
   anonVmaPrepare(vma);
   const pfn = allocFolio(0);
   if (pfn == 0) return VM_FAULT_OOM;
+  const page = addr & ~<u64>4095;
+  mmuNotifierInvalidateStart(mm, MMU_NOTIFY_CLEAR, page, page + 4096);
   if (normal) setTag(pfn, tagOf(oldPfn));
   let entry = pfnPte(<u64>pfn, vma.pageProt);
   if (unshare) {
@@ -115,13 +120,16 @@ function wpPageCopy(mm: Mm, vma: Vma, addr: u64, ptep: usize, e: u64, oldPfn: u3
     clearFlushPte(mm, ptep, addr);
     setPtes(mm, addr, ptep, entry, 1);
     addMapcount(oldPfn, -1);
+    // As the kernel's folio_put after the end: the old page outlives the range.
+    mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_CLEAR, page, page + 4096);
     putMappedFolio(head);
-  } else {
-    addRss(mm, MM_ANONPAGES, 1);
-    addNewAnonRmap(pfn, 1, false);
-    clearFlushPte(mm, ptep, addr);
-    setPtes(mm, addr, ptep, entry, 1);
+    return 0;
   }
+  addRss(mm, MM_ANONPAGES, 1);
+  addNewAnonRmap(pfn, 1, false);
+  clearFlushPte(mm, ptep, addr);
+  setPtes(mm, addr, ptep, entry, 1);
+  mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_CLEAR, page, page + 4096);
   return 0;
 }
 

@@ -41,6 +41,7 @@ export function readProblems(core: Core, count: number): Problem[] {
       case 18: p = { kind: 'pincount', message: `folio ${h(BigInt(id))}: pincount should be ${a}, is ${b}` }; break;
       case 19: p = { kind: 'i_mmap', message: id === 0 ? `file VMAs ${a}, i_mmap records ${b}` : `file ${id}: i_mmap record (mm ${a >> 48n}, vm_start ${h((a & 0xffffffffffffn) << 12n)}, pgoff ${b}) ${['', 'names no such VMA', 'is out of pgoff order', 'appears twice'][Number(c)]}` }; break;
       case 20: p = { kind: 'contpte', message: `mm ${id} at ${h(a)}: ${['', 'folded block starts at an unaligned frame', 'folded block is not 16 consecutive frames with one set of attributes', 'folded block is not inside one large folio'][Number(c)]} (entry ${h(b)})` }; break;
+      case 21: p = { kind: 'mirror', message: id === 0 ? 'a device mirror directory\'s count is not its number of valid entries' : `mirror of mm ${id} at ${h(a)}: entry ${h(b)} ${['', '', 'outlived its mm', 'maps what the CPU does not map', 'maps another frame than the CPU', 'is writable where the CPU entry is not'][Number(c)]}` }; break;
       default: p = { kind: `code-${code}`, message: `unknown problem ${code}` };
     }
     out.push(p);

@@ -66,6 +66,18 @@ export interface CoreExports {
   uffdOwner(ctx: number): number;
   pagemapScanRange(id: number, vpn: number, pages: number, flags: number, inverted: number, mask: number, anyof: number, ret: number,
     maxPages: number, vec: number, vecLen: number): number;
+  notifierNew(id: number, vpn: number, pages: number): number;
+  notifierFree(sub: number): void;
+  notifierReadBegin(sub: number): number;
+  notifierCheckRetry(sub: number, seq: number): number;
+  notifierInvalidations(sub: number): number;
+  mirrorNew(id: number, device: number): number;
+  mirrorFree(id: number): void;
+  mirrorFaultRange(id: number, vpn: number, pages: number, write: number): number;
+  mirrorEntryAt(id: number, vpn: number): void;
+  mirrorWrite(id: number, vpn: number): number;
+  mirrorInfo(id: number): void;
+  hmmRangeFaultRange(sub: number, seq: number, vpn: number, pages: number, pfns: number, defaultHi: number, maskHi: number, owner: number): number;
   kFlushTlbRange(id: number, vpn: number, endVpn: number, stride: number): number;
   kFlushTlbMm(id: number): number;
   kFlushTlbAll(cpu: number): void;
@@ -129,7 +141,8 @@ const ALLOWED: Record<HookContext, ReadonlySet<string>> = {
   page_mkwrite: new Set(INSPECT),
   // Reading a userfaultfd's messages is another thread's read(2): it touches no page table.
   step: new Set([...INSPECT, 'access', 'touch', 'kPteGet', 'contScan', 'cpuPeek', 'entryAt', 'entryPath', 'pagemap', 'allocBuffer', 'freeBuffer', 'dump',
-    'dumpRecords', 'walkStats', 'check', 'checkProblems', 'kFlushTlbRange', 'kFlushTlbMm', 'kFlushTlbAll', 'kFlushPending', 'uffdRead', 'uffdOwner']),
+    'dumpRecords', 'walkStats', 'check', 'checkProblems', 'kFlushTlbRange', 'kFlushTlbMm', 'kFlushTlbAll', 'kFlushPending', 'uffdRead', 'uffdOwner',
+    'notifierReadBegin', 'notifierCheckRetry', 'notifierInvalidations', 'mirrorEntryAt', 'mirrorInfo']),
 };
 
 export type CoreArch = 'x86_64' | 'arm64';
@@ -268,6 +281,12 @@ export class Core {
     this.views();
     const start = (ptr >>> 0) >>> 3;
     return this.u64.slice(start, start + count);
+  }
+
+  /** Copies values into linear memory at byte address ptr (8-aligned). */
+  writeU64(ptr: number, values: BigUint64Array): void {
+    this.views();
+    this.u64.set(values, (ptr >>> 0) >>> 3);
   }
 
   u32At(ptr: number): number {

@@ -1,8 +1,8 @@
 /** errno-style codes carried by every error the API throws. */
-export type ErrnoCode = 'EINVAL' | 'ENOMEM' | 'EFAULT' | 'EAGAIN' | 'ENOENT' | 'EPERM' | 'EEXIST' | 'EACCES' | 'EBUSY' | 'EBADF';
+export type ErrnoCode = 'EINVAL' | 'ENOMEM' | 'EFAULT' | 'EAGAIN' | 'ENOENT' | 'EPERM' | 'EEXIST' | 'EACCES' | 'EBUSY' | 'EBADF' | 'ENODEV' | 'ENOSPC';
 
 const BY_NUMBER: Record<number, ErrnoCode> = {
-  1: 'EPERM', 2: 'ENOENT', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 22: 'EINVAL',
+  1: 'EPERM', 2: 'ENOENT', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 19: 'ENODEV', 22: 'EINVAL', 28: 'ENOSPC',
 };
 
 /**

@@ -23,6 +23,8 @@ export type { TlbStats, CachedTranslation, HitLevel, CpuAccessResult, BySize } f
 export { Trace } from './trace.js';
 export { Pin, type PinOptions } from './pin.js';
 export { Userfaultfd, type UffdFeature, type UffdMessage } from './userfaultfd.js';
+export { Device, Mirror, IntervalNotifier, type MirrorEntry, type MirrorStats, type MirrorFaultResult } from './device.js';
+export { Hmm, decodeHmmPfn, HMM_PFN_VALID, HMM_PFN_WRITE, HMM_PFN_ERROR, HMM_PFN_REQ_FAULT, HMM_PFN_REQ_WRITE, HMM_PFN_ORDER_SHIFT, type HmmPfn, type RangeFaultOptions, type RangeFaultResult } from './hmm.js';
 export type { AccessKind } from './trace.js';
 export { TLB_PRESETS } from './tlb.js';
 export type { TlbPreset, TlbConfig, TlbArrayConfig, WalkCacheConfig, PageSizeName, TlbKind, TlbPolicy } from './tlb.js';

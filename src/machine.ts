@@ -18,6 +18,8 @@ import { Cpu, readCpuStats, toTlbStats, type TlbStats } from './cpu.js';
 import { resolveTlb, type ResolvedTlb, type TlbPreset, type TlbConfig } from './tlb.js';
 import { Trace } from './trace.js';
 import { Pin, takeUserPages, type PinOptions } from './pin.js';
+import { Device } from './device.js';
+import { Hmm } from './hmm.js';
 
 /** Trace records copied into the core per replay call. */
 const REPLAY_CHUNK = 1 << 20;
@@ -178,6 +180,9 @@ export class Machine {
   /** @internal */ readonly core: Core;
   /** Kernel-level primitives (walkPageRange, ...). */
   readonly kernel: Kernel;
+  /** HMM: interval notifiers and hmm_range_fault. */
+  readonly hmm: Hmm;
+  private readonly devices = new Map<string, Device>();
   private readonly processes = new Map<number, Process>();
   private readonly cpuObjects: Cpu[];
   private readonly mkwriteHooks = new Map<number, { file: File; hook: PageMkwriteHook }>();
@@ -189,6 +194,7 @@ export class Machine {
     this.options = opts;
     this.arch = new ArchCodec(core, opts.arch);
     this.kernel = new Kernel(this);
+    this.hmm = new Hmm(this);
     core.mkwriteHandler = (file, pgoff, pid, vpn) => this.pageMkwrite(file, pgoff, pid, vpn);
     this.cpuObjects = Array.from({ length: opts.cpus }, (_, i) => new Cpu(this, core, i));
     const vaBits = opts.levels === 5 ? 57 : 48;
@@ -367,6 +373,14 @@ export class Machine {
 
   /** @internal */
   forget(p: Process): void { this.processes.delete(p.pid); }
+
+  /** The device called `name` (made on first use): it mirrors processes (`device.mirror(p)`). */
+  device(name: string): Device {
+    if (typeof name !== 'string' || name.length === 0) throw new EmuError('EINVAL', 'a device needs a non-empty name', 'name');
+    let d = this.devices.get(name);
+    if (!d) { d = new Device(this, name, this.devices.size + 1); this.devices.set(name, d); }
+    return d;
+  }
 
   /**
    * memfd_create + ftruncate: a shmem file. `huge: true` is tmpfs huge=always:

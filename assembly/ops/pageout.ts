@@ -7,7 +7,8 @@
 // Pages with extra references (pins, GUP) cannot be reclaimed and stay.
 
 import { walkMm, walkVma, setWalkAction, ACTION_CONTINUE } from "../walk";
-import { currentGather, tlbFlushPteRange, tlbRemovePage } from "../gather";
+import { currentGather, tlbFlushPteRange, tlbRemovePage, GATHER_BATCH } from "../gather";
+import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_CLEAR } from "../notifier";
 import { Vma } from "../vma";
 import { Mm, addRss } from "../mm";
 import { folioMapcount } from "../rmap";
@@ -27,8 +28,43 @@ import { fileOf, cacheSlot, CACHE_SWAP } from "../file";
 import { linearPageIndex } from "../vma";
 import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constants";
 
+/**
+ * Pages whose notifier range is started and waits for the flush. A page is
+ * unmapped together with queueing it on the gather, whose batch flushes at
+ * GATHER_BATCH pages, so no more than that many are ever pending.
+ */
+const pendingAddrs: usize = memory.data(<i32>GATHER_BATCH << 3);
+
 @final export class PageoutOp {
   reclaimed: u64 = 0;
+  pending: u32 = 0;
+  seenFlushes: u32 = 0;
+
+  /**
+   * try_to_unmap_one brackets each folio's mapping in the mm with
+   * MMU_NOTIFY_CLEAR (the PMD range for a PMD-mapped one: here the walker's
+   * split notifies that, then the pages go one by one as small folios).
+   * Reclaim defers the TLB flush (TTU_BATCH_FLUSH), and the kernel ends the
+   * range before it; we end every pending range once the flush that covers
+   * it has happened.
+   */
+  notifyBegin(): void { this.pending = 0; this.seenFlushes = currentGather.flushes; }
+
+  /** Ends the ranges of every page unmapped so far (the gather has flushed them). */
+  notifyFlushed(mm: Mm): void {
+    for (let i: u32 = 0; i < this.pending; i++) {
+      const a = load<u64>(pendingAddrs + (<usize>i << 3));
+      mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_CLEAR, a, a + 4096);
+    }
+    this.pending = 0;
+  }
+
+  /** Before the PTE of the page at addr changes. */
+  private notifyStart(mm: Mm, addr: u64): void {
+    mmuNotifierInvalidateStart(mm, MMU_NOTIFY_CLEAR, addr, addr + 4096);
+    store<u64>(pendingAddrs + (<usize>this.pending << 3), addr);
+    this.pending++;
+  }
 
   pteRange(ptep: usize, addr: u64, end: u64): i32 {
     for (let a = addr; a < end; a += 4096, ptep += 8) this.pteEntry(ptep, a);
@@ -71,6 +107,7 @@ import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constan
       if (testFlag(pfn, PG_EXCLUSIVE)) swp |= swpExclusiveBit();
       if (pteSoftDirty(e)) swp |= swpSoftDirtyBit();
       if (pteUffdWp(e)) swp |= swpUffdWpBit();
+      this.notifyStart(mm, addr);
       store<u64>(ptep, swp);
       addRss(mm, MM_ANONPAGES, -1);
       addRss(mm, MM_SWAPENTS, 1);
@@ -98,6 +135,7 @@ import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constan
     store<u64>(cslot, (<u64>slot << 2) | CACHE_SWAP);
     f.nrPages--;
     f.nrSwapped++;
+    this.notifyStart(mm, addr);
     store<u64>(ptep, pteUffdWp(e) && (vma.flags & VM_UFFD_WP) != 0 ? mkPteMarker(PTE_MARKER_UFFD_WP) : 0);
     addRss(mm, MM_SHMEMPAGES, -1);
     setIndex(pfn, 0);
@@ -114,6 +152,11 @@ import { MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, VM_UFFD_WP } from "../constan
     tlbFlushPteRange(currentGather, addr, 4096);
     tlbRemovePage(currentGather, pfn);
     this.reclaimed++;
+    // A full batch flushed just now, this page included.
+    if (currentGather.flushes != this.seenFlushes) {
+      this.seenFlushes = currentGather.flushes;
+      this.notifyFlushed(walkMm);
+    }
   }
   /** A PMD-mapped page-cache folio is left alone: reclaiming it would mean splitting it first (not modelled). */
   upperEntry(level: u32, ep: usize, addr: u64, next: u64): i32 {

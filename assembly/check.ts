@@ -18,14 +18,15 @@ import { immapKeyAt, immapPgoffAt, keyMm, keyStart } from "./immap";
 import { tablePtr } from "./pgtable";
 import {
   ptePresent, pteWrite, pteSpecial, leafPfn, isUpperLeaf, isTableEntry, tableEntryPfn, isSwapPte, swpType, swpOffset,
-  MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON, ARM64, pteCont, pteMkold, pteMkclean, pteProtnone,
+  MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON, ARM64, pteCont, pteMkold, pteMkclean, pteProtnone, isDevicePrivateType,
 } from "./arch/index";
 import { File, fileById, fileTableCapacity, cacheForEach, CACHE_PAGE, CACHE_SWAP } from "./file";
 import { swapSlots, swapCount, swapCachePfn } from "./swap";
 import { mmCounter } from "./rmap";
-import { VM_SHARED, MM_SWAPENTS, NR_MM_COUNTERS } from "./constants";
+import { VM_SHARED, MM_SWAPENTS, MM_ANONPAGES, NR_MM_COUNTERS } from "./constants";
 import { mirrorCheck, mirrorEntryPfn, MIRROR_WRITE } from "./mirror";
 import { leafLookup, lookupLevel } from "./fault";
+import { devicePoolsForEach, devicePrivateOwner, devicePrivatePfn } from "./devmem";
 
 export const CHK_REFCOUNT: u32 = 1;
 export const CHK_MAPCOUNT: u32 = 2;
@@ -119,7 +120,8 @@ export function checkAll(): u32 {
     bump(folioHead(pfn), 0, 1);
   }
   countPins();
-  if (mirrorCheck(seeMirrorDir, checkMirrorEntry) != 0) problem(CHK_MIRROR, 0, 0, 0, 1);
+  if (mirrorCheck(heldOnce, checkMirrorEntry) != 0) problem(CHK_MIRROR, 0, 0, 0, 1);
+  devicePoolsForEach(heldOnce);               // the pool's reference on each of its frames
   compareFrames();
   for (let s: u32 = 1; s < slots; s++) {
     const want = load<u32>(swapScratch + (<usize>s << 2));
@@ -207,8 +209,8 @@ function seeTable(pfn: u32): void {
   }
 }
 
-/** A device mirror's directory: a table frame held once. */
-function seeMirrorDir(pfn: u32): void { bump(pfn, 0, 1); }
+/** A frame held once by a kernel structure: a mirror directory, or a device pool's page. */
+function heldOnce(pfn: u32): void { bump(pfn, 0, 1); }
 
 /**
  * A valid mirror entry must map what the CPU maps there, with WRITE only
@@ -284,6 +286,13 @@ function checkLeaf(mm: Mm, level: u32, e: u64, addr: u64): void {
       if (s == 0 || s >= swapScratchSlots) { problem(CHK_BAD_ENTRY, mm.id, addr, e, 4); return; }
       store<u32>(swapScratch + (<usize>s << 2), load<u32>(swapScratch + (<usize>s << 2)) + 1);
       unchecked(rss[MM_SWAPENTS] += 1);
+    } else if (isDevicePrivateType(type)) {
+      // A device-private page: one mapping, charged as anonymous memory.
+      const pfn = devicePrivatePfn(mm, e);
+      if (devicePrivateOwner(pfn) == 0) { problem(CHK_BAD_ENTRY, mm.id, addr, e, 7); return; }
+      bump(pfn, 0, 1);
+      bump(pfn, 1, 1);
+      unchecked(rss[MM_ANONPAGES] += 1);
     } else if (type != SWP_PTE_MARKER && type != SWP_HWPOISON) {
       problem(CHK_BAD_ENTRY, mm.id, addr, e, 5);
     }

@@ -58,6 +58,7 @@ import { checkAll, problems } from "./check";
 import { Mirror, mirrorById, mirrorCreate, mirrorDestroy, mirrorLive, mirrorLookup, mirrorDeviceWrite } from "./mirror";
 import { mirrorFault } from "./ops/mirrorfault";
 import { hmmRangeFault, hmmCpuFaults, hmmLast } from "./ops/hmmrange";
+import { devicePoolCreate, devicePoolInfo, migrateToDevice } from "./devmem";
 import { subscribe, unsubscribe, subscriptionLive, subscriptionMm, subscriptionInvalidations, intervalReadBegin, intervalCheckRetry, SUB_INTERVAL } from "./notifier";
 import { dupMmap, forkRetries, forkEarlyCopies } from "./fork";
 import { gupRange, gupRelease, gupFastPages, pinPfns } from "./gup";
@@ -928,4 +929,17 @@ export function hmmRangeFaultRange(sub: u32, seq: f64, vpn: f64, pages: f64, pfn
   unchecked(result[0] = hmmCpuFaults);
   unchecked(result[1] = hmmLast >> 12);
   return r;
+}
+
+/** Device-private memory of 2^order pages for `device`: 0 or -errno. */
+export function devicePool(device: u32, order: u32): i32 { return order > 18 ? -EINVAL : devicePoolCreate(device, order); }
+
+/** [0] pages, [1] free, [2] migrated to the device, [3] migrated back to RAM. */
+export function devicePoolStats(device: u32): void { devicePoolInfo(device, changetype<usize>(result)); }
+
+/** migrate_vma of [vpn, +pages) of mm id to `device`'s memory: pages migrated, or -errno. */
+export function migrateRangeToDevice(id: u32, device: u32, vpn: f64, pages: f64): f64 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  return <f64>migrateToDevice(m, device, addr(vpn), addr(vpn + pages));
 }

@@ -77,6 +77,9 @@ export interface CoreExports {
   mirrorEntryAt(id: number, vpn: number): void;
   mirrorWrite(id: number, vpn: number): number;
   mirrorInfo(id: number): void;
+  devicePool(device: number, order: number): number;
+  devicePoolStats(device: number): void;
+  migrateRangeToDevice(id: number, device: number, vpn: number, pages: number): number;
   hmmRangeFaultRange(sub: number, seq: number, vpn: number, pages: number, pfns: number, defaultHi: number, maskHi: number, owner: number): number;
   kFlushTlbRange(id: number, vpn: number, endVpn: number, stride: number): number;
   kFlushTlbMm(id: number): number;

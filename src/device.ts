@@ -188,6 +188,24 @@ export class Mirror {
     };
   }
 
+  /**
+   * migrate_vma to the device's private memory over [addr, +npages) of one
+   * private anonymous VMA: each present, exclusively mapped, unpinned small
+   * page moves (content kept) and its PTE becomes a device-private entry; a
+   * CPU access later faults it back (migrateToRam). Returns how many moved
+   * (pages that cannot move stay where they are, as migrate_vma skips them).
+   * EINVAL for another kind of VMA or a range beyond it; ENOMEM without
+   * device memory.
+   */
+  migrateToDevice(addr: number | bigint, npages: number): number {
+    this.usable();
+    if (this.process.exited) throw new EmuError('ENODEV', `process ${this.process.pid} has exited`, 'mirror');
+    const vpn = pageRange(this.device.machine, this.process, addr, npages, 'migrateToDevice');
+    const r = this.core.x.migrateRangeToDevice(this.process.pid, this.device.id, vpn, npages);
+    if (r < 0) throw EmuError.fromErrno(r, r === -12 ? `device ${this.device.name} has no private memory (device.addMemory)` : 'the range must lie in one private anonymous VMA', r === -12 ? 'device' : 'addr');
+    return r;
+  }
+
   /** hmm_mirror_unregister: the entries and directories go. */
   release(): void {
     if (this.released) return;
@@ -196,7 +214,7 @@ export class Mirror {
   }
 }
 
-/** A device (m.device(name)): mirrors of processes, and (later) memory of its own. */
+/** A device (m.device(name)): mirrors of processes, and private memory of its own. */
 export class Device {
   readonly name: string;
   /** @internal */ readonly id: number;
@@ -207,6 +225,26 @@ export class Device {
     this.machine = machine;
     this.name = name;
     this.id = id;
+  }
+
+  /**
+   * Device-private memory (memremap_pages of MEMORY_DEVICE_PRIVATE): `pages`
+   * frames, a power of two, taken from the machine's memory for the
+   * device's life. Once per device.
+   */
+  addMemory(pages: number): void {
+    if (!Number.isInteger(pages) || pages < 1 || (pages & (pages - 1)) !== 0 || pages > 1 << 18) {
+      throw new EmuError('EINVAL', `pages must be a power of two from 1 to ${1 << 18}, got ${String(pages)}`, 'pages');
+    }
+    const r = this.machine.core.x.devicePool(this.id, Math.log2(pages));
+    if (r < 0) throw EmuError.fromErrno(r, r === -22 ? `device ${this.name} already has memory` : 'no memory for the device', 'pages');
+  }
+
+  /** Its private memory: pages, free ones, pages migrated to it and back to RAM so far. */
+  get memory(): { pages: number; free: number; migratedToDevice: number; migratedToRam: number } {
+    const c = this.machine.core;
+    c.x.devicePoolStats(this.id);
+    return { pages: c.result(0), free: c.result(1), migratedToDevice: c.result(2), migratedToRam: c.result(3) };
   }
 
   /** A mirror of p's address space (hmm_mirror_register). */

@@ -16,6 +16,7 @@ import {
   ptePresent, pteWrite, pteWrprotect, pteMkold, pteMkclean, pteMkdirty, pteMkyoung, pteClearUffdWp, pteUffdWp, pteSpecial,
   pteMkuffdWp, pfnPte, leafPfn, isUpperLeaf, tableEntryPfn, swpType, swpOffset,
   swpExclusiveBit, swpUffdWpBit, mkPteMarker, pteCont, pteMknoncont, MAX_SWAPFILES, SWP_PTE_MARKER, PTE_MARKER_UFFD_WP,
+  isDevicePrivateType, mkSwap, SWP_DEVICE_WRITE, SWP_DEVICE_READ,
 } from "../arch/index";
 import { contpteMm, tryUnfold } from "../arch/contpte";
 import {
@@ -24,6 +25,7 @@ import {
 } from "../frames";
 import { addNewAnonRmap, mmCounter } from "../rmap";
 import { swapDup } from "../swap";
+import { devicePageDup, devicePrivatePfn } from "../devmem";
 import { VM_SHARED, MM_ANONPAGES, MM_SWAPENTS, ENOMEM } from "../constants";
 
 /** Whether the 64 KiB block holding a lies entirely inside [start, end). */
@@ -129,7 +131,7 @@ export const COPY_EAGAIN: i32 = 1;
     return c;
   }
 
-  /** copy_nonpresent_pte for the entries the emulator creates: swap entries and markers. Returns the child's entry (0: none). */
+  /** copy_nonpresent_pte for the entries the emulator creates: swap entries, device-private entries and markers. Returns the child's entry (0: none). */
   private copyNonPresent(p: usize, e: u64): u64 {
     const type = swpType(e);
     if (type == SWP_PTE_MARKER) {
@@ -139,7 +141,18 @@ export const COPY_EAGAIN: i32 = 1;
       return bits == 0 ? 0 : mkPteMarker(bits);
     }
     let c = e;
-    if (type < MAX_SWAPFILES) {
+    if (isDevicePrivateType(type)) {
+      // folio_get + folio_dup_file_rmap... for anon: the device page is now shared; a writable
+      // entry becomes readable in the parent (swp uffd-wp kept, soft-dirty not), and so in the child.
+      const dpfn = devicePrivatePfn(this.child, e);
+      devicePageDup(dpfn);
+      clearFlag(dpfn, PG_EXCLUSIVE);
+      addRss(this.child, MM_ANONPAGES, 1);
+      if (type == SWP_DEVICE_WRITE && isCowMapping(changetype<Vma>(walkVma).flags)) {
+        c = mkSwap(SWP_DEVICE_READ, <u64>dpfn) | (e & swpUffdWpBit());
+        store<u64>(p, c);
+      }
+    } else if (type < MAX_SWAPFILES) {
       swapDup(<u32>swpOffset(e));
       if ((e & swpExclusiveBit()) != 0) { store<u64>(p, e & ~swpExclusiveBit()); c = e & ~swpExclusiveBit(); }
       addRss(this.child, MM_SWAPENTS, 1);

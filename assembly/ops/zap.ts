@@ -9,8 +9,9 @@ import { Vma, vmaIsAnonymous } from "../vma";
 import { Mm, addRss } from "../mm";
 import {
   ptePresent, pteSpecial, pteDirty, pteUffdWp, leafPfn, isUpperLeaf, swpType, swpOffset, mkPteMarker,
-  MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON, PTE_MARKER_UFFD_WP, PTE_MARKER_GUARD, PTE_MARKER_POISONED, swpUffdWpBit,
+  MAX_SWAPFILES, SWP_PTE_MARKER, SWP_HWPOISON, PTE_MARKER_UFFD_WP, PTE_MARKER_GUARD, PTE_MARKER_POISONED, swpUffdWpBit, isDevicePrivateType,
 } from "../arch/index";
+import { devicePageUnmap, devicePrivatePfn } from "../devmem";
 import {
   isZeroPfn, folioHead, testFlag, setFlag, addEntireMapcount, addMapcount, info, setInfo, zeroPfn,
   PG_ANON, PG_DIRTY, PG_SWAPCACHE, ORDER_SHIFT, KIND_SHIFT,
@@ -104,6 +105,16 @@ const FAST_MASK: u32 = (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_SWAPCACHE;
       store<u64>(ptep, 0);
       addRss(mm, MM_SWAPENTS, -1);
       freeSwapAndCache(<u32>swpOffset(e));
+      this.zapped++;
+      if ((e & swpUffdWpBit()) != 0) this.installUffdWpMarker(ptep, vma);
+      return;
+    }
+    if (isDevicePrivateType(type)) {
+      // zap_nonpresent_ptes: the device page loses this mapping (only anonymous VMAs hold them).
+      if (!this.evenCows) return;
+      store<u64>(ptep, 0);
+      addRss(mm, MM_ANONPAGES, -1);
+      devicePageUnmap(devicePrivatePfn(mm, e));
       this.zapped++;
       if ((e & swpUffdWpBit()) != 0) this.installUffdWpMarker(ptep, vma);
       return;

@@ -209,6 +209,9 @@ export function mirrorLeafEnd(m: Mirror, added: u32): void {
  * visited only where they exist.
  */
 function clearRange(m: Mirror, start: u64, end: u64, wrprotect: bool): void {
+  // Some invalidations name the whole address space (0 .. ULONG_MAX): the mirror covers only the root's span.
+  const span: u64 = <u64>m.rootEntries << shiftOf(LEVELS - 1);
+  if (end > span) end = span;
   let a = start & ~<u64>4095;
   while (a < end) {
     const leafSpan: u64 = <u64>1 << shiftOf(1);
@@ -238,8 +241,8 @@ function clearRange(m: Mirror, start: u64, end: u64, wrprotect: bool): void {
       // Skip the whole span of the highest missing directory.
       let l: u32 = 1;
       while (l < LEVELS - 1 && unchecked(pathDir[l]) == 0) l++;
-      const span: u64 = <u64>1 << shiftOf(l);
-      const skip = (a + span) & ~(span - 1);
+      const missing: u64 = <u64>1 << shiftOf(l);
+      const skip = (a + missing) & ~(missing - 1);
       a = skip > a ? skip : stop;
     }
   }

@@ -121,6 +121,11 @@ describe('device mirrors', () => {
     u.writeProtect(a, 4 * PAGE, true);
     for (let i = 0; i < 4; i++) expect(mir.lookup(a + i * PAGE).write).toBe(false);
     expect(mir.stats.invalidations).toBeGreaterThanOrEqual(3);
+    // clear_refs invalidates the whole address space (0 .. ULONG_MAX) as a soft-dirty write-protection.
+    u.unregister(a, 4 * PAGE);
+    mir.fault(a, 4, 'w');
+    p.clearRefs('soft-dirty');
+    expect(mir.lookup(a)).toMatchObject({ valid: true, write: false });
     expectClean(m);
   });
 

@@ -59,7 +59,10 @@ import { Mirror, mirrorById, mirrorCreate, mirrorDestroy, mirrorLive, mirrorLook
 import { mirrorFault } from "./ops/mirrorfault";
 import { hmmRangeFault, hmmCpuFaults, hmmLast } from "./ops/hmmrange";
 import { devicePoolCreate, devicePoolInfo, migrateToDevice } from "./devmem";
-import { subscribe, unsubscribe, subscriptionLive, subscriptionMm, subscriptionInvalidations, intervalReadBegin, intervalCheckRetry, SUB_INTERVAL } from "./notifier";
+import {
+  subscribe, unsubscribe, subscriptionLive, subscriptionMm, subscriptionInvalidations, intervalReadBegin, intervalCheckRetry, SUB_INTERVAL,
+  mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd,
+} from "./notifier";
 import { dupMmap, forkRetries, forkEarlyCopies } from "./fork";
 import { gupRange, gupRelease, gupFastPages, pinPfns } from "./gup";
 import { ENOMEM, EINVAL, ENOENT, EFAULT, EBADF } from "./constants";
@@ -295,6 +298,14 @@ export function kFlushTlbRange(id: u32, vpn: f64, endVpn: f64, stride: u32): i32
   const m = mm(id);
   if (m == null) return -ENOENT;
   flushTlbRange(m, addr(vpn), addr(endVpn), stride);
+  return 0;
+}
+/** mmu_notifier_invalidate_range_start + _end over [vpn, endVpn) with `event`, no page-table change: every subscriber sees it. */
+export function kInvalidateRange(id: u32, vpn: f64, endVpn: f64, event: u32): i32 {
+  const m = mm(id);
+  if (m == null) return -ENOENT;
+  mmuNotifierInvalidateStart(m, event, addr(vpn), addr(endVpn));
+  mmuNotifierInvalidateEnd(m, event, addr(vpn), addr(endVpn));
   return 0;
 }
 export function kFlushTlbMm(id: u32): i32 {

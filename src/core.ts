@@ -83,6 +83,7 @@ export interface CoreExports {
   hmmRangeFaultRange(sub: number, seq: number, vpn: number, pages: number, pfns: number, defaultHi: number, maskHi: number, owner: number): number;
   kFlushTlbRange(id: number, vpn: number, endVpn: number, stride: number): number;
   kFlushTlbMm(id: number): number;
+  kInvalidateRange(id: number, vpn: number, endVpn: number, event: number): number;
   kFlushTlbAll(cpu: number): void;
   kFlushPending(id: number, delta: number): number;
   kGatherBegin(id: number, fullmm: number): number;

@@ -9,6 +9,7 @@ import { toBigAddr, checkUserRange } from './addr.js';
 import { stepped, type StepOptions } from './step.js';
 import { Process as ProcessCtor } from './process.js';
 import { LEVEL_NAMES, type DecodedEntry, type EntryLevel } from './arch.js';
+import { NOTIFIER_EVENTS, type NotifierEvent } from './logs.js';
 
 export type WalkActionName = 'subtree' | 'continue' | 'again';
 const ACTIONS: Record<WalkActionName, number> = { subtree: 0, continue: 1, again: 2 };
@@ -80,6 +81,20 @@ export class Kernel {
     if (e <= s) throw new EmuError('EINVAL', 'end must be above start', 'end');
     const shift = opts.stride === '2M' ? 21 : 12;
     this.machine.core.x.kFlushTlbRange(p.pid, Number(s >> 12n), Number((e + 0xfffn) >> 12n), shift);
+  }
+
+  /**
+   * mmu_notifier_invalidate_range_start and _end over [start, end) of p with
+   * `event`, without changing any entry: interval notifiers and device
+   * mirrors see an invalidation (a driver's view of, say, page migration).
+   */
+  invalidateRange(p: Process, start: number | bigint, end: number | bigint, event: NotifierEvent = 'clear'): void {
+    this.live(p);
+    const s = toBigAddr(start, 'start') & ~0xfffn, e = (toBigAddr(end, 'end') + 0xfffn) & ~0xfffn;
+    if (e <= s) throw new EmuError('EINVAL', 'end must be above start', 'end');
+    const ev = NOTIFIER_EVENTS.indexOf(event);
+    if (ev < 0) throw new EmuError('EINVAL', `event must be one of ${NOTIFIER_EVENTS.join(', ')}`, 'event');
+    this.machine.core.x.kInvalidateRange(p.pid, Number(s >> 12n), Number(e >> 12n), ev);
   }
 
   /** flush_tlb_mm. */

@@ -22,7 +22,7 @@ export interface FlushRecord {
 
 /** enum mmu_notifier_event. */
 export type NotifierEvent = 'unmap' | 'clear' | 'protection-vma' | 'protection-page' | 'soft-dirty' | 'release' | 'migrate' | 'exclusive';
-const EVENTS: readonly NotifierEvent[] = ['unmap', 'clear', 'protection-vma', 'protection-page', 'soft-dirty', 'release', 'migrate', 'exclusive'];
+export const NOTIFIER_EVENTS: readonly NotifierEvent[] = ['unmap', 'clear', 'protection-vma', 'protection-page', 'soft-dirty', 'release', 'migrate', 'exclusive'];
 
 /** mmu_notifier_invalidate_range_start / _end. */
 export interface NotifierRecord {
@@ -80,7 +80,7 @@ export function readFlushLog(core: Core, cpus: number): FlushRecord[] {
 export function readNotifierLog(core: Core): NotifierRecord[] {
   return records(core, LOG_NOTIFIER, NOTIFIER_BYTES, (r) => ({
     seq: Number(core.u64At(r)), phase: core.u32At(r + 8) === 0 ? 'start' as const : 'end' as const,
-    event: EVENTS[core.u32At(r + 12)] ?? 'clear', pid: core.u32At(r + 16),
+    event: NOTIFIER_EVENTS[core.u32At(r + 12)] ?? 'clear', pid: core.u32At(r + 16),
     start: Number(core.u64At(r + 24)), end: toEnd(core.u64At(r + 32)),
   }));
 }

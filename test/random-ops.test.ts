@@ -192,6 +192,13 @@ async function run(seed: number, arch: 'x86_64' | 'arm64', steps: number): Promi
             // A device fault whose CPU fault waits on a userfaultfd leaves a message behind.
             if (e.code === 'EAGAIN') uffds.get(p)?.events();
           }
+          // A device write fault breaks COW like a CPU write: a private file page becomes a private copy of what it held.
+          if (reg.file && !reg.shared) {
+            for (let i = 0; i < n; i++) {
+              const x = a + i * PAGE;
+              if (!st.tags.has(x)) { const pm = p.pagemap(x); if (pm.present && !pm.file) st.tags.set(x, expected(st, reg, x)); }
+            }
+          }
         } else if (op < 0.98) {
           p.munmap(reg.m.start, reg.m.end - reg.m.start);
           count('munmap');

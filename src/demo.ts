@@ -3,6 +3,7 @@
 // frames and counters a kernel engineer would look at.
 
 import { Machine } from './machine.js';
+import { decodeHmmPfn } from './hmm.js';
 import type { Process } from './process.js';
 import { describeEntry } from './dump.js';
 
@@ -167,10 +168,34 @@ export async function runDemo(out: Out = (l) => console.log(l)): Promise<void> {
   for (const i of [3, 4, 5, 40]) u5.write(anon5.start + i * 4096, i);
   out(`async tracking: writes to pages 3, 4, 5, 40 (no messages); the scan reports ${scan5().map((g) => `[${(g.start - anon5.start) / 4096}, ${(g.end - anon5.start) / 4096})`).join(' ')}, and the next one ${scan5().length} regions`);
 
-  h('11. ptdump of process p');
+  h('11. A device mirrors a process (HMM): device faults, mmu notifiers, hmm_range_fault, device-private memory');
+  const m6 = await Machine.create({ memory: '256MiB', cpus: 2, thp: 'always' });
+  const u6 = m6.spawn();
+  const d6 = u6.mmap({ length: '4MiB', prot: 'rw', addr: 0x4000_0000 });
+  u6.write(d6.start, 0x61);
+  const dev6 = m6.device('gpu');
+  const mir = dev6.mirror(u6);
+  mir.fault(d6.start + 0x3000, 1, 'r');
+  out(`device read fault inside a THP: ${mir.stats.validEntries} mirror entries (the whole PMD), ${mir.stats.directories} directories, first ${JSON.stringify(mir.lookup(d6.start), (k, v) => typeof v === 'bigint' ? hex(v) : v)}`);
+  const wf = mir.fault(d6.start + 2 * 1024 * 1024, 4, 'w');
+  out(`device write fault on untouched memory: the CPU faults first (${wf.cpuFaults} CPU faults, ${wf.retries} retry), then ${mir.stats.validEntries} entries`);
+  u6.mprotect(d6.start, 0x200000, 'r');
+  out(`mprotect read-only of the first 2 MiB (a protection-vma invalidation): ${mir.stats.validEntries} entries left, ${mir.stats.directories} directories`);
+  const n6 = m6.hmm.intervalNotifier(u6, d6.start, 0x400000);
+  const seq = n6.readBegin();
+  u6.madvise(d6.start + 0x200000, 0x1000, 'dontneed');
+  out(`hmm_range_fault with a sequence taken before a DONTNEED: ${(() => { try { m6.hmm.rangeFault({ notifier: n6, start: d6.start, end: d6.start + 0x2000, notifierSeq: seq }); return 'ok'; } catch (e) { return (e as Error).message.split(':')[0]; } })()}; the driver's loop then reads ${decodeHmmPfn(m6.hmm.rangeFault({ notifier: n6, start: d6.start, end: d6.start + 0x2000 }).pfns[0]!).order === 9 ? 'a PMD (order 9)' : 'a page'}`);
+  dev6.addMemory(64);
+  const e6 = u6.mmap({ length: '16KiB', prot: 'rw' });
+  u6.touch(e6.start, 0x4000, 'w', 0x77);
+  out(`migrate 4 pages to device memory: ${mir.migrateToDevice(e6.start, 4)} moved; ${entryLine(u6, e6.start)}`);
+  out(`the CPU reads one: tag ${(() => { const r6 = u6.read(e6.start + 0x1000); return r6.ok ? hex(r6.tag) : '-'; })()} after migrate_to_ram; device memory ${JSON.stringify(dev6.memory)}`);
+  out(`m6.check(): ${m6.check().length === 0 ? 'clean' : 'problems'}`);
+
+  h('12. ptdump of process p');
   out(p.dump());
 
-  h('12. Invariants and counters');
+  h('13. Invariants and counters');
   const problems = m.check();
   out(`m.check(): ${problems.length === 0 ? 'clean' : problems.map((x) => x.message).join('; ')}`);
   out(`machine: ${JSON.stringify(m.stats)}`);

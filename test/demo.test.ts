@@ -3,7 +3,7 @@
 import { it, expect } from 'vitest';
 import { runDemo } from '../src/demo.js';
 
-it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, THP, TLBs, fork with a pin, dirty tracking, contpte, userfaultfd, ptdump and a clean check', async () => {
+it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, THP, TLBs, fork with a pin, dirty tracking, contpte, userfaultfd, device mirrors, ptdump and a clean check', async () => {
   const lines: string[] = [];
   await runDemo((l) => lines.push(l));
   const text = lines.join('\n');
@@ -32,5 +32,12 @@ it('ptemu demo walks through faults, mprotect, pageout/swap-in, shared memory, T
   expect(text).toMatch(/the bit kept: .* ro .*uffd-wp pfn .*pagemap: present,file,exclusive,soft-dirty,uffd-wp/);
   expect(text).toMatch(/resolved; C1 writes again: completes/);
   expect(text).toMatch(/the scan reports \[3, 6\) \[40, 41\), and the next one 0 regions/);
+  expect(text).toMatch(/device read fault inside a THP: 512 mirror entries \(the whole PMD\), 3 directories/);
+  expect(text).toMatch(/the CPU faults first \(\d+ CPU faults, 1 retry\), then 1024 entries/);
+  expect(text).toMatch(/invalidation\): 512 entries left/);
+  expect(text).toMatch(/before a DONTNEED: EBUSY; the driver's loop then reads a PMD \(order 9\)/);
+  expect(text).toMatch(/4 moved; 0x[0-9a-f]+  pte 0x[0-9a-f]+ device-private/);
+  expect(text).toMatch(/tag 0x77 after migrate_to_ram; device memory \{"pages":64,"free":61,"migratedToDevice":4,"migratedToRam":1\}/);
+  expect(text).toMatch(/m6\.check\(\): clean/);
   expect(text).toMatch(/m\.check\(\): clean/);
 });

@@ -4,6 +4,7 @@
 
 import { describe, it, expect } from 'vitest';
 import { machine, expectClean, PAGE, MiB } from './helpers.js';
+import { HMM_PFN_REQ_FAULT, decodeHmmPfn } from '../src/index.js';
 
 describe('device mirrors', () => {
   it('E14: a read fault inside a THP fills the whole PMD as 512 entries; the leaf directory counts 512', async () => {
@@ -167,6 +168,23 @@ describe('device mirrors', () => {
     expect(mir.stats).toMatchObject({ live: false, directories: 0, validEntries: 0 });
     expect(() => mir.fault(a, 1, 'r')).toThrow(expect.objectContaining({ code: 'ENODEV' }));
     mir.release();
+    expectClean(m);
+  });
+
+  it('the README example', async () => {
+    const m = await machine();
+    const p = m.spawn();
+    const a = p.mmap({ length: 2 * MiB, prot: 'rw' });
+    p.touch(a.start, 2 * PAGE, 'w', 1);
+    const gpu = m.device('gpu');
+    const mirror = gpu.mirror(p);
+    expect(mirror.fault(a.start, 512, 'r')).toMatchObject({ retries: 1 });
+    expect(mirror.lookup(a.start)).toMatchObject({ valid: true, write: true, dirty: false, pfn: p.entry(a.start).pfn });
+    p.mprotect(a.start, 4096, 'r');
+    expect(mirror.lookup(a.start).valid).toBe(false);
+    const n = m.hmm.intervalNotifier(p, a.start, 2 * 4096);
+    const { pfns } = m.hmm.rangeFault({ notifier: n, start: a.start, end: a.start + 2 * 4096, defaultFlags: HMM_PFN_REQ_FAULT });
+    expect(decodeHmmPfn(pfns[0]!)).toEqual({ valid: true, write: false, error: false, order: 0, pfn: p.entry(a.start).pfn });
     expectClean(m);
   });
 });

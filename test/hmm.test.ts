@@ -153,4 +153,42 @@ describe('hmm_range_fault', () => {
     expect(n.checkRetry(again)).toBe(false);
     expectClean(m);
   });
+
+  it('E8, E10: a special PTE (not the zero page) is ERROR, EFAULT when a fault is asked; a VM_PFNMAP VMA is all ERROR and the walk goes on', async () => {
+    const m = await machine();
+    const p = m.spawn();
+    const a = p.mmap({ length: 2 * PAGE, prot: 'rw' }).start;
+    const pfnmap = p.mmap({ length: 2 * PAGE, prot: 'r', addr: a + 2 * PAGE }).start;   // its own VMA (no merge)
+    const after = p.mmap({ length: PAGE, prot: 'rw', addr: a + 4 * PAGE }).start;
+    p.write(after, 1);
+    // A pfnmap-like special entry inside a normal VMA (the frame is not ptemu's to count).
+    m.kernel.setPtes(p, a, m.arch.makePte({ pfn: 0x3000, special: true, write: true }));
+    m.debug.setVmaFlags(p, pfnmap, { set: 0x400 });                        // VM_PFNMAP
+    const n = m.hmm.intervalNotifier(p, a, 5 * PAGE);
+    const r = m.hmm.rangeFault({ notifier: n, start: a, end: a + 5 * PAGE });
+    expect([...r.pfns].slice(0, 4)).toEqual([HMM_PFN_ERROR, 0n, HMM_PFN_ERROR, HMM_PFN_ERROR]);
+    expect(decodeHmmPfn(r.pfns[4]!)).toMatchObject({ valid: true, write: true });
+    expect(() => m.hmm.rangeFault({ notifier: n, start: a, end: a + PAGE, defaultFlags: HMM_PFN_REQ_FAULT })).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+    expect(() => m.hmm.rangeFault({ notifier: n, start: pfnmap, end: pfnmap + PAGE, defaultFlags: HMM_PFN_REQ_FAULT })).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+    m.kernel.setPtes(p, a, 0n);
+    m.debug.setVmaFlags(p, pfnmap, { clear: 0x400 });
+    expectClean(m);
+  });
+
+  it('bad arguments are refused with the argument named', async () => {
+    const m = await machine();
+    const p = m.spawn();
+    const a = p.mmap({ length: 2 * PAGE, prot: 'rw' }).start;
+    const n = m.hmm.intervalNotifier(p, a, 2 * PAGE);
+    expect(() => m.hmm.rangeFault({ notifier: n, start: a + 1, end: a + PAGE })).toThrow(expect.objectContaining({ arg: 'start' }));
+    expect(() => m.hmm.rangeFault({ notifier: n, start: a, end: a + 4 * PAGE })).toThrow(expect.objectContaining({ arg: 'start' }));
+    expect(() => m.hmm.rangeFault({ notifier: n, start: a, end: a + PAGE, pfns: new BigUint64Array(3) })).toThrow(expect.objectContaining({ arg: 'pfns' }));
+    expect(() => m.hmm.rangeFault({ notifier: n, start: a, end: a + PAGE, defaultFlags: 1n })).toThrow(expect.objectContaining({ arg: 'defaultFlags' }));
+    expect(() => m.hmm.rangeFault({ notifier: {} as typeof n, start: a, end: a + PAGE })).toThrow(expect.objectContaining({ arg: 'notifier' }));
+    expect(() => n.checkRetry(-1)).toThrow(expect.objectContaining({ arg: 'seq' }));
+    expect(() => m.hmm.intervalNotifier(p, a, 0)).toThrow(expect.objectContaining({ arg: 'length' }));
+    n.remove();
+    expect(() => n.readBegin()).toThrow(expect.objectContaining({ arg: 'notifier' }));
+    expectClean(m);
+  });
 });

@@ -66,6 +66,9 @@ export class IntervalNotifier {
     return this.core.x.notifierCheckRetry(this.id, seq) !== 0;
   }
 
+  /** mmu_interval_read_retry: the same test, made under the driver's lock before it installs what it read. */
+  readRetry(seq: number): boolean { return this.checkRetry(seq); }
+
   /** How many invalidations overlapped the range so far. */
   get invalidations(): number { this.live(); return this.core.x.notifierInvalidations(this.id); }
 

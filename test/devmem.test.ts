@@ -34,6 +34,12 @@ describe('device-private memory', () => {
     expect(p.write(a + 2 * PAGE, 7)).toMatchObject({ ok: true });
     expect(p.read(a + 2 * PAGE)).toMatchObject({ tag: 7 });
     expectClean(m);
+    // mprotect makes a writable device-private entry readable, whatever the new protection (change_pte_range).
+    p.mprotect(a + 3 * PAGE, PAGE, 'rw');
+    expect(p.entry(a + 3 * PAGE)).toMatchObject({ kind: 'device-private', swapType: SWP_DEVICE_READ });
+    expect(p.write(a + 3 * PAGE, 8)).toMatchObject({ ok: true });           // back in RAM, then a write fault
+    expect(p.read(a + 3 * PAGE)).toMatchObject({ tag: 8 });
+    expectClean(m);
     // munmap drops the rest: the device pages are free again.
     p.munmap(a, 4 * PAGE);
     expect(gpu.memory.free).toBe(16);

@@ -10,7 +10,8 @@ import { currentGather, tlbFlushPteRange, tlbFlushPmdRange, tlbEndVma } from "..
 import { Vma } from "../vma";
 import {
   ptePresent, pteModify, pmdModify, pteWrite, pteMkwrite, pteProtnone, pteSoftDirty, pteUffdWp, pteDirty, pteSpecial,
-  leafPfn, isUpperLeaf, softDirtySupported, pteNeedsFlush,
+  leafPfn, isUpperLeaf, softDirtySupported, pteNeedsFlush, isSwapPte, swpType, swpOffset, swpUffdWpBit, mkSwap,
+  SWP_DEVICE_WRITE, SWP_DEVICE_READ,
 } from "../arch/index";
 import { isZeroPfn, testFlag, folioHead, PG_ANON, PG_EXCLUSIVE } from "../frames";
 import { VM_WRITE, VM_SHARED, VM_SOFTDIRTY, VM_UFFD_WP, PMD_SIZE } from "../constants";
@@ -30,6 +31,17 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
   return pteDirty(e);
 }
 
+/**
+ * change_pte_range on a swap-format entry: a writable device-private entry
+ * becomes readable whatever the new protection ("a protection check is
+ * difficult so just be safe"; soft-dirty is not kept, uffd-wp is). 1 if changed.
+ */
+function nonPresent(p: usize, e: u64): u64 {
+  if (!isSwapPte(e) || swpType(e) != SWP_DEVICE_WRITE) return 0;
+  store<u64>(p, mkSwap(SWP_DEVICE_READ, swpOffset(e)) | (e & swpUffdWpBit()));
+  return 1;
+}
+
 @final export class ChangeProtOp {
   prot: u64 = 0;
   tryChangeWritable: bool = false;
@@ -44,7 +56,8 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
     if (!this.tryChangeWritable) {
       for (let p = ptep; p < last; p += 8) {
         const e = load<u64>(p);
-        if (e == 0 || !ptePresent(e)) continue;
+        if (e == 0) continue;
+        if (!ptePresent(e)) { pages += nonPresent(p, e); continue; }
         const n = pteModify(e, prot);
         if (n != e) {
           store<u64>(p, n);
@@ -56,7 +69,8 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
       const vma = changetype<Vma>(walkVma);
       for (let p = ptep; p < last; p += 8) {
         const e = load<u64>(p);
-        if (e == 0 || !ptePresent(e)) continue;
+        if (e == 0) continue;
+        if (!ptePresent(e)) { pages += nonPresent(p, e); continue; }
         let n = pteModify(e, prot);
         if (!pteWrite(n) && canChangePteWritable(vma, n)) n = pteMkwrite(n);
         if (n != e) {
@@ -80,7 +94,8 @@ export function canChangePteWritable(vma: Vma, e: u64): bool {
     const last = ptep + <usize>((end - addr) >> 9);
     for (let p = ptep; p < last; p += 8) {
       const raw = load<u64>(p);
-      if (raw == 0 || !ptePresent(raw)) continue;
+      if (raw == 0) continue;
+      if (!ptePresent(raw)) { this.pages += nonPresent(p, raw); continue; }
       const a = addr + (<u64>(p - ptep) << 9);
       const e = ptepGetAndClear(mm, a, p);
       let n = pteModify(e, this.prot);

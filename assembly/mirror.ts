@@ -17,10 +17,8 @@
 
 import { Mm, mmById } from "./mm";
 import { kzalloc, kfree } from "./heap";
-import {
-  allocPages, freePages, desc, setRefcount, setInfo, setIndex, indexOf, tagOf, setTag, folioHead, setFlag, nrFrames,
-  KIND_TABLE, KIND_SHIFT, PG_DIRTY,
-} from "./frames";
+import { indexOf, tagOf, setTag, folioHead, setFlag, nrFrames, PG_DIRTY } from "./frames";
+import { allocTablePage, freeTablePage } from "./pgtable";
 import {
   subscribe, unsubscribe, setMirrorHooks, subscriptionLive, SUB_MIRROR,
   MMU_NOTIFY_PROTECTION_PAGE, MMU_NOTIFY_SOFT_DIRTY,
@@ -110,22 +108,13 @@ function release(m: Mirror): void {
 }
 
 function allocDir(m: Mirror): u32 {
-  const ptr = kzalloc(4096);
-  if (ptr == 0) return 0;
-  const pfn = allocPages(0);
-  if (pfn == 0) { kfree(ptr, 4096); return 0; }
-  setRefcount(pfn, 1);
-  setInfo(pfn, KIND_TABLE << KIND_SHIFT);
-  setIndex(pfn, <u32>(ptr >> 12));
-  setTag(pfn, 0);
-  m.directories++;
+  const pfn = allocTablePage();
+  if (pfn != 0) m.directories++;
   return pfn;
 }
 
 function freeDir(m: Mirror, pfn: u32): void {
-  kfree(dirPtr(pfn), 4096);
-  memory.fill(desc(pfn), 0, 16);
-  freePages(pfn, 0);
+  freeTablePage(pfn);
   m.directories--;
 }
 

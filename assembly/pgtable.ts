@@ -33,8 +33,8 @@ import { isTableEntry, tableEntryPfn, mkTableEntry } from "./arch/index";
   return next - 1 < end - 1 ? next : end;
 }
 
-/** pte_alloc_one & friends: a zeroed table page charged to the mm; 0 when out of memory. */
-export function allocTable(mm: Mm): u32 {
+/** A zeroed table page (a heap block behind a TABLE frame), charged to nobody; 0 when out of memory. */
+export function allocTablePage(): u32 {
   const ptr = kzalloc(4096);
   if (ptr == 0) return 0;
   const pfn = allocPages(0);
@@ -42,16 +42,27 @@ export function allocTable(mm: Mm): u32 {
   setRefcount(pfn, 1);
   setInfo(pfn, KIND_TABLE << KIND_SHIFT);
   setIndex(pfn, <u32>(ptr >> 12));
-  mm.nrTables++;
+  setTag(pfn, 0);
+  return pfn;
+}
+
+export function freeTablePage(pfn: u32): void {
+  kfree(tablePtr(pfn), 4096);
+  memory.fill(desc(pfn), 0, 16);
+  freePages(pfn, 0);
+}
+
+/** pte_alloc_one & friends: a zeroed table page charged to the mm; 0 when out of memory. */
+export function allocTable(mm: Mm): u32 {
+  const pfn = allocTablePage();
+  if (pfn != 0) mm.nrTables++;
   return pfn;
 }
 
 /** Frees a table page (its entries must already be none). */
 export function freeTable(mm: Mm, pfn: u32): void {
   pmdCacheMm = 0;
-  kfree(tablePtr(pfn), 4096);
-  memory.fill(desc(pfn), 0, 16);
-  freePages(pfn, 0);
+  freeTablePage(pfn);
   mm.nrTables--;
 }
 

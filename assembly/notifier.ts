@@ -49,6 +49,8 @@ const subStart = new StaticArray<u64>(<i32>MAX_SUBS);
 const subEnd = new StaticArray<u64>(<i32>MAX_SUBS);
 const subSeq = new StaticArray<u64>(<i32>MAX_SUBS);
 const subInvalidations = new StaticArray<u64>(<i32>MAX_SUBS);
+/** One past the highest slot ever used: the dispatch loops stop there. */
+let subsHigh: u32 = 1;
 
 /** What a mirror subscription does on an invalidation, and when its mm goes (set by mirror.ts, which imports this file). */
 let mirrorInvalidateHook: (owner: u32, event: u32, start: u64, end: u64) => void = (o: u32, e: u32, s: u64, n: u64): void => {};
@@ -69,6 +71,7 @@ export function subscribe(mm: Mm, kind: u32, owner: u32, start: u64, end: u64): 
     if (mm.invalidateSeq == 0) mm.invalidateSeq = 2;
     unchecked(subSeq[i] = mm.activeInvalidations == 0 ? mm.invalidateSeq - 1 : mm.invalidateSeq);
     unchecked(subInvalidations[i] = 0);
+    if (i >= subsHigh) subsHigh = i + 1;
     mm.nrSubscriptions++;
     return <i32>i;
   }
@@ -85,7 +88,7 @@ export function unsubscribe(mm: Mm, id: u32): void {
 /** Every subscription of a dying mm goes (the ->release of mmu_notifier_release); mirrors free their tables. */
 export function unsubscribeAll(mm: Mm): void {
   if (mm.nrSubscriptions == 0) return;
-  for (let i: u32 = 1; i < MAX_SUBS; i++) {
+  for (let i: u32 = 1; i < subsHigh; i++) {
     if (unchecked(subKind[i]) == SUB_FREE || unchecked(subMm[i]) != mm.id) continue;
     if (unchecked(subKind[i]) == SUB_MIRROR) mirrorReleaseHook(unchecked(subOwner[i]));
     unchecked(subKind[i] = SUB_FREE);
@@ -120,7 +123,7 @@ export function mmuNotifierInvalidateStart(mm: Mm, event: u32, start: u64, end: 
   if (mm.nrSubscriptions == 0) return;
   if (mm.activeInvalidations++ == 0) mm.invalidateSeq++;          // odd: in progress
   const id = mm.id, seq = mm.invalidateSeq;
-  for (let i: u32 = 1; i < MAX_SUBS; i++) {
+  for (let i: u32 = 1; i < subsHigh; i++) {
     const kind = unchecked(subKind[i]);
     if (kind == SUB_FREE || unchecked(subMm[i]) != id) continue;
     if (unchecked(subEnd[i]) <= start || end <= unchecked(subStart[i])) continue;

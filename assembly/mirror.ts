@@ -182,12 +182,20 @@ export function mirrorLeafEnd(m: Mirror, added: u32): void {
   leave(m);
 }
 
-/** Writes one entry (a refill of the same frame keeps the device's DIRTY); 1 if it was not valid before. */
+/**
+ * Writes one entry; 1 if it was not valid before. A refill of the same frame
+ * keeps the device's DIRTY while it stays writable; losing WRITE passes the
+ * dirtiness to the frame first, as an invalidation would.
+ */
 // @ts-ignore: decorator
 @inline export function mirrorEntry(p: usize, pfn: u32, write: bool): u32 {
   const old = load<u64>(p);
-  const e = (<u64>pfn << MIRROR_PFN_SHIFT) | MIRROR_VALID | (write ? MIRROR_WRITE : 0);
-  store<u64>(p, mirrorEntryPfn(old) == pfn ? e | (old & MIRROR_DIRTY) : e);
+  let e = (<u64>pfn << MIRROR_PFN_SHIFT) | MIRROR_VALID | (write ? MIRROR_WRITE : 0);
+  if ((old & MIRROR_DIRTY) != 0 && mirrorEntryPfn(old) == pfn) {
+    if (write) e |= MIRROR_DIRTY;
+    else if ((old & MIRROR_WRITE) != 0 && pfn < nrFrames) setFlag(folioHead(pfn), PG_DIRTY);
+  }
+  store<u64>(p, e);
   return (old & MIRROR_VALID) == 0 ? 1 : 0;
 }
 
@@ -256,7 +264,7 @@ setMirrorHooks(invalidate, releaseHook);
 
 /** The leaf entry for addr (0 when absent). */
 export function mirrorLookup(m: Mirror, addr: u64): u64 {
-  if (m.root == 0) return 0;
+  if (m.root == 0 || (addr >> shiftOf(LEVELS - 1)) >= <u64>m.rootEntries) return 0;
   let e = load<u64>(m.root + <usize>((addr >> shiftOf(LEVELS - 1)) << 3));
   for (let l: i32 = <i32>LEVELS - 2; l >= 0; l--) {
     if ((e & MIRROR_VALID) == 0) return 0;

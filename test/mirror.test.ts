@@ -164,6 +164,10 @@ describe('device mirrors', () => {
     expect(() => mir.fault(a, 0, 'r')).toThrow(expect.objectContaining({ code: 'EINVAL', arg: 'npages' }));
     expect(() => mir.fault(a, 1, 'x' as 'r')).toThrow(expect.objectContaining({ arg: 'mode' }));
     expect(() => m.device('')).toThrow(expect.objectContaining({ arg: 'name' }));
+    // Addresses beyond the mirror's span read as invalid; nothing can be written there.
+    expect(mir.lookup(2n ** 47n).raw).toBe(0n);
+    expect(mir.lookup(2n ** 63n).raw).toBe(0n);
+    expect(() => mir.deviceWrite(2n ** 60n, 1)).toThrow(expect.objectContaining({ code: 'EFAULT' }));
     p.exit();
     expect(mir.stats).toMatchObject({ live: false, directories: 0, validEntries: 0 });
     expect(() => mir.fault(a, 1, 'r')).toThrow(expect.objectContaining({ code: 'ENODEV' }));

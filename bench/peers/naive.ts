@@ -13,6 +13,13 @@
  * implementation, so it must do the same work: frames really come from and
  * return to the allocator, page-table pages take frames too, and tables
  * survive MADV_DONTNEED.
+ *
+ * With `faultIn(..., { thp: true })` each aligned 2 MiB becomes one huge
+ * entry object in the page directory (512 consecutive frames as a folio);
+ * only mirrorFault understands those, the other operations skip them. The
+ * device mirror (mirrorFault / mirrorInvalidate) is the seed's hmm mirror
+ * written the same naive way: directory objects with a count of valid
+ * entries and Map children, an object per entry.
  */
 
 /** 2 MiB aligned start of the benchmarked range, shared by all peers. */
@@ -20,6 +27,9 @@ export const RANGE_START = 0x7f00_0000_0000;
 
 export const PAGE_SIZE = 4096;
 const ENTRIES_PER_TABLE = 512;
+/** Bytes mapped by a PMD-level (huge) entry. */
+const HUGE_SIZE = 2 * 1024 * 1024;
+const HUGE_PAGES = HUGE_SIZE / PAGE_SIZE;
 
 /** Bytes covered by one entry of a table at `level` (0 = PT ... 3 = PML4). */
 function levelSpan(level: number): number {
@@ -49,7 +59,32 @@ export interface Frame {
   anon: boolean;
   exclusive: boolean;
   tag: number;
+  /** Written through a device mirror (folio dirty). */
+  dirty?: boolean;
 }
+
+/** A PMD-level leaf: one entry of a page directory mapping 512 consecutive frames (a 2 MiB folio) from `pfn`. */
+export interface HugePmd extends Pte {
+  huge: true;
+}
+
+/** A device mirror entry; it is valid while it is in its directory. */
+export interface MirrorEntry {
+  pfn: number;
+  write: boolean;
+  dirty: boolean;
+}
+
+/** A mirror directory: a frame, its valid entries and their count (the seed's refcount). */
+interface MirrorDir<Child> {
+  pfn: number;
+  count: number;
+  children: Map<number, Child>;
+}
+
+type MirrorLeaf = MirrorDir<MirrorEntry>;   // entries at shift 12
+type MirrorMiddle = MirrorDir<MirrorLeaf>;  // shift 21
+type MirrorTop = MirrorDir<MirrorMiddle>;   // shift 30
 
 /** A page-table page: the frame backing it and its populated entries. */
 interface Table<Entry> {
@@ -58,12 +93,16 @@ interface Table<Entry> {
 }
 
 type PageTable = Table<Pte>;
-type PageDirectory = Table<PageTable>;
+type PageDirectory = Table<PageTable | HugePmd>;
 type Pdpt = Table<PageDirectory>;
 type Pml4 = Table<Pdpt>;
 
 function indexAt(va: number, level: number): number {
   return Math.floor(va / levelSpan(level)) % ENTRIES_PER_TABLE;
+}
+
+function isHuge(entry: object): entry is HugePmd {
+  return 'huge' in entry;
 }
 
 /** Frames needed for a range: 25% spare, like the C peer, plus tables. */
@@ -77,6 +116,8 @@ export class NaivePageTables {
   /** Free pfns, used as a stack so recently freed frames are reused first. */
   private readonly freeList: number[] = [];
   private readonly root: Pml4;
+  /** The device mirror's root (shift 39): not a directory, not counted. */
+  private readonly mirrorRoot = new Map<number, MirrorTop>();
 
   constructor(frameCount: number) {
     for (let pfn = 0; pfn < frameCount; pfn++) {
@@ -105,13 +146,24 @@ export class NaivePageTables {
   /**
    * Anonymous write fault on each page, walking from the root every time
    * as the fault handler would, allocating missing tables on the way.
+   * With `thp`, an aligned 2 MiB of the range whose directory entry is
+   * still empty is faulted as one huge entry (512 consecutive frames).
    */
-  faultIn(start: number, pages: number): void {
+  faultIn(start: number, pages: number, opts: { thp?: boolean } = {}): void {
+    const end = start + pages * PAGE_SIZE;
     for (let i = 0; i < pages; i++) {
       const va = start + i * PAGE_SIZE;
       const pdpt = this.childTable(this.root, indexAt(va, 3));
       const pd = this.childTable(pdpt, indexAt(va, 2));
-      const pt = this.childTable(pd, indexAt(va, 1));
+      if (opts.thp && va % HUGE_SIZE === 0 && va + HUGE_SIZE <= end && !pd.entries.has(indexAt(va, 1))) {
+        this.faultHuge(pd, indexAt(va, 1));
+        i += HUGE_PAGES - 1;
+        continue;
+      }
+      const pt = this.pageTable(pd, indexAt(va, 1));
+      if (pt === undefined) {
+        continue; // inside a huge entry: already mapped
+      }
       const index = indexAt(va, 0);
       if (pt.entries.get(index)?.present) {
         continue; // spurious fault: already mapped
@@ -133,6 +185,29 @@ export class NaivePageTables {
         pfn,
       });
     }
+  }
+
+  /** A THP fault: a 2 MiB folio mapped by one huge entry at `index` of the page directory. */
+  private faultHuge(pd: PageDirectory, index: number): void {
+    const pfn = this.allocFolio(HUGE_PAGES);
+    for (let i = 0; i < HUGE_PAGES; i++) {
+      const frame = this.frameAt(pfn + i);
+      frame.refcount = i === 0 ? 1 : 0; // the folio's reference is the head's
+      frame.mapcount = 1;
+      frame.anon = true;
+      frame.exclusive = true;
+      frame.tag = 0;
+    }
+    pd.entries.set(index, {
+      huge: true,
+      present: true,
+      write: true,
+      user: true,
+      accessed: true,
+      dirty: true,
+      nx: true,
+      pfn,
+    });
   }
 
   /**
@@ -208,7 +283,7 @@ export class NaivePageTables {
       if (!pte.present) {
         return;
       }
-      const pt = this.childTable(this.childTable(this.childTable(child, indexAt(va, 3)), indexAt(va, 2)), indexAt(va, 1));
+      const pt = this.pageTable(this.childTable(this.childTable(child, indexAt(va, 3)), indexAt(va, 2)), indexAt(va, 1))!;
       pte.write = false;
       pt.entries.set(index, { ...pte, accessed: false });
       const frame = this.frameAt(pte.pfn);
@@ -239,7 +314,7 @@ export class NaivePageTables {
     });
     for (const pdpt of root.entries.values()) {
       for (const pd of pdpt.entries.values()) {
-        for (const pt of pd.entries.values()) this.freeFrame(pt.pfn);
+        for (const pt of pd.entries.values()) if (!isHuge(pt)) this.freeFrame(pt.pfn);
         this.freeFrame(pd.pfn);
       }
       this.freeFrame(pdpt.pfn);
@@ -393,6 +468,9 @@ export class NaivePageTables {
     for (const [pdpt, pdptStart, pdptEnd] of this.children(root, 3, start, end)) {
       for (const [pd, pdStart, pdEnd] of this.children(pdpt, 2, pdptStart, pdptEnd)) {
         for (const [pt, ptStart, ptEnd] of this.children(pd, 1, pdStart, pdEnd)) {
+          if (isHuge(pt)) {
+            continue; // huge entries are not walked by these operations
+          }
           const first = indexAt(ptStart, 0);
           const count = (ptEnd - ptStart) / PAGE_SIZE;
           for (let index = first; index < first + count; index++) {
@@ -437,6 +515,145 @@ export class NaivePageTables {
     return child;
   }
 
+  /** The page table at `index` of a page directory, created if missing; undefined where a huge entry is. */
+  private pageTable(pd: PageDirectory, index: number): PageTable | undefined {
+    let child = pd.entries.get(index);
+    if (child === undefined) {
+      child = this.newTable<Pte>();
+      pd.entries.set(index, child);
+    }
+    return isHuge(child) ? undefined : child;
+  }
+
+  /** The CPU's leaf for va: a PTE, a huge entry, or undefined where nothing is mapped. */
+  private cpuLeaf(va: number): Pte | undefined {
+    const pd = this.root.entries.get(indexAt(va, 3))?.entries.get(indexAt(va, 2));
+    const entry = pd?.entries.get(indexAt(va, 1));
+    if (entry === undefined || isHuge(entry)) {
+      return entry;
+    }
+    return entry.entries.get(indexAt(va, 0));
+  }
+
+  /**
+   * The seed's device read fault over the range into the mirror: every page
+   * filled from the CPU tables (a page the CPU has not mapped is faulted in
+   * first, as the seed retries after hmm_mm_fault), a huge entry as all 512
+   * entries of its 2 MiB. Returns how many entries became valid.
+   */
+  mirrorFault(start: number, pages: number): number {
+    const end = start + pages * PAGE_SIZE;
+    let added = 0;
+    let va = start;
+    while (va < end) {
+      let leaf = this.cpuLeaf(va);
+      if (leaf === undefined || !leaf.present) {
+        this.faultIn(va, 1);
+        leaf = this.cpuLeaf(va)!;
+      }
+      if (isHuge(leaf)) {
+        const base = va - (va % HUGE_SIZE);
+        for (let i = 0; i < HUGE_PAGES; i++) {
+          added += this.mirrorSet(base + i * PAGE_SIZE, leaf.pfn + i, leaf.write);
+        }
+        va = base + HUGE_SIZE;
+      } else {
+        added += this.mirrorSet(va, leaf.pfn, leaf.write);
+        va += PAGE_SIZE;
+      }
+    }
+    return added;
+  }
+
+  /**
+   * An mmu-notifier invalidation of the range: every valid mirror entry is
+   * cleared (a dirty writable one marks its frame dirty first), and a
+   * directory whose count drops to 0 is removed from its parent and its
+   * frame freed, up the tree. Returns how many entries were cleared.
+   */
+  mirrorInvalidate(start: number, pages: number): number {
+    let cleared = 0;
+    for (let i = 0; i < pages; i++) {
+      const va = start + i * PAGE_SIZE;
+      const top = this.mirrorRoot.get(indexAt(va, 3));
+      const middle = top?.children.get(indexAt(va, 2));
+      const leaf = middle?.children.get(indexAt(va, 1));
+      const entry = leaf?.children.get(indexAt(va, 0));
+      if (top === undefined || middle === undefined || leaf === undefined || entry === undefined) {
+        continue;
+      }
+      if (entry.write && entry.dirty) {
+        this.frameAt(entry.pfn).dirty = true;
+      }
+      leaf.children.delete(indexAt(va, 0));
+      cleared++;
+      if (--leaf.count > 0) continue;
+      middle.children.delete(indexAt(va, 1));
+      this.freeFrame(leaf.pfn);
+      if (--middle.count > 0) continue;
+      top.children.delete(indexAt(va, 2));
+      this.freeFrame(middle.pfn);
+      if (--top.count > 0) continue;
+      this.mirrorRoot.delete(indexAt(va, 3));
+      this.freeFrame(top.pfn);
+    }
+    return cleared;
+  }
+
+  /** The mirror's directories and valid entries (for checks). */
+  mirrorStats(): { directories: number; valid: number } {
+    let directories = 0, valid = 0;
+    for (const top of this.mirrorRoot.values()) {
+      directories++;
+      for (const middle of top.children.values()) {
+        directories++;
+        for (const leaf of middle.children.values()) {
+          directories++;
+          valid += leaf.children.size;
+        }
+      }
+    }
+    return { directories, valid };
+  }
+
+  /** Sets the mirror entry for va, creating directories on the way; 1 if it was not valid before. */
+  private mirrorSet(va: number, pfn: number, write: boolean): number {
+    let top = this.mirrorRoot.get(indexAt(va, 3));
+    if (top === undefined) {
+      top = this.newMirrorDir<MirrorMiddle>();
+      this.mirrorRoot.set(indexAt(va, 3), top);
+    }
+    const middle = this.mirrorChild(top, indexAt(va, 2));
+    const leaf = this.mirrorChild(middle, indexAt(va, 1));
+    const index = indexAt(va, 0);
+    const old = leaf.children.get(index);
+    // A refill of the same frame keeps the device's dirty bit.
+    leaf.children.set(index, { pfn, write, dirty: old !== undefined && old.pfn === pfn && old.dirty });
+    if (old !== undefined) {
+      return 0;
+    }
+    leaf.count++;
+    return 1;
+  }
+
+  private mirrorChild<Child>(dir: MirrorDir<MirrorDir<Child>>, index: number): MirrorDir<Child> {
+    let child = dir.children.get(index);
+    if (child === undefined) {
+      child = this.newMirrorDir<Child>();
+      dir.children.set(index, child);
+      dir.count++;
+    }
+    return child;
+  }
+
+  private newMirrorDir<Child>(): MirrorDir<Child> {
+    const pfn = this.allocFrame();
+    const frame = this.frameAt(pfn);
+    frame.refcount = 1;
+    frame.tag = TAG_PAGETABLE;
+    return { pfn, count: 0, children: new Map<number, Child>() };
+  }
+
   private newTable<Entry>(): Table<Entry> {
     const pfn = this.allocFrame();
     const frame = this.frameAt(pfn);
@@ -459,6 +676,40 @@ export class NaivePageTables {
       throw new Error('out of physical frames');
     }
     return pfn;
+  }
+
+  /**
+   * `count` consecutive free frames as one folio: the top of the free stack
+   * when it holds such a run (a fresh pool hands frames out in order), else
+   * the first run found among all free frames.
+   */
+  private allocFolio(count: number): number {
+    const n = this.freeList.length;
+    if (n >= count) {
+      const first = this.freeList[n - 1]!;
+      let run = true;
+      for (let i = 1; i < count && run; i++) run = this.freeList[n - 1 - i] === first + i;
+      if (run) {
+        this.freeList.length = n - count;
+        return first;
+      }
+    }
+    const free = new Set(this.freeList);
+    for (let base = 0; base + count <= this.frames.length; base++) {
+      let i = 0;
+      while (i < count && free.has(base + i)) i++;
+      if (i < count) {
+        base += i; // no run can start before the frame that is not free
+        continue;
+      }
+      let kept = 0;
+      for (const pfn of this.freeList) {
+        if (pfn < base || pfn >= base + count) this.freeList[kept++] = pfn;
+      }
+      this.freeList.length = kept;
+      return base;
+    }
+    throw new Error(`no ${count} consecutive free frames`);
   }
 
   private freeFrame(pfn: number): void {

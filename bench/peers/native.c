@@ -21,9 +21,10 @@
  *   x86_64.ts    entry encodings: pfnPte, leafPfn (PROT_NONE inversion),
  *                pteModify with its inversion check, hwAccess, pteMkwrite,
  *                pteMkdirty with the soft-dirty bit, protection_map.
- *   pgtable.ts   allocTable (a zeroed 4 KiB heap block + a TABLE frame whose
- *                index word is block >> 12), entryPtr, levelAddrEnd, and the
- *                one-entry PMD-table cache (pmdTableLookup).
+ *   pgtable.ts   allocTablePage (a zeroed 4 KiB heap block + a TABLE frame
+ *                whose index word is block >> 12) / freeTablePage, allocTable,
+ *                entryPtr, levelAddrEnd, and the one-entry PMD-table cache
+ *                (pmdTableLookup).
  *   mm.ts, vma.ts  Mm and Vma records in the heap, the mm table, the sorted
  *                VMA array, findVmaIndex with its one-entry cache, vmaLookup,
  *                vmaSetPageProt, anonVmaPrepare.
@@ -48,6 +49,16 @@
  *                (allUffdWpPresent8, GCC vectors), pageCategory, region
  *                output into a 24-byte-record vector, make_uffd_wp_pte with
  *                WP_MATCHING.
+ *   notifier.ts  interval subscriptions (subscribe, the slot high-water
+ *                mark) and mmuNotifierInvalidateStart/End: record, sequence,
+ *                dispatch to a mirror through its hook (kInvalidateRange).
+ *   mirror.ts, ops/mirrorfault.ts  the seed's device mirror: create,
+ *                directories as table pages counting valid entries plus
+ *                walkers in the tag word, enter/leave with pruning,
+ *                mirrorLeafBegin/End, mirrorEntry, clearRange (the mirror's
+ *                invalidate), lookup; MirrorFaultOp (pteRange per PTE table,
+ *                upperEntry filling a huge PMD as 512 entries) and
+ *                mirrorFault's retry loop (the CPU-fault branch stops).
  *   gather.ts, flush.ts  tlbGatherMmu / tlbFlushPteRange / tlbFinishMmu for
  *                the permission changes; flushTlbRange with its ceiling and
  *                flushTlbMm against one CPU's functional cache, with the
@@ -56,6 +67,9 @@
  *                tryChangeWritable), doMadvise(MADV_DONTNEED).
  *   index.ts     the exported entry points (mm lookup by id, page numbers
  *                as doubles, results left in the result area).
+ *
+ * THP faults are not ported: the mirror's THP case builds its huge PMD
+ * leaves in untimed setup (see main).
  *
  * Code the benchmark never reaches (files, swap, THP, markers, COW, VMA
  * splits and merges, the uffd-wp resolve) is not ported: where the WASM core
@@ -601,6 +615,10 @@ typedef struct {
     uint64_t cpumask;
     uint32_t last_cpu;
     uint32_t flush_pending;
+    uint32_t tlb_sizes;            /* page sizes ever in a TLB (not used by the ported paths) */
+    uint32_t nr_subscriptions;     /* notifier.ts: interval notifiers and mirrors; 0 skips the dispatch */
+    uint32_t active_invalidations; /* invalidate_range_start calls not yet ended */
+    uint64_t invalidate_seq;       /* odd while an invalidation is active */
 } mm_t;
 
 #define MAX_MMS (1u << 16)
@@ -667,7 +685,8 @@ static inline uint64_t level_addr_end(uint64_t addr, uint64_t end, uint32_t leve
     return next - 1 < end - 1 ? next : end;
 }
 
-static uint32_t alloc_table(mm_t *mm)
+/* A zeroed table page (a heap block behind a TABLE frame), charged to nobody; 0 when out of memory. */
+static uint32_t alloc_table_page(void)
 {
     uint32_t ptr = kzalloc(4096);
     if (ptr == 0)
@@ -680,7 +699,23 @@ static uint32_t alloc_table(mm_t *mm)
     set_refcount(pfn, 1);
     set_info(pfn, KIND_TABLE << KIND_SHIFT);
     set_index(pfn, ptr >> 12);
-    mm->nr_tables++;
+    set_tag(pfn, 0);
+    return pfn;
+}
+
+static void free_table_page(uint32_t pfn)
+{
+    kfree(index_of(pfn) << 12, 4096);
+    desc_clear(pfn);
+    free_pages(pfn, 0);
+}
+
+/* pte_alloc_one & friends: a zeroed table page charged to the mm; 0 when out of memory. */
+static uint32_t alloc_table(mm_t *mm)
+{
+    uint32_t pfn = alloc_table_page();
+    if (pfn != 0)
+        mm->nr_tables++;
     return pfn;
 }
 
@@ -2764,6 +2799,539 @@ static int32_t x_pagemap_scan_range(uint32_t id, double vpn, double pages, uint3
     return r;
 }
 
+/* ==== notifier.ts: interval subscriptions and the invalidation dispatch ===
+ *
+ * What the device mirror uses: subscribe (mmu_interval_notifier_insert) and
+ * mmuNotifierInvalidateStart/End with their record, sequence and dispatch
+ * over the subscription table; a MIRROR subscription calls the mirror's
+ * invalidate through the hook mirror.ts sets (setMirrorHooks). The release
+ * hook (unsubscribeAll at exit) is not on the benchmark path.
+ */
+#define EFAULT 14
+#define ENODEV 19
+#define ENOSPC 28
+
+#define MMU_NOTIFY_CLEAR       1u
+#define MMU_NOTIFY_SOFT_DIRTY  4u
+
+#define SUB_FREE   0u
+#define SUB_MIRROR 2u
+#define MAX_SUBS   1024u
+
+static uint32_t sub_kind[MAX_SUBS];
+static uint32_t sub_mm[MAX_SUBS];
+static uint32_t sub_owner[MAX_SUBS];
+static uint64_t sub_start[MAX_SUBS];
+static uint64_t sub_end[MAX_SUBS];
+static uint64_t sub_seq[MAX_SUBS];
+static uint64_t sub_invalidations[MAX_SUBS];
+static uint32_t subs_high = 1; /* one past the highest slot ever used: the dispatch loop stops there */
+
+static void mirror_invalidate_noop(uint32_t o, uint32_t e, uint64_t s, uint64_t n)
+{
+    (void)o; (void)e; (void)s; (void)n;
+}
+/* An indirect call, as the core's hook variable is. */
+static void (*mirror_invalidate_hook)(uint32_t owner, uint32_t event, uint64_t start, uint64_t end) = mirror_invalidate_noop;
+
+static void set_mirror_hooks(void (*invalidate)(uint32_t, uint32_t, uint64_t, uint64_t))
+{
+    mirror_invalidate_hook = invalidate;
+}
+
+/* mmu_interval_notifier_insert: a subscription id (from 1), or -ENOSPC. */
+static int32_t subscribe(mm_t *mm, uint32_t kind, uint32_t owner, uint64_t start, uint64_t end)
+{
+    for (uint32_t i = 1; i < MAX_SUBS; i++) {
+        if (sub_kind[i] != SUB_FREE)
+            continue;
+        sub_kind[i] = kind;
+        sub_mm[i] = mm->id;
+        sub_owner[i] = owner;
+        sub_start[i] = start;
+        sub_end[i] = end;
+        if (mm->invalidate_seq == 0)
+            mm->invalidate_seq = 2;
+        sub_seq[i] = mm->active_invalidations == 0 ? mm->invalidate_seq - 1 : mm->invalidate_seq;
+        sub_invalidations[i] = 0;
+        if (i >= subs_high)
+            subs_high = i + 1;
+        mm->nr_subscriptions++;
+        return (int32_t)i;
+    }
+    return -ENOSPC;
+}
+
+static inline bool subscription_live(uint32_t id) { return id != 0 && id < MAX_SUBS && sub_kind[id] != SUB_FREE; }
+
+/* mmu_notifier_invalidate_range_start. */
+static void mmu_notifier_invalidate_start(mm_t *mm, uint32_t event, uint64_t start, uint64_t end)
+{
+    notifier_record(0, event, mm, start, end);
+    if (mm->nr_subscriptions == 0)
+        return;
+    if (mm->active_invalidations++ == 0)
+        mm->invalidate_seq++; /* odd: in progress */
+    const uint32_t id = mm->id;
+    const uint64_t seq = mm->invalidate_seq;
+    for (uint32_t i = 1; i < subs_high; i++) {
+        const uint32_t kind = sub_kind[i];
+        if (kind == SUB_FREE || sub_mm[i] != id)
+            continue;
+        if (sub_end[i] <= start || end <= sub_start[i])
+            continue;
+        sub_seq[i] = seq;
+        sub_invalidations[i]++;
+        if (kind == SUB_MIRROR)
+            mirror_invalidate_hook(sub_owner[i], event, start, end);
+    }
+}
+
+/* mmu_notifier_invalidate_range_end. */
+static void mmu_notifier_invalidate_end(mm_t *mm, uint32_t event, uint64_t start, uint64_t end)
+{
+    notifier_record(1, event, mm, start, end);
+    if (mm->nr_subscriptions == 0 || mm->active_invalidations == 0)
+        return;
+    if (--mm->active_invalidations == 0)
+        mm->invalidate_seq++; /* even: quiet */
+}
+
+/* ==== mirror.ts: the seed's device mirror (hmm_pt) =======================
+ *
+ * A root of ((TASK_SIZE - 1) >> 39) + 1 entries (heap), directories of 512
+ * 8-byte entries at shifts 30, 21, 12, each a 4 KiB heap block with a TABLE
+ * frame (not charged to the mm) whose tag word counts its valid entries plus
+ * the walkers inside it. Entries: VALID bit 0, WRITE bit 1, DIRTY bit 2, the
+ * pfn from bit 4 (upper entries: the lower directory's frame).
+ */
+#define PG_DIRTY (1u << 27)
+
+#define MIRROR_VALID     1ULL
+#define MIRROR_WRITE     2ULL
+#define MIRROR_DIRTY     4ULL
+#define MIRROR_PFN_SHIFT 4
+#define MIRROR_LEVELS    4u /* root (shift 39), 30, 21, leaf 12 */
+#define MAX_MIRRORS      256u
+
+/* @unmanaged class Mirror, field for field (usize is 32-bit: heap addresses). */
+typedef struct {
+    uint32_t id;
+    uint32_t device;
+    uint32_t mm;
+    uint32_t sub;
+    uint32_t root; /* heap block of root_entries entries */
+    uint32_t root_entries;
+    uint32_t directories;
+    uint64_t valid;
+    uint64_t faults;
+    uint64_t cpu_faults;
+    uint64_t retries;
+    uint64_t backoffs;
+    uint64_t invalidations;
+    uint32_t fault_active;
+    uint32_t backoff;
+    uint64_t fault_start;
+    uint64_t fault_end;
+} mirror_t;
+
+static uint32_t mirrors[MAX_MIRRORS]; /* heap addresses of Mirror records */
+
+static mirror_t *mirror_by_id(uint32_t id)
+{
+    if (id == 0 || id >= MAX_MIRRORS || mirrors[id] == 0)
+        return NULL;
+    return (mirror_t *)(mem + mirrors[id]);
+}
+
+static inline uint64_t mirror_shift_of(uint32_t level) { return 12 + 9 * (uint64_t)level; }
+static inline uint32_t mirror_entry_pfn(uint64_t e) { return (uint32_t)(e >> MIRROR_PFN_SHIFT); }
+static inline uint64_t *dir_ptr(uint32_t pfn) { return (uint64_t *)(mem + ((size_t)index_of(pfn) << 12)); }
+static inline void dir_ref(uint32_t pfn) { set_tag(pfn, tag_of(pfn) + 1); }
+
+/* A mirror of mm for device `device`; its id, or -errno. */
+static int32_t mirror_create(mm_t *mm, uint32_t device)
+{
+    uint32_t id = 1;
+    while (id < MAX_MIRRORS && mirrors[id] != 0)
+        id++;
+    if (id == MAX_MIRRORS)
+        return -ENOSPC;
+    const uint32_t p = kzalloc(sizeof(mirror_t));
+    if (p == 0)
+        return -ENOMEM;
+    mirror_t *m = (mirror_t *)(mem + p);
+    m->root_entries = (uint32_t)(((mm->task_size - 1) >> mirror_shift_of(MIRROR_LEVELS - 1)) + 1);
+    m->root = kzalloc(m->root_entries << 3);
+    if (m->root == 0) {
+        kfree(p, sizeof(mirror_t));
+        return -ENOMEM;
+    }
+    const int32_t sub = subscribe(mm, SUB_MIRROR, id, 0, mm->task_size);
+    if (sub < 0) {
+        kfree(m->root, m->root_entries << 3);
+        kfree(p, sizeof(mirror_t));
+        return sub;
+    }
+    m->id = id;
+    m->device = device;
+    m->mm = mm->id;
+    m->sub = (uint32_t)sub;
+    mirrors[id] = p;
+    return (int32_t)id;
+}
+
+static inline bool mirror_live(mirror_t *m) { return m->root != 0 && subscription_live(m->sub); }
+
+/* Directory pages are table pages (pgtable.ts allocTablePage / freeTablePage), not charged to the mm. */
+static uint32_t alloc_dir(mirror_t *m)
+{
+    const uint32_t pfn = alloc_table_page();
+    if (pfn != 0)
+        m->directories++;
+    return pfn;
+}
+
+static void free_dir(mirror_t *m, uint32_t pfn)
+{
+    free_table_page(pfn);
+    m->directories--;
+}
+
+/* The walk's path (root excluded): path_dir[L] the directory at level L (0 = leaf), path_slot[L] its entry in the parent. */
+static uint32_t path_dir[4];
+static uint64_t *path_slot[4];
+
+/*
+ * Enters the leaf directory covering addr, taking a walker reference on every
+ * directory on the way; with `create`, missing ones are allocated and linked.
+ * Returns the leaf's entries, or NULL (absent and not created, or out of
+ * memory: the references taken are recorded, leave() drops them).
+ */
+static uint64_t *mirror_enter(mirror_t *m, uint64_t addr, bool create)
+{
+    for (uint32_t l = 0; l < MIRROR_LEVELS - 1; l++)
+        path_dir[l] = 0;
+    uint64_t *slot = (uint64_t *)(mem + m->root) + (addr >> mirror_shift_of(MIRROR_LEVELS - 1));
+    for (int32_t l = (int32_t)MIRROR_LEVELS - 2; l >= 0; l--) {
+        uint64_t e = *slot;
+        if ((e & MIRROR_VALID) == 0) {
+            if (!create)
+                return NULL;
+            const uint32_t pfn = alloc_dir(m);
+            if (pfn == 0)
+                return NULL;
+            e = ((uint64_t)pfn << MIRROR_PFN_SHIFT) | MIRROR_VALID;
+            *slot = e;
+            if (l < (int32_t)MIRROR_LEVELS - 2)
+                dir_ref(path_dir[l + 1]); /* a new valid entry in the parent (the root is not counted) */
+        }
+        const uint32_t pfn = mirror_entry_pfn(e);
+        dir_ref(pfn);
+        path_dir[l] = pfn;
+        path_slot[l] = slot;
+        slot = dir_ptr(pfn) + ((addr >> mirror_shift_of((uint32_t)l)) & 511);
+    }
+    return dir_ptr(path_dir[0]);
+}
+
+/* Drops the walker's references, deepest first; a directory left empty is unlinked and freed. */
+static void mirror_leave(mirror_t *m)
+{
+    for (uint32_t l = 0; l < MIRROR_LEVELS - 1; l++) {
+        const uint32_t pfn = path_dir[l];
+        if (pfn == 0)
+            continue;
+        const uint32_t count = tag_of(pfn) - 1;
+        set_tag(pfn, count);
+        if (count != 0)
+            continue;
+        *path_slot[l] = 0;
+        free_dir(m, pfn);
+        if (l + 1 < MIRROR_LEVELS - 1 && path_dir[l + 1] != 0)
+            set_tag(path_dir[l + 1], tag_of(path_dir[l + 1]) - 1);
+    }
+}
+
+static inline uint64_t *mirror_leaf_begin(mirror_t *m, uint64_t addr) { return mirror_enter(m, addr, true); }
+
+static void mirror_leaf_end(mirror_t *m, uint32_t added)
+{
+    const uint32_t dir = path_dir[0];
+    if (dir != 0)
+        set_tag(dir, tag_of(dir) + added);
+    m->valid += added;
+    mirror_leave(m);
+}
+
+/* Writes one entry (a refill of the same frame keeps the device's DIRTY); 1 if it was not valid before. */
+static inline uint32_t mirror_entry(uint64_t *p, uint32_t pfn, bool write)
+{
+    const uint64_t old = *p;
+    const uint64_t e = ((uint64_t)pfn << MIRROR_PFN_SHIFT) | MIRROR_VALID | (write ? MIRROR_WRITE : 0);
+    *p = mirror_entry_pfn(old) == pfn ? e | (old & MIRROR_DIRTY) : e;
+    return (old & MIRROR_VALID) == 0 ? 1 : 0;
+}
+
+/*
+ * hmm_mirror_update_pt over [start, end): a DIRTY and WRITE entry first marks
+ * its frame dirty; write-protection clears WRITE and DIRTY, anything else the
+ * entry. Directories are visited only where they exist.
+ */
+static void mirror_clear_range(mirror_t *m, uint64_t start, uint64_t end, bool wrprotect)
+{
+    const uint64_t span = (uint64_t)m->root_entries << mirror_shift_of(MIRROR_LEVELS - 1);
+    if (end > span)
+        end = span;
+    uint64_t a = start & ~4095ULL;
+    while (a < end) {
+        const uint64_t leaf_span = 1ULL << mirror_shift_of(1);
+        const uint64_t next = (a + leaf_span) & ~(leaf_span - 1);
+        const uint64_t stop = next < end ? next : end;
+        uint64_t *leaf = mirror_enter(m, a, false);
+        if (leaf != NULL) {
+            const uint32_t dir = path_dir[0];
+            uint32_t cleared = 0;
+            for (uint64_t b = a; b < stop; b += 4096) {
+                uint64_t *p = leaf + ((b >> 12) & 511);
+                const uint64_t e = *p;
+                if ((e & MIRROR_VALID) == 0)
+                    continue;
+                if ((e & (MIRROR_DIRTY | MIRROR_WRITE)) == (MIRROR_DIRTY | MIRROR_WRITE)) {
+                    const uint32_t pfn = mirror_entry_pfn(e);
+                    if (pfn < nr_frames)
+                        set_flag(folio_head(pfn), PG_DIRTY);
+                }
+                if (wrprotect) {
+                    *p = e & ~(MIRROR_WRITE | MIRROR_DIRTY);
+                } else {
+                    *p = 0;
+                    cleared++;
+                }
+            }
+            set_tag(dir, tag_of(dir) - cleared);
+            m->valid -= cleared;
+            mirror_leave(m);
+            a = stop;
+        } else {
+            mirror_leave(m);
+            /* Skip the whole span of the highest missing directory. */
+            uint32_t l = 1;
+            while (l < MIRROR_LEVELS - 1 && path_dir[l] == 0)
+                l++;
+            const uint64_t missing = 1ULL << mirror_shift_of(l);
+            const uint64_t skip = (a + missing) & ~(missing - 1);
+            a = skip > a ? skip : stop;
+        }
+    }
+}
+
+/* The mirror's mmu notifier callback: write-protect events clear WRITE, the others the entries. */
+static void mirror_invalidate(uint32_t id, uint32_t event, uint64_t start, uint64_t end)
+{
+    mirror_t *m = mirror_by_id(id);
+    if (m == NULL || m->root == 0)
+        return;
+    m->invalidations++;
+    if (m->fault_active != 0 && start < m->fault_end && m->fault_start < end)
+        m->backoff = 1;
+    mirror_clear_range(m, start, end, event == MMU_NOTIFY_PROTECTION_PAGE || event == MMU_NOTIFY_SOFT_DIRTY);
+}
+
+/* The leaf entry for addr (0 when absent). */
+static uint64_t mirror_lookup(mirror_t *m, uint64_t addr)
+{
+    if (m->root == 0)
+        return 0;
+    uint64_t e = ((uint64_t *)(mem + m->root))[addr >> mirror_shift_of(MIRROR_LEVELS - 1)];
+    for (int32_t l = (int32_t)MIRROR_LEVELS - 2; l >= 0; l--) {
+        if ((e & MIRROR_VALID) == 0)
+            return 0;
+        e = dir_ptr(mirror_entry_pfn(e))[(addr >> mirror_shift_of((uint32_t)l)) & 511];
+    }
+    return e;
+}
+
+/* ==== ops/mirrorfault.ts: hmm_mirror_fault ============================== */
+
+#define VM_IO       0x4000u
+#define VM_MIXEDMAP 0x10000000u
+
+#define NEED_CPU_FAULT 1 /* stop: the CPU must fault from fail_addr */
+#define BACK_OFF       2 /* stop: an invalidation overlapped; retry */
+
+/* step.ts: nobody steps in the benchmarks (one load and branch per yield point in the core). */
+static bool stepping = false;
+
+typedef struct {
+    mirror_t *mirror;
+    bool write;
+    uint64_t fail_addr;
+} mirror_fault_op;
+
+static mirror_fault_op mirror_fault_op_instance;
+
+static int32_t mf_test_walk(mirror_fault_op *op, vma_t *vma)
+{
+    if ((vma->flags & (VM_IO | VM_PFNMAP | VM_MIXEDMAP | VM_HUGETLB)) != 0)
+        return -EFAULT;
+    if (op->write && (vma->flags & VM_WRITE) == 0)
+        return -EACCES;
+    if ((vma->flags & (VM_READ | VM_WRITE)) == 0)
+        return -EFAULT;
+    return 0;
+}
+
+static inline int32_t mf_pre_vma(mirror_fault_op *op, vma_t *vma, uint64_t start, uint64_t end)
+{
+    (void)op; (void)vma; (void)start; (void)end;
+    return 0;
+}
+static inline void mf_post_vma(mirror_fault_op *op, vma_t *vma, uint64_t start, uint64_t end)
+{
+    (void)op; (void)vma; (void)start; (void)end;
+}
+
+/* A gap between VMAs is -EFAULT; a missing table inside one needs the CPU fault. */
+static int32_t mf_hole(mirror_fault_op *op, uint64_t addr, uint64_t next, int32_t depth)
+{
+    (void)next;
+    if (depth < 0)
+        return -EFAULT;
+    op->fail_addr = addr;
+    return NEED_CPU_FAULT;
+}
+
+/* device->ops->update after a chunk: a yield point; an invalidation since the start means backing off. */
+static inline int32_t mf_pushed(mirror_fault_op *op, uint64_t start, uint64_t end)
+{
+    (void)start; (void)end;
+    if (stepping)
+        unreachable("yieldStep");
+    return op->mirror->backoff != 0 ? BACK_OFF : 0;
+}
+
+/* hmm_mirror_fault_hpmd: the whole PMD as 512 entries, unless a write meets a read-only one. */
+static int32_t mf_upper_entry(mirror_fault_op *op, uint32_t level, uint64_t *ep, uint64_t addr, uint64_t next)
+{
+    (void)next;
+    const uint64_t e = *ep;
+    if (!is_upper_leaf(e))
+        return 0;
+    if (level != 1 || pte_protnone(e) || (op->write && !pte_write(e))) {
+        op->fail_addr = addr;
+        return NEED_CPU_FAULT;
+    }
+    const uint64_t haddr = addr & ~(PMD_SIZE - 1);
+    uint64_t *leaf = mirror_leaf_begin(op->mirror, haddr);
+    if (leaf == NULL) {
+        mirror_leaf_end(op->mirror, 0);
+        return -ENOMEM;
+    }
+    const uint32_t pfn = (uint32_t)leaf_pfn(e, 1);
+    const bool w = pte_write(e);
+    uint32_t added = 0;
+    for (uint32_t i = 0; i < 512; i++)
+        added += mirror_entry(leaf + i, pfn + i, w);
+    mirror_leaf_end(op->mirror, added);
+    set_walk_action(ACTION_CONTINUE);
+    return mf_pushed(op, haddr, haddr + PMD_SIZE);
+}
+
+/* PTEs in order: each present one is copied; the first the device cannot have stops the walk. */
+static int32_t mf_pte_range(mirror_fault_op *op, uint64_t *ptep, uint64_t addr, uint64_t end)
+{
+    uint64_t *leaf = mirror_leaf_begin(op->mirror, addr);
+    if (leaf == NULL) {
+        mirror_leaf_end(op->mirror, 0);
+        return -ENOMEM;
+    }
+    const bool write = op->write;
+    uint32_t added = 0;
+    int32_t r = 0;
+    uint64_t a = addr, *p = ptep, *m = leaf + ((addr >> 12) & 511);
+    for (; a < end; a += 4096, p++, m++) {
+        const uint64_t e = *p;
+        if (!pte_present(e) || pte_protnone(e) || (write && !pte_write(e))) {
+            op->fail_addr = a;
+            r = NEED_CPU_FAULT;
+            break;
+        }
+        added += mirror_entry(m, (uint32_t)leaf_pfn(e, 0), pte_write(e));
+    }
+    mirror_leaf_end(op->mirror, added);
+    if (a > addr) {
+        const int32_t b = mf_pushed(op, addr, a);
+        if (b != 0)
+            return b;
+    }
+    return r;
+}
+
+DEFINE_WALK_LEVEL(mf, mirror_fault_op)
+DEFINE_WALK_PAGE_RANGE(mf, mirror_fault_op)
+
+/* hmm_mirror_fault over [start, end) with the driver's retry loop; 0 or -errno. */
+static int32_t mirror_fault(mirror_t *m, uint64_t start, uint64_t end, bool write)
+{
+    if (!mirror_live(m))
+        return -ENODEV;
+    mm_t *mm = mm_by_id(m->mm);
+    start &= ~4095ULL;
+    end = (end + 4095) & ~4095ULL;
+    if (end > mm->task_size)
+        end = mm->task_size;
+    if (start >= end)
+        return -EINVAL;
+    m->faults++;
+    mirror_fault_op *op = &mirror_fault_op_instance;
+    op->mirror = m;
+    op->write = write;
+    uint64_t addr = start;
+    for (;;) {
+        m->fault_active = 1;
+        m->backoff = 0;
+        m->fault_start = addr;
+        m->fault_end = end;
+        const int32_t r = mf_walk_page_range(op, mm, addr, end);
+        m->fault_active = 0;
+        if (r == BACK_OFF) {
+            m->backoffs++;
+            m->retries++;
+            continue;
+        }
+        if (r <= 0)
+            return r;
+        /* -ENOENT: the CPU faults from fail_addr to the end (hmm_mm_fault), then the device fault retries. */
+        unreachable("mirrorFault: CPU faults for the device (the benchmark range is fully populated)");
+    }
+}
+
+/* index.ts: mirrorNew, mirrorFaultRange, kInvalidateRange. */
+static int32_t x_mirror_new(uint32_t id, uint32_t device)
+{
+    mm_t *m = mm_by_id(id);
+    return m == NULL ? -ENOENT : mirror_create(m, device);
+}
+
+static int32_t x_mirror_fault_range(uint32_t id, double vpn, double pages, bool write)
+{
+    mirror_t *m = mirror_by_id(id);
+    if (m == NULL)
+        return -ENOENT;
+    return mirror_fault(m, page_addr(vpn), page_addr(vpn + pages), write);
+}
+
+static int32_t x_invalidate_range(uint32_t id, double vpn, double end_vpn, uint32_t event)
+{
+    mm_t *m = mm_by_id(id);
+    if (m == NULL)
+        return -ENOENT;
+    mmu_notifier_invalidate_start(m, event, page_addr(vpn), page_addr(end_vpn));
+    mmu_notifier_invalidate_end(m, event, page_addr(vpn), page_addr(end_vpn));
+    return 0;
+}
+
 /* Benchmark setup, untimed: every stride-th PTE gets `on` and loses `off`, the others the other way round. */
 static void set_pte_bits(mm_t *mm, uint64_t start, uint64_t pages, uint64_t stride, uint64_t on, uint64_t off)
 {
@@ -2841,6 +3409,69 @@ static uint64_t free_pages_listed(void)
 
 /* Keeps the walk's results observable so it cannot be optimised away. */
 static volatile uint64_t sink;
+
+/*
+ * Device mirror rounds (bench/mirror.ts) over the mm's range [first, +pages):
+ * a read fault of every page into the empty mirror, then an invalidation of
+ * the whole range (event clear), each timed; both checked untimed.
+ */
+static void mirror_rounds(uint32_t mm_id, uint32_t mirror_id, uint64_t first, uint64_t pages, unsigned repeats,
+                          double *t_fault, double *t_inval, const char *label)
+{
+    mm_t *mm = mm_by_id(mm_id);
+    mirror_t *m = mirror_by_id(mirror_id);
+    const double vpn = (double)(first >> PAGE_SHIFT), per_page = 1.0 / (double)pages;
+    const uint64_t last = first + (pages - 1) * PAGE_SIZE;
+    char what[128];
+    for (unsigned r = 0; r < repeats; r++) {
+        const uint32_t free_before = free_frames, heap_before = bytes_in_use;
+        uint64_t t0 = now_ns();
+        int32_t rc = x_mirror_fault_range(mirror_id, vpn, (double)pages, false);
+        t_fault[r] = (double)(now_ns() - t0) * per_page;
+        snprintf(what, sizeof what, "%s mirror fault result", label);
+        expect((uint64_t)(int64_t)rc, 0, what);
+        snprintf(what, sizeof what, "%s mirror valid entries", label);
+        expect(m->valid, pages, what);
+        snprintf(what, sizeof what, "%s mirror retries", label);
+        expect(m->retries + m->cpu_faults, 0, what);
+        const uint64_t ends[2] = {first, last};
+        for (unsigned k = 0; k < 2; k++) {
+            const uint64_t e = *leaf_lookup(mm, ends[k]);
+            const uint64_t pfn = lookup_level == 1 ? leaf_pfn(e, 1) + ((ends[k] >> 12) & 511) : leaf_pfn(e, 0);
+            snprintf(what, sizeof what, "%s mirror entry at the ends", label);
+            expect(mirror_lookup(m, ends[k]), (pfn << MIRROR_PFN_SHIFT) | MIRROR_VALID | MIRROR_WRITE, what);
+        }
+        /* The seed's count: one per valid entry, the walkers gone. */
+        const uint64_t leaves = (last >> 21) - (first >> 21) + 1, mids = (last >> 30) - (first >> 30) + 1,
+                       tops = (last >> 39) - (first >> 39) + 1;
+        snprintf(what, sizeof what, "%s mirror directories", label);
+        expect(m->directories, leaves + mids + tops, what);
+        snprintf(what, sizeof what, "%s mirror leaf count", label);
+        expect(tag_of(path_dir[0]), ((last >> 12) & 511) + 1 - (leaves == 1 ? (first >> 12) & 511 : 0), what);
+
+        const uint64_t inval_before = m->invalidations;
+        t0 = now_ns();
+        rc = x_invalidate_range(mm_id, vpn, vpn + (double)pages, MMU_NOTIFY_CLEAR);
+        t_inval[r] = (double)(now_ns() - t0) * per_page;
+        snprintf(what, sizeof what, "%s invalidation result", label);
+        expect((uint64_t)(int64_t)rc, 0, what);
+        snprintf(what, sizeof what, "%s invalidations", label);
+        expect(m->invalidations - inval_before, 1, what);
+        snprintf(what, sizeof what, "%s entries after invalidation", label);
+        expect(m->valid, 0, what);
+        snprintf(what, sizeof what, "%s directories after invalidation", label);
+        expect(m->directories, 0, what);
+        snprintf(what, sizeof what, "%s entries at the ends after invalidation", label);
+        expect(mirror_lookup(m, first) | mirror_lookup(m, last), 0, what);
+        /* Every directory frame and heap block is back. */
+        snprintf(what, sizeof what, "%s free frames after invalidation", label);
+        expect(free_frames, free_before, what);
+        snprintf(what, sizeof what, "%s heap after invalidation", label);
+        expect(bytes_in_use, heap_before, what);
+        expect(free_pages_listed(), free_frames, "free frames on the buddy lists");
+    }
+    sink += notifier_count;
+}
 
 int main(int argc, char **argv)
 {
@@ -3090,14 +3721,83 @@ int main(int argc, char **argv)
     kfree(vec, (uint32_t)(written * sizeof(scan_region)));
     sink += total_flushes + notifier_count;
 
+    /*
+     * Device mirror (bench/mirror.ts), 4K: the written range as ordinary
+     * written anonymous memory again (writable, dirty, no uffd-wp, the async
+     * context's registration dropped untimed; the pfns stay on the contiguous
+     * section's folios, which only the mirror entries' pfns see), mirrored
+     * for one device: a read fault of every page into the empty mirror, then
+     * an mmu-notifier invalidation of the whole range (event clear) that
+     * clears every entry and prunes every directory.
+     */
+    dv = vma_at(mm, find_vma_index(mm, first));
+    dv->flags &= ~(VM_UFFD_WP | VM_UFFD_MISSING);
+    dv->uffd = 0;
+    set_pte_bits(mm, first, pages, 1, _PAGE_RW | _PAGE_DIRTY, _PAGE_UFFD_WP);
+    set_mirror_hooks(mirror_invalidate);
+    double *t_mf = malloc(repeats * sizeof(double)), *t_mi = malloc(repeats * sizeof(double));
+    double *t_mf_thp = malloc(repeats * sizeof(double)), *t_mi_thp = malloc(repeats * sizeof(double));
+    if (!t_mf || !t_mi || !t_mf_thp || !t_mi_thp)
+        die("cannot allocate timing buffers");
+    const int32_t mirror4k = x_mirror_new((uint32_t)id, 1);
+    if (mirror4k < 0)
+        die("cannot create the 4K mirror");
+    mirror_rounds((uint32_t)id, (uint32_t)mirror4k, first, pages, repeats, t_mf, t_mi, "4K");
+
+    /*
+     * THP: this port has no THP fault path, so the PMD leaves are built
+     * untimed in a fresh mm with the same VMA, as a THP write fault leaves
+     * them: per aligned 2 MiB of the range an order-9 folio (refcount 1,
+     * anon, counted in rss) under a huge PMD entry (x86: PSE, present, RW,
+     * user, accessed, dirty); a tail short of 2 MiB is faulted in as 4 KiB
+     * pages. The mirror walk sees each leaf in upperEntry (ACTION_CONTINUE)
+     * and fills its 2 MiB as 512 entries.
+     */
+    const int32_t thp_id = x_mm_new(4, (double)(TASK_SIZE >> PAGE_SHIFT));
+    if (thp_id < 0)
+        die("cannot create the THP mm");
+    mm_t *const thp_mm = mm_by_id((uint32_t)thp_id);
+    if (x_mmap((uint32_t)thp_id, vpn, (double)pages, VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC) != 0)
+        die("THP mmap failed");
+    anon_vma_prepare(vma_at(thp_mm, find_vma_index(thp_mm, first)));
+    const uint64_t huge_pages = pages & ~511ULL;
+    for (uint64_t p = 0; p < huge_pages; p += 512) {
+        uint64_t *pmdp = pmd_offset_alloc(thp_mm, first + p * PAGE_SIZE);
+        if (pmdp == NULL)
+            die("no page tables for the THP range");
+        const uint32_t f = alloc_folio(9);
+        if (f == 0)
+            die("no 2 MiB folios for the THP mirror benchmark");
+        set_flag(f, PG_ANON | PG_SWAPBACKED | PG_LRU);
+        *pmdp = ((uint64_t)f << 12) | _PAGE_PSE | _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED | _PAGE_DIRTY;
+        add_rss(thp_mm, MM_ANONPAGES, 512);
+    }
+    if (huge_pages < pages)
+        expect((uint64_t)(int64_t)x_touch((uint32_t)thp_id, vpn + (double)huge_pages, (double)(pages - huge_pages),
+                                          ACCESS_WRITE, 0), ACCESS_OK, "THP: tail fault-in");
+    expect((uint64_t)thp_mm->rss[MM_ANONPAGES], pages, "THP: anon rss");
+    x_walk_stats((uint32_t)thp_id, vpn, (double)pages);
+    expect(result[3], huge_pages / 512, "THP: PMD leaves walked");
+    expect(result[0], pages - huge_pages, "THP: PTEs walked");
+    const int32_t mirror_thp = x_mirror_new((uint32_t)thp_id, 1);
+    if (mirror_thp < 0)
+        die("cannot create the THP mirror");
+    mirror_rounds((uint32_t)thp_id, (uint32_t)mirror_thp, first, pages, repeats, t_mf_thp, t_mi_thp, "THP");
+
     double mprotect = (median(t_ro, repeats) + median(t_rw, repeats)) / 2.0;
     printf("{\"pages\":%llu,\"faultIn\":%.3f,\"mprotect\":%.3f,\"dontneed\":%.3f,\"walk\":%.3f,\"fork\":%.3f,"
            "\"wp1\":%.3f,\"wp100\":%.3f,\"clean1\":%.3f,\"clean100\":%.3f,\"contScan\":%.3f,\"contUnfold\":%.3f,"
-           "\"uffdProtect\":%.3f,\"scanWritten1\":%.3f}\n",
+           "\"uffdProtect\":%.3f,\"scanWritten1\":%.3f,"
+           "\"mirrorFault\":%.3f,\"mirrorInvalidate\":%.3f,\"mirrorFaultThp\":%.3f,\"mirrorInvalidateThp\":%.3f}\n",
            (unsigned long long)pages, median(t_fault, repeats), mprotect,
            median(t_zap, repeats), median(t_walk, repeats), median(t_fork, repeats),
            median(t_dirty[0], repeats), median(t_dirty[1], repeats), median(t_dirty[2], repeats), median(t_dirty[3], repeats),
-           median(t_scan, repeats), median(t_unfold, repeats), median(t_uffd, repeats), median(t_scan_w, repeats));
+           median(t_scan, repeats), median(t_unfold, repeats), median(t_uffd, repeats), median(t_scan_w, repeats),
+           median(t_mf, repeats), median(t_mi, repeats), median(t_mf_thp, repeats), median(t_mi_thp, repeats));
+    free(t_mf);
+    free(t_mi);
+    free(t_mf_thp);
+    free(t_mi_thp);
     free(t_uffd);
     free(t_scan_w);
     free(t_scan);

@@ -31,6 +31,11 @@ export interface NativePeerResult {
   /** UFFDIO_WRITEPROTECT of every page; PAGEMAP_SCAN WP_MATCHING of WRITTEN with 1% written. */
   uffdProtect: number;
   scanWritten1: number;
+  /** Device mirror: read fault of every page into an empty mirror, invalidation of the whole range; 4 KiB PTEs and PMD-mapped THPs. */
+  mirrorFault: number;
+  mirrorInvalidate: number;
+  mirrorFaultThp: number;
+  mirrorInvalidateThp: number;
 }
 
 function parseResult(stdout: string): NativePeerResult | null {
@@ -44,7 +49,7 @@ function parseResult(stdout: string): NativePeerResult | null {
     return null;
   }
   const record = parsed as Record<string, unknown>;
-  const fields = ['pages', 'faultIn', 'mprotect', 'dontneed', 'walk', 'fork', 'wp1', 'wp100', 'clean1', 'clean100', 'contScan', 'contUnfold', 'uffdProtect', 'scanWritten1'] as const;
+  const fields = ['pages', 'faultIn', 'mprotect', 'dontneed', 'walk', 'fork', 'wp1', 'wp100', 'clean1', 'clean100', 'contScan', 'contUnfold', 'uffdProtect', 'scanWritten1', 'mirrorFault', 'mirrorInvalidate', 'mirrorFaultThp', 'mirrorInvalidateThp'] as const;
   const valid = fields.every((field) => {
     const value = record[field];
     return typeof value === 'number' && Number.isFinite(value);
@@ -68,6 +73,10 @@ function parseResult(stdout: string): NativePeerResult | null {
     contUnfold: numbers.contUnfold,
     uffdProtect: numbers.uffdProtect,
     scanWritten1: numbers.scanWritten1,
+    mirrorFault: numbers.mirrorFault,
+    mirrorInvalidate: numbers.mirrorInvalidate,
+    mirrorFaultThp: numbers.mirrorFaultThp,
+    mirrorInvalidateThp: numbers.mirrorInvalidateThp,
   };
 }
 

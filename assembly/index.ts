@@ -55,7 +55,7 @@ import { wpSharedMappingRange, cleanRecordSharedMappingRange, cacheFlushes, clea
 import { clearRefs as clearRefsMm } from "./ops/clearrefs";
 import { thpSplitPmd, thpFaultAlloc, thpFaultFallback, thpFileAlloc, thpFileMapped, setThpPolicy } from "./thp";
 import { checkAll, problems } from "./check";
-import { Mirror, mirrorById, mirrorCreate, mirrorDestroy, mirrorLive, mirrorLookup, mirrorDeviceWrite } from "./mirror";
+import { Mirror, mirrorById, mirrorCreate, mirrorDestroy, mirrorLive, mirrorLookup, mirrorDeviceWrite, mirrorLeafCount } from "./mirror";
 import { mirrorFault } from "./ops/mirrorfault";
 import { hmmRangeFault, hmmCpuFaults, hmmLast } from "./ops/hmmrange";
 import { devicePoolCreate, devicePoolInfo, migrateToDevice } from "./devmem";
@@ -902,6 +902,9 @@ export function mirrorEntryAt(id: u32, vpn: f64): void {
   const m = mirrorById(id);
   unchecked(result[0] = m == null ? 0 : mirrorLookup(m, addr(vpn)));
 }
+
+/** The count of the mirror's leaf directory covering vpn (0: none). */
+export function mirrorDirCount(id: u32, vpn: f64): u32 { const m = mirrorById(id); return m == null ? 0 : mirrorLeafCount(m, addr(vpn)); }
 
 /** A device write through the mirror at vpn: 0, or -EFAULT if the entry is not valid and writable. */
 export function mirrorWrite(id: u32, vpn: f64): i32 {

@@ -273,6 +273,17 @@ export function mirrorLookup(m: Mirror, addr: u64): u64 {
   return e;
 }
 
+/** The count of the leaf directory covering addr (its valid entries plus walkers inside), 0 if there is none. */
+export function mirrorLeafCount(m: Mirror, addr: u64): u32 {
+  if (m.root == 0 || (addr >> shiftOf(LEVELS - 1)) >= <u64>m.rootEntries) return 0;
+  let e = load<u64>(m.root + <usize>((addr >> shiftOf(LEVELS - 1)) << 3));
+  for (let l: i32 = <i32>LEVELS - 2; l > 0; l--) {
+    if ((e & MIRROR_VALID) == 0) return 0;
+    e = load<u64>(dirPtr(mirrorEntryPfn(e)) + <usize>(((addr >> shiftOf(<u32>l)) & 511) << 3));
+  }
+  return (e & MIRROR_VALID) == 0 ? 0 : tagOf(mirrorEntryPfn(e));
+}
+
 /** Sets DIRTY on a valid writable entry (a device write through the mirror); false if it cannot write there. */
 export function mirrorDeviceWrite(m: Mirror, addr: u64): bool {
   const e = mirrorLookup(m, addr);

@@ -76,6 +76,7 @@ export interface CoreExports {
   mirrorFaultRange(id: number, vpn: number, pages: number, write: number): number;
   mirrorEntryAt(id: number, vpn: number): void;
   mirrorWrite(id: number, vpn: number): number;
+  mirrorDirCount(id: number, vpn: number): number;
   mirrorInfo(id: number): void;
   devicePool(device: number, order: number): number;
   devicePoolStats(device: number): void;
@@ -146,7 +147,7 @@ const ALLOWED: Record<HookContext, ReadonlySet<string>> = {
   // Reading a userfaultfd's messages is another thread's read(2): it touches no page table.
   step: new Set([...INSPECT, 'access', 'touch', 'kPteGet', 'contScan', 'cpuPeek', 'entryAt', 'entryPath', 'pagemap', 'allocBuffer', 'freeBuffer', 'dump',
     'dumpRecords', 'walkStats', 'check', 'checkProblems', 'kFlushTlbRange', 'kFlushTlbMm', 'kFlushTlbAll', 'kFlushPending', 'uffdRead', 'uffdOwner',
-    'notifierReadBegin', 'notifierCheckRetry', 'notifierInvalidations', 'mirrorEntryAt', 'mirrorInfo']),
+    'notifierReadBegin', 'notifierCheckRetry', 'notifierInvalidations', 'mirrorEntryAt', 'mirrorInfo', 'mirrorDirCount']),
 };
 
 export type CoreArch = 'x86_64' | 'arm64';

@@ -170,6 +170,15 @@ export class Mirror {
     return { valid: (raw & 1n) !== 0n, write: (raw & 2n) !== 0n, dirty: (raw & 4n) !== 0n, pfn: Number(raw >> 4n), raw };
   }
 
+  /**
+   * The count of the leaf directory covering addr: its valid entries plus the
+   * walkers inside it (none at rest), the seed's pruning rule. 0 if absent.
+   */
+  leafDirectoryCount(addr: number | bigint): number {
+    this.usable();
+    return this.core.x.mirrorDirCount(this.id, Number(toBigAddr(addr, 'addr') >> 12n));
+  }
+
   /** The device writes `tag` to the page at addr through its mirror entry (which becomes DIRTY). EFAULT if not valid and writable. */
   deviceWrite(addr: number | bigint, tag: number): void {
     this.usable();

@@ -17,6 +17,7 @@ describe('device mirrors', () => {
     expect(mir.stats).toMatchObject({ directories: 0, bytes: 0, validEntries: 0, rootBytes: 256 * 8 });   // (TASK_SIZE - 1 >> 39) + 1 entries
     expect(mir.fault(a + 77 * PAGE, 1, 'r')).toEqual({ cpuFaults: 0, retries: 0, backoffs: 0 });
     expect(mir.stats).toMatchObject({ directories: 3, bytes: 3 * PAGE, validEntries: 512 });
+    expect(mir.leafDirectoryCount(a)).toBe(512);
     for (const i of [0, 77, 511]) expect(mir.lookup(a + i * PAGE)).toMatchObject({ valid: true, write: true, dirty: false, pfn: head + i });
     expect(mir.lookup(a + 2 * MiB).valid).toBe(false);
     // Faulting again fills nothing new.
@@ -77,10 +78,14 @@ describe('device mirrors', () => {
     mir.fault(b, 1, 'r');
     const dirs = mir.stats.directories;
     expect(mir.stats.validEntries).toBe(4);
+    expect(mir.leafDirectoryCount(a)).toBe(3);
     p.madvise(a, 2 * PAGE, 'dontneed');
     expect(mir.stats).toMatchObject({ validEntries: 2, directories: dirs });
+    expect(mir.leafDirectoryCount(a)).toBe(1);
     p.munmap(a, 3 * PAGE);
     expect(mir.stats.validEntries).toBe(1);
+    expect(mir.leafDirectoryCount(a)).toBe(0);
+    expect(mir.leafDirectoryCount(b)).toBe(1);
     expect(mir.stats.directories).toBeLessThan(dirs);                      // a's leaf directory (and what held only it) went
     p.munmap(b, PAGE);
     expect(mir.stats).toMatchObject({ validEntries: 0, directories: 0, bytes: 0 });

@@ -1,4 +1,9 @@
 // hmm_range_fault and mmu interval notifiers (SEMANTICS §4.2, §9.E).
+// Not confirmed on the host: its kernel has CONFIG_DEVICE_PRIVATE off and no
+// test_hmm driver, and neither interface is reachable from user space; the
+// expectations follow mm/hmm.c (hmm_vma_handle_pte, hmm_vma_fault, the
+// hmm_range_fault loop) and SEMANTICS, and say where they follow the code
+// over the spec's shorthand (E13).
 
 import { describe, it, expect } from 'vitest';
 import { machine, expectClean, PAGE, MiB } from './helpers.js';

@@ -2,25 +2,31 @@
 // The `ptemu` command. A thin layer over the API: each command is an exported
 // function that tests call directly.
 
-import { parseArgs } from 'node:util';
 import { runDemo } from '../demo.js';
+import { reportCommand } from './report.js';
 
 const HELP = `ptemu: an emulator of Linux memory management
 
 Usage:
   ptemu demo          a guided tour: faults, mprotect, pageout and swap-in,
-                      shared memory, THP, ptdump and invariant checks
+                      shared memory, THP, TLBs, fork with pins, dirty
+                      tracking, contpte, userfaultfd, device mirrors
+  ptemu report <results.json> -o report.html
+                      a sweep's results as an HTML page with SVG charts
   ptemu help          this text
+
+Each command takes --help.
 
 Options:
   -h, --help          show help
 `;
 
+/** Dispatches to the command named by the first argument; the commands parse their own flags. */
 export async function main(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { help: { type: 'boolean', short: 'h' } } });
-  const cmd = positionals[0] ?? 'help';
-  if (values.help || cmd === 'help') { process.stdout.write(HELP); return 0; }
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === 'help' || cmd === '-h' || cmd === '--help') { process.stdout.write(HELP); return 0; }
   if (cmd === 'demo') { await runDemo(); return 0; }
+  if (cmd === 'report') return reportCommand(rest);
   process.stderr.write(`ptemu: unknown command ${JSON.stringify(cmd)}\n\n${HELP}`);
   return 2;
 }

@@ -26,6 +26,15 @@ function inside(start: NotifierRecord, end: NotifierRecord, flushes: FlushRecord
   }
 }
 
+/** A process with `pages` written private pages on a 2-CPU machine. */
+async function written(pages: number, opts: Parameters<typeof machine>[0] = {}) {
+  const m = await machine({ cpus: 2, ...opts });
+  const p = m.spawn();
+  const a = p.mmap({ length: pages * PAGE, prot: 'rw' });
+  p.touch(a.start, a.length, 'w', 1);
+  return { m, p, a };
+}
+
 function clearLogs(m: Machine): void {
   m.clearNotifierLog();
   m.clearFlushLog();
@@ -33,10 +42,7 @@ function clearLogs(m: Machine): void {
 
 describe('unmapping', () => {
   it('munmap: one MMU_NOTIFY_UNMAP over the range, ended after the flush; a range with no VMA notifies nothing', async () => {
-    const m = await machine({ cpus: 2 });
-    const p = m.spawn();
-    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
-    p.touch(a.start, a.length, 'w', 1);
+    const { m, p, a } = await written(4);
     clearLogs(m);
     p.munmap(a.start + PAGE, 2 * PAGE);
     const n = m.notifierLog;
@@ -51,10 +57,7 @@ describe('unmapping', () => {
   });
 
   it('arm64 munmap across two VMAs: the per-VMA flushes (tlb_end_vma) all fall inside the one UNMAP range', async () => {
-    const m = await machine({ arch: 'arm64', cpus: 2 });
-    const p = m.spawn();
-    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
-    p.touch(a.start, a.length, 'w', 1);
+    const { m, p, a } = await written(4, { arch: 'arm64' });
     p.mprotect(a.start + 2 * PAGE, 2 * PAGE, 'r');
     clearLogs(m);
     p.munmap(a.start, 4 * PAGE);
@@ -67,10 +70,7 @@ describe('unmapping', () => {
   });
 
   it('exit: one UNMAP over [0, TASK_SIZE) around the whole-mm flush, nothing before it; an mm without VMAs notifies nothing', async () => {
-    const m = await machine({ cpus: 2 });
-    const p = m.spawn();
-    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
-    p.touch(a.start, a.length, 'w', 1);
+    const { m, p, a } = await written(4);
     clearLogs(m);
     p.exit();
     const n = m.notifierLog;
@@ -86,10 +86,7 @@ describe('unmapping', () => {
   });
 
   it('MADV_DONTNEED: one MMU_NOTIFY_CLEAR per VMA, clipped to the advice range, each around its own flush', async () => {
-    const m = await machine({ cpus: 2 });
-    const p = m.spawn();
-    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
-    p.touch(a.start, a.length, 'w', 1);
+    const { m, p, a } = await written(4);
     p.mprotect(a.start + 2 * PAGE, 2 * PAGE, 'r');
     clearLogs(m);
     p.madvise(a.start + PAGE, 3 * PAGE, 'dontneed');
@@ -104,10 +101,7 @@ describe('unmapping', () => {
 
 describe('mprotect', () => {
   it('MMU_NOTIFY_PROTECTION_VMA per VMA part: both started before any change, ended after the one batched flush', async () => {
-    const m = await machine({ cpus: 2 });
-    const p = m.spawn();
-    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' });
-    p.touch(a.start, a.length, 'w', 1);
+    const { m, p, a } = await written(4);
     p.mprotect(a.start + 2 * PAGE, 2 * PAGE, 'r');
     clearLogs(m);
     p.mprotect(a.start + PAGE, 3 * PAGE, 'r');

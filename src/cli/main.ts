@@ -4,6 +4,8 @@
 
 import { runDemo } from '../demo.js';
 import { reportCommand } from './report.js';
+import { runCommand } from './commands/run.js';
+import { snapshotCommand } from './commands/snapshot.js';
 
 const HELP = `ptemu: an emulator of Linux memory management
 
@@ -11,6 +13,10 @@ Usage:
   ptemu demo          a guided tour: faults, mprotect, pageout and swap-in,
                       shared memory, THP, TLBs, fork with pins, dirty
                       tracking, contpte, userfaultfd, device mirrors
+  ptemu run <scenario.yaml|json> [--fail-fast] [--json out.json]
+                      run a scenario file and check its expect blocks
+  ptemu snapshot <pid> -o snap.json [--pfns]
+                      a live process's address space as a scenario
   ptemu report <results.json> -o report.html
                       a sweep's results as an HTML page with SVG charts
   ptemu help          this text
@@ -26,6 +32,8 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === 'help' || cmd === '-h' || cmd === '--help') { process.stdout.write(HELP); return 0; }
   if (cmd === 'demo') { await runDemo(); return 0; }
+  if (cmd === 'run') return runCommand(rest);
+  if (cmd === 'snapshot') return snapshotCommand(rest);
   if (cmd === 'report') return reportCommand(rest);
   process.stderr.write(`ptemu: unknown command ${JSON.stringify(cmd)}\n\n${HELP}`);
   return 2;

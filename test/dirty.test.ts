@@ -462,6 +462,26 @@ describe('soft-dirty (clear_refs 4, pagemap bit 55)', () => {
     expectClean(m);
   });
 
+  it('stepped: clear_refs yields after each entry and before its flush; a write through a stale TLB entry there is not seen as soft-dirty', async () => {
+    const m = await machine({ cpus: 2 });
+    const p = m.spawn();
+    const a = p.mmap({ length: 2 * PAGE, prot: 'rw' });
+    p.write(a.start, 1, { cpu: 1 });                                        // C1 caches a writable, dirty translation
+    p.write(a.start + PAGE, 1);
+    const kinds: string[] = [];
+    p.clearRefs('soft-dirty', {
+      onStep: (st) => {
+        kinds.push(st.kind);
+        if (st.kind === 'flush') expect(p.write(a.start, 2, { cpu: 1 })).toMatchObject({ ok: true, faults: 0, hit: 'l1' });
+      },
+    });
+    expect(kinds).toEqual(['entry', 'entry', 'flush']);
+    // The write went through the stale entry: the PTE stayed write-protected and clean of soft-dirty.
+    expect(p.entry(a.start)).toMatchObject({ write: false, softDirty: false });
+    expect(p.read(a.start)).toMatchObject({ tag: 2 });
+    expectClean(m);
+  });
+
   it('shared mappings become write-notified after the clear, so their writes are seen too', async () => {
     const m = await machine();
     const f = m.memfd({ size: 4 * PAGE });

@@ -19,6 +19,7 @@ import { isZeroPfn, folioHead, folioMaybeDmaPinned } from "../frames";
 import { flushTlbRange, flushTlbMm } from "../flush";
 import { contpteMm, setPtes, ptepGetAndClear, testAndClearYoung } from "../arch/contpte";
 import { VM_PFNMAP, VM_SOFTDIRTY, PMD_SIZE } from "../constants";
+import { stepping, yieldStep, STEP_ENTRY, STEP_FLUSH } from "../step";
 
 export const CLEAR_REFS_ALL: u32 = 1;
 export const CLEAR_REFS_ANON: u32 = 2;
@@ -38,12 +39,10 @@ export const CLEAR_REFS_SOFT_DIRTY: u32 = 4;
         if (ptePresent(e)) {
           if (this.isPinned(e)) continue;
           // ptep_modify_prot_start/commit (arm64: through the contpte layer).
-          if (cont) {
-            const a = addr + (<u64>(p - ptep) << 9);
-            setPtes(mm, a, p, pteClearSoftDirty(pteWrprotect(ptepGetAndClear(mm, a, p))), 1);
-          } else {
-            store<u64>(p, pteClearSoftDirty(pteWrprotect(e)));
-          }
+          const a = addr + (<u64>(p - ptep) << 9);
+          if (cont) setPtes(mm, a, p, pteClearSoftDirty(pteWrprotect(ptepGetAndClear(mm, a, p))), 1);
+          else store<u64>(p, pteClearSoftDirty(pteWrprotect(e)));
+          if (stepping) yieldStep(STEP_ENTRY, mm, a, a + 4096, ptep & ~<usize>4095);
         } else if (isSwapPte(e)) {
           store<u64>(p, e & ~swpSoftDirtyBit());
         }
@@ -126,6 +125,7 @@ export function clearRefs(mm: Mm, type: u32): void {
   walkPageRange<ClearRefsOp>(op, mm, 0, mm.taskSize);
   if (softDirty) {
     mmuNotifierInvalidateEnd(mm, MMU_NOTIFY_SOFT_DIRTY, 0, <u64>-1);
+    if (stepping) yieldStep(STEP_FLUSH, mm, 0, mm.taskSize, 0);
     flushTlbMm(mm);
     mm.flushPending--;
   }

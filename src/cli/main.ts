@@ -4,6 +4,8 @@
 
 import { runDemo } from '../demo.js';
 import { reportCommand } from './report.js';
+import { replayCommand } from './commands/replay.js';
+import { sweepCommand } from './sweep.js';
 import { runCommand } from './commands/run.js';
 import { snapshotCommand } from './commands/snapshot.js';
 
@@ -13,6 +15,11 @@ Usage:
   ptemu demo          a guided tour: faults, mprotect, pageout and swap-in,
                       shared memory, THP, TLBs, fork with pins, dirty
                       tracking, contpte, userfaultfd, device mirrors
+  ptemu replay <trace> [--format lackey|pinatrace|champsim|raw] [--pages 4k|thp|mthp-64k|contpte]
+                      [--tlb preset|file] [--arch] [--cpus] [--mode] [--snapshot snap.json] [--json|--csv FILE]
+                      stream a memory trace through the TLBs and page tables
+  ptemu sweep <config.yaml> [--workers N] [--json results.json] [--report report.html]
+                      traces x TLB presets x page-size policies, on worker threads
   ptemu run <scenario.yaml|json> [--fail-fast] [--json out.json]
                       run a scenario file and check its expect blocks
   ptemu snapshot <pid> -o snap.json [--pfns]
@@ -32,6 +39,8 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === 'help' || cmd === '-h' || cmd === '--help') { process.stdout.write(HELP); return 0; }
   if (cmd === 'demo') { await runDemo(); return 0; }
+  if (cmd === 'replay') return replayCommand(rest);
+  if (cmd === 'sweep') return sweepCommand(rest);
   if (cmd === 'run') return runCommand(rest);
   if (cmd === 'snapshot') return snapshotCommand(rest);
   if (cmd === 'report') return reportCommand(rest);

@@ -34,11 +34,25 @@ Options:
   -h, --help          show help
 `;
 
+const DEMO_HELP = `ptemu demo
+
+The guided tour (what npm start runs): short scenarios printing, in kernel
+terms, what happens to entries, frames, TLBs and logs: faults on the zero page
+and new frames, mprotect, pageout and swap-in, shared memory and COW, THP, a
+stale TLB entry, fork with a DMA pin, the dirty-tracking race, contpte
+folding, userfaultfd markers and async tracking, a device mirror, ptdump and
+the invariant checker. No options.
+`;
+
 /** Dispatches to the command named by the first argument; the commands parse their own flags. */
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === 'help' || cmd === '-h' || cmd === '--help') { process.stdout.write(HELP); return 0; }
-  if (cmd === 'demo') { await runDemo(); return 0; }
+  if (cmd === 'demo') {
+    if (rest.includes('--help') || rest.includes('-h')) { process.stdout.write(DEMO_HELP); return 0; }
+    await runDemo();
+    return 0;
+  }
   if (cmd === 'replay') return replayCommand(rest);
   if (cmd === 'sweep') return sweepCommand(rest);
   if (cmd === 'run') return runCommand(rest);

@@ -27,7 +27,7 @@ describe('the example scenarios', () => {
   const files = readdirSync(EXAMPLES).filter((f) => /\.ya?ml$/.test(f)).sort();
 
   it('cover the seed topics', () => {
-    expect(files).toEqual(['contpte-fold.yaml', 'device-mirror.yaml', 'dirty-race.yaml', 'fork-pin.yaml', 'uffd-wp-dontneed.yaml']);
+    for (const topic of ['contpte-fold.yaml', 'device-mirror.yaml', 'dirty-race.yaml', 'fork-pin.yaml', 'uffd-wp-dontneed.yaml']) expect(files).toContain(topic);
   });
 
   for (const f of files) {

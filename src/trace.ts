@@ -45,6 +45,20 @@ export class Trace {
   view(from: number, count: number): Uint32Array { return this.words.subarray(from * 2, (from + count) * 2); }
 
   /**
+   * A trace over records already in the replay layout (two u32 words per
+   * access, see the top of this file), without copying them: how a file
+   * reader hands its batches to m.replay. `count` defaults to all of them.
+   */
+  static fromWords(words: Uint32Array, count = words.length >>> 1): Trace {
+    if (!(words instanceof Uint32Array)) throw new EmuError('EINVAL', 'words must be a Uint32Array', 'words');
+    if (!Number.isInteger(count) || count < 0 || count * 2 > words.length) throw new EmuError('EINVAL', `count must be an integer in [0, ${words.length >>> 1}]`, 'count');
+    const t = new Trace(1);
+    t.words = words;
+    t.n = count;
+    return t;
+  }
+
+  /**
    * Uniformly random page accesses over [start, start+length) from a seeded
    * xorshift generator: the same seed gives the same trace.
    */

@@ -301,3 +301,22 @@ describe('instruction fetches', () => {
     }
   });
 });
+
+describe('Trace.fromWords', () => {
+  it('a trace over existing records replays exactly as the trace they came from; bad arguments are refused', async () => {
+    const run = async (make: (t: Trace) => Trace) => {
+      const m = await Machine.create({ memory: '64MiB', tlb: 'tiny' });
+      const p = m.spawn();
+      const a = p.mmap({ length: 4 * MiB, prot: 'rw' });
+      const t = Trace.random({ start: a.start, length: 4 * MiB, count: 5000, seed: 7, writeRatio: 0.3 });
+      const s = m.replay(p, make(t));
+      return { tlb: s.tlb, faults: s.faults, accesses: s.accesses };
+    };
+    const direct = await run((t) => t);
+    const viewed = await run((t) => Trace.fromWords(t.view(0, t.length)));
+    expect(viewed).toEqual(direct);
+    expect(Trace.fromWords(new Uint32Array(10), 3).length).toBe(3);
+    expect(() => Trace.fromWords(new Uint32Array(10), 6)).toThrow(expect.objectContaining({ arg: 'count' }));
+    expect(() => Trace.fromWords([] as unknown as Uint32Array)).toThrow(expect.objectContaining({ arg: 'words' }));
+  });
+});

@@ -79,21 +79,6 @@ export async function resolveTlbOption(tlb: string | undefined, arch: 'x86_64' |
   }
 }
 
-/**
- * m.replay takes a Trace; this one views a batch's buffer, so batches reach
- * the core with the one copy m.replay makes into its memory and no other.
- */
-class BatchTrace extends Trace {
-  private count = 0;
-  constructor() { super(1); }
-  load(words: Uint32Array, count: number): this {
-    this.words = words;
-    this.count = count;
-    return this;
-  }
-  override get length(): number { return this.count; }
-}
-
 const RW = 1, RWX = 2, NONE = 3;
 /** Entries of the region cache (direct-mapped): 2^(32 - CACHE_SHIFT). */
 const CACHE_SHIFT = 22;
@@ -344,7 +329,6 @@ export async function replayFile(opts: ReplayRunOptions): Promise<ReplayFileResu
 
   const reader = new TraceReader(opts.trace, { format: opts.format, skipBad: opts.skipBad, batchSize: opts.batch });
   const bar = new ProgressBar(process.stderr, opts.progress ?? process.stderr.isTTY === true);
-  const trace = new BatchTrace();
   const kinds = new Float64Array(4);
   let accesses = 0, batches = 0, l1 = 0, l2 = 0, walks = 0, walkRefs = 0, minor = 0, major = 0, signals = 0;
   const add = (s: ReplayStats): void => {
@@ -360,7 +344,8 @@ export async function replayFile(opts: ReplayRunOptions): Promise<ReplayFileResu
         const n = limit === undefined ? b.count : Math.min(b.count, limit - accesses);
         if (mapper) mapper.prepare(b.words, n, kinds);
         else countKinds(b.words, n, kinds);
-        add(m.replay(p, trace.load(b.words, n), { cpu: batches % cpus }));
+        // A view of the batch's buffer: the one copy is m.replay's into the core's memory.
+        add(m.replay(p, Trace.fromWords(b.words, n), { cpu: batches % cpus }));
         accesses += n;
         batches++;
         bar.update(limit === undefined ? reader.progress : Math.max(reader.progress, accesses / limit), accesses, performance.now() - t0);

@@ -55,6 +55,8 @@ import { wpSharedMappingRange, cleanRecordSharedMappingRange, cacheFlushes, clea
 import { clearRefs as clearRefsMm } from "./ops/clearrefs";
 import { thpSplitPmd, thpFaultAlloc, thpFaultFallback, thpFileAlloc, thpFileMapped, setThpPolicy } from "./thp";
 import { checkAll, problems } from "./check";
+import { machineDigest } from "./digest";
+import { setInjectedSkipCowCopy } from "./wp";
 import { Mirror, mirrorById, mirrorCreate, mirrorDestroy, mirrorLive, mirrorLookup, mirrorDeviceWrite, mirrorLeafCount } from "./mirror";
 import { mirrorFault } from "./ops/mirrorfault";
 import { hmmRangeFault, hmmCpuFaults, hmmLast } from "./ops/hmmrange";
@@ -956,4 +958,14 @@ export function migrateRangeToDevice(id: u32, device: u32, vpn: f64, pages: f64)
   const m = mm(id);
   if (m == null) return -ENOENT;
   return <f64>migrateToDevice(m, device, addr(vpn), addr(vpn + pages));
+}
+
+/** The state digest (digest.ts), as two u32 halves in [0]. */
+export function digest(): void { unchecked(result[0] = machineDigest()); }
+
+/** Test-only wrong kernels for the fuzzers to find: 1 = a write to a COW-shared anonymous page reuses it. */
+export function debugInjectBug(bug: u32, on: bool): i32 {
+  if (bug != 1) return -EINVAL;
+  setInjectedSkipCowCopy(on);
+  return 0;
 }

@@ -25,6 +25,14 @@ import { VM_SHARED, VM_MAYSHARE, VM_UFFD_WP, VM_FAULT_OOM, FAULT_FLAG_UNSHARE, M
  * Shared mappings call ->page_mkwrite and reuse the page; private ones reuse
  * an exclusive anonymous page and copy anything else (COW).
  */
+/**
+ * A deliberately wrong kernel for the fuzzers to find (m.debug.injectBug):
+ * a write to a shared anonymous page reuses it instead of copying it, so
+ * parent and child end up writing one frame.
+ */
+export let injectedSkipCowCopy = false;
+export function setInjectedSkipCowCopy(on: bool): void { injectedSkipCowCopy = on; }
+
 export function doWpPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): u32 {
   let e = load<u64>(ptep);
   // userfaultfd write-protect: the context hears of the write (sync), or the bit just goes (async).
@@ -50,7 +58,7 @@ export function doWpPage(mm: Mm, vma: Vma, addr: u64, ptep: usize, flags: u32): 
   if (normal) {
     const head = folioHead(pfn);
     if (testFlag(head, PG_ANON)) {
-      if (testFlag(pfn, PG_EXCLUSIVE) || wpCanReuseAnonFolio(head)) {
+      if (testFlag(pfn, PG_EXCLUSIVE) || wpCanReuseAnonFolio(head) || injectedSkipCowCopy) {
         setFlag(pfn, PG_EXCLUSIVE);
         if ((flags & FAULT_FLAG_UNSHARE) != 0) return 0;
         wpPageReuse(mm, vma, addr, ptep, e);

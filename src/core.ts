@@ -112,6 +112,8 @@ export interface CoreExports {
   corruptFrame(pfn: number, field: number, value: number): void;
   corruptEntryAt(id: number, vpn: number, level: number, lo: number, hi: number): number;
   debugVmaFlags(id: number, vpn: number, set: number, clear: number): number;
+  debugInjectBug(bug: number, on: number): number;
+  digest(): void;
   entryPath(id: number, vpn: number): number;
   encodePresent(pfn: number, flags: number, level: number): bigint;
   encodeSwap(type: number, offset: number, flags: number): bigint;
@@ -140,7 +142,7 @@ export type HookContext = 'step' | 'page_mkwrite';
 
 const INSPECT = [
   'resultPtr', 'memory', 'frameInfo', 'frameTag', 'machineInfo', 'swapInfo', 'fileInfo', 'fileLookup', 'mmInfo', 'vmaInfo',
-  'mmFlags', 'cpuStats', 'cpuInfo', 'logRecords', 'flushTotals', 'mthpStats', 'contpteCounters', 'uffdEvents', 'pageoutCount', 'decode', 'encodePresent', 'encodeSwap', 'encodeTable',
+  'mmFlags', 'cpuStats', 'cpuInfo', 'logRecords', 'flushTotals', 'mthpStats', 'contpteCounters', 'uffdEvents', 'pageoutCount', 'decode', 'encodePresent', 'encodeSwap', 'encodeTable', 'digest',
 ];
 const ALLOWED: Record<HookContext, ReadonlySet<string>> = {
   page_mkwrite: new Set(INSPECT),

@@ -1,6 +1,7 @@
 // The Machine: one emulated computer (physical memory, swap device, CPUs,
 // architecture) and its processes and files. It owns one WASM core instance.
 
+import { createHash } from 'node:crypto';
 import { instantiateCore, type Core } from './core.js';
 import { EmuError } from './errors.js';
 import { parseSize, GiB, PAGE_SIZE, type Size } from './units.js';
@@ -434,6 +435,20 @@ export class Machine {
     throw new EmuError('EINVAL', `pageMkwrite returned ${String(r)}; expected nothing, 'ok', 'block' or 'sigbus'`, 'pageMkwrite');
   }
 
+  /**
+   * A digest of the whole memory-management state (frames, every mm's VMAs
+   * and page-table entries and counters, page caches, swap) and the
+   * statistics: the same operations give the same digest on any machine;
+   * a call that throws leaves it unchanged.
+   */
+  digest(): string {
+    this.core.x.digest();
+    const core = this.core.resultBig(0);
+    // The heap's size and the linear memory's are housekeeping, not state: a failed call may grow them.
+    const { heapBytes: _h, wasmMemoryBytes: _w, ...stats } = this.stats;
+    return createHash('sha256').update(core.toString(16)).update(JSON.stringify(stats)).digest('hex');
+  }
+
   /** A frame's descriptor. */
   frame(pfn: number): FrameInfo {
     if (!Number.isInteger(pfn) || pfn < 0 || pfn >= this.options.memory / PAGE_SIZE) {
@@ -525,5 +540,14 @@ export class Machine {
     },
     /** The next n frame allocations succeed, then every one fails (ENOMEM paths). -1 disables. */
     failAllocationsAfter: (n: number): void => { this.core.x.setFailAfter(n); },
+    /**
+     * Test-only wrong kernels, for checking that the fuzzers find bugs:
+     * 'skip-cow-copy' makes a write to a COW-shared anonymous page reuse it
+     * instead of copying it. `on: false` restores the right behaviour.
+     */
+    injectBug: (bug: 'skip-cow-copy', on = true): void => {
+      if (bug !== 'skip-cow-copy') throw new EmuError('EINVAL', `unknown bug ${String(bug)}`, 'bug');
+      this.core.x.debugInjectBug(1, on ? 1 : 0);
+    },
   };
 }

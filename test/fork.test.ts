@@ -242,3 +242,21 @@ describe('fork', () => {
     expectClean(m);
   });
 });
+
+describe('m.debug.injectBug (a wrong kernel for the fuzzers to find)', () => {
+  it("'skip-cow-copy': the child's write lands in the parent's page; the checker sees it; switching it off restores COW", async () => {
+    const m = await machine();
+    const p = m.spawn();
+    const a = p.mmap({ length: 2 * PAGE, prot: 'rw' });
+    p.touch(a.start, 2 * PAGE, 'w', 1);
+    const c = p.fork();
+    m.debug.injectBug('skip-cow-copy');
+    c.write(a.start, 2);
+    expect(p.read(a.start)).toMatchObject({ tag: 2 });                     // the bug: no copy
+    expect(m.check().map((x) => x.kind)).toContain('writable-shared-anon');
+    m.debug.injectBug('skip-cow-copy', false);
+    c.write(a.start + PAGE, 3);
+    expect(p.read(a.start + PAGE)).toMatchObject({ tag: 1 });
+    expect(() => m.debug.injectBug('x' as 'skip-cow-copy')).toThrow(expect.objectContaining({ arg: 'bug' }));
+  });
+});

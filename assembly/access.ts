@@ -27,7 +27,7 @@ import {
   SIZE_4K, SIZE_64K, SIZE_2M, SIZE_1G,
 } from "./tlb";
 import {
-  VM_FAULT_ERROR, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_HWPOISON, FAULT_FLAG_WRITE, FAULT_FLAG_INSTRUCTION,
+  VM_FAULT_ERROR, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_HWPOISON, FAULT_FLAG_WRITE, FAULT_FLAG_INSTRUCTION, FAULT_FLAG_ALLOW_RETRY,
   ACCESS_OK, ACCESS_SEGV_MAPERR, ACCESS_SEGV_ACCERR, ACCESS_SIGBUS, ACCESS_OOM, ACCESS_HWPOISON, ACCESS_BLOCKED,
   VM_FAULT_BLOCKED, BLOCKED_PTL,
 } from "./constants";
@@ -326,7 +326,7 @@ function faultAndRetry(c: Cpu, mm: Mm, addr: u64, kind: u32, tag: u32, functiona
     accessFaults++;
     cpuFaultInvalidate(c, mm.id, addr >> 12, faultFromHit || functional);
     if (!functional) bumpStat(c, ST_PAGE_FAULTS, 1);
-    const flags: u32 = kind == ACCESS_WRITE ? FAULT_FLAG_WRITE : (kind == ACCESS_EXEC ? FAULT_FLAG_INSTRUCTION : 0);
+    const flags: u32 = FAULT_FLAG_ALLOW_RETRY | (kind == ACCESS_WRITE ? FAULT_FLAG_WRITE : (kind == ACCESS_EXEC ? FAULT_FLAG_INSTRUCTION : 0));
     // An interrupted kernel operation holds this address's PTE table lock: the handler would spin on it.
     if (ptlHeld != 0 && faultNeedsTable(mm, addr) == ptlHeld) { accessBlockedOn = BLOCKED_PTL; accessHit = 0; return ACCESS_BLOCKED; }
     setFaultCpu(c.id);

@@ -63,6 +63,8 @@ export const VM_FAULT_ERROR: u32 = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIG
 
 // fault flags.
 export const FAULT_FLAG_WRITE: u32 = 0x1;
+/** The faulting context can wait and retry: CPU faults and GUP. hmm's faults lack it, so a userfaultfd fails them. */
+export const FAULT_FLAG_ALLOW_RETRY: u32 = 0x4;
 export const FAULT_FLAG_INSTRUCTION: u32 = 0x100;
 export const FAULT_FLAG_UNSHARE: u32 = 0x400;
 

@@ -18,7 +18,7 @@ import {
 } from "./frames";
 import {
   VM_READ, VM_WRITE, VM_IO, VM_PFNMAP, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_FAULT_HWPOISON,
-  FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE, ENOMEM, EFAULT, EAGAIN, VM_FAULT_BLOCKED,
+  FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE, FAULT_FLAG_ALLOW_RETRY, ENOMEM, EFAULT, EAGAIN, VM_FAULT_BLOCKED,
 } from "./constants";
 
 export const GUP_WRITE: u32 = 1;      // FOLL_WRITE
@@ -164,9 +164,9 @@ export function gupRange(mm: Mm, start: u64, npages: u32, flags: u32): i32 {
     let pfn = follow(mm, vma, addr, flags, false);
     // Each fault fixes what the entry lacked; a few rounds cover a swap-in followed by an unshare.
     for (let round = 0; pfn < 0 && round < 4; round++) {
-      let fflags: u32 = 0;
-      if ((flags & GUP_WRITE) != 0) fflags = FAULT_FLAG_WRITE;
-      else if (lookupPresent(mm, addr)) fflags = FAULT_FLAG_UNSHARE;
+      let fflags: u32 = FAULT_FLAG_ALLOW_RETRY;
+      if ((flags & GUP_WRITE) != 0) fflags |= FAULT_FLAG_WRITE;
+      else if (lookupPresent(mm, addr)) fflags |= FAULT_FLAG_UNSHARE;
       const r = handleMmFault(mm, addr, fflags);
       if ((r & VM_FAULT_BLOCKED) != 0) {
         // ->page_mkwrite or a userfaultfd made the fault wait (faultBlockedOn says which): the caller retries once resolved.

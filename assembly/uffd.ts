@@ -27,7 +27,7 @@ import { gatherBegin, gatherEnd } from "./gather";
 import { mmuNotifierInvalidateStart, mmuNotifierInvalidateEnd, MMU_NOTIFY_PROTECTION_VMA } from "./notifier";
 import { fileOf, cacheLookup, FILE_SHMEM } from "./file";
 import {
-  VM_UFFD_WP, VM_UFFD_MISSING, VM_HUGETLB, VM_FAULT_SIGBUS, VM_FAULT_BLOCKED, FAULT_FLAG_WRITE, ENOENT, EINVAL, ENOMEM, EBUSY,
+  VM_UFFD_WP, VM_UFFD_MISSING, VM_HUGETLB, VM_FAULT_SIGBUS, VM_FAULT_BLOCKED, FAULT_FLAG_WRITE, FAULT_FLAG_ALLOW_RETRY, ENOENT, EINVAL, ENOMEM, EBUSY,
   BLOCKED_UFFD, EAGAIN, EEXIST, EFAULT, VM_SHARED, MM_ANONPAGES,
 } from "./constants";
 import { setFaultBlockedOn } from "./fault";
@@ -201,6 +201,8 @@ export function uffdPagesChanged(): u64 { return wpOp.pages; }
 export function handleUserfault(vma: Vma, addr: u64, flags: u32, reason: u32): u32 {
   const features = uffdFeatures(vma.uffd);
   if ((features & UFFD_FEATURE_SIGBUS) != 0) return VM_FAULT_SIGBUS;
+  // A fault that cannot wait (hmm_range_fault's, without FAULT_FLAG_ALLOW_RETRY) fails, and no message is queued.
+  if ((flags & FAULT_FLAG_ALLOW_RETRY) == 0) return VM_FAULT_SIGBUS;
   const r = logAppend(uffdLog, EVENT_RECORD);
   if (r != 0) {
     let f: u32 = (flags & FAULT_FLAG_WRITE) != 0 ? UFFD_PAGEFAULT_FLAG_WRITE : 0;

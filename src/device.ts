@@ -145,7 +145,9 @@ export class Mirror {
    * CPU faults first and the device fault retries. Throws EFAULT (a gap, a
    * VM_IO/PFNMAP VMA, a CPU fault that failed), EACCES (write to a VMA
    * without VM_WRITE), ENODEV (the process exited), EAGAIN (the CPU fault is
-   * waiting on a userfaultfd or ->page_mkwrite). `onStep` runs after each
+   * waiting on ->page_mkwrite). A CPU fault a userfaultfd would handle is
+   * EFAULT with no message queued: hmm's faults cannot wait (no
+   * FAULT_FLAG_ALLOW_RETRY), so handle_userfault fails them. `onStep` runs after each
    * chunk pushed to the device: CPU accesses there that invalidate the range
    * make the fault back off and retry.
    */

@@ -81,7 +81,8 @@ export class Hmm {
    * request in a VMA without VM_WRITE), EFAULT (a hole or an unmirrorable
    * VMA where a fault was asked, a failed fault), EBUSY (an invalidation
    * raced, with `notifierSeq`, or 16 times in a row), EAGAIN (a fault waits
-   * on a userfaultfd).
+   * on ->page_mkwrite). A fault a userfaultfd would handle is EFAULT with no
+   * message: hmm_vma_fault passes no FAULT_FLAG_ALLOW_RETRY.
    */
   rangeFault(opts: RangeFaultOptions): RangeFaultResult {
     if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'rangeFault needs an options object', 'opts');

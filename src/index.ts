@@ -1,5 +1,5 @@
 export { Machine } from './machine.js';
-export type { MachineOptions, ThpPolicy, MthpSize, MthpPolicy, FrameInfo, MachineStats, TranslationMode, ReplayStats } from './machine.js';
+export type { MachineOptions, ThpPolicy, MthpSize, MthpPolicy, FrameInfo, MachineStats, TranslationMode, ReplayStats, InjectableBug } from './machine.js';
 export type { FlushRecord, NotifierRecord, NotifierEvent, KernelWarning } from './logs.js';
 export type { Step, StepOptions } from './step.js';
 export { Process } from './process.js';

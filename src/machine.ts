@@ -33,6 +33,9 @@ export type MthpSize = '16K' | '32K' | '64K' | '128K' | '256K' | '512K' | '1M';
 export type MthpPolicy = 'never' | 'madvise' | 'always' | 'inherit';
 const MTHP_ORDER: Record<MthpSize, number> = { '16K': 2, '32K': 3, '64K': 4, '128K': 5, '256K': 6, '512K': 7, '1M': 8 };
 
+/** Test-only wrong kernels m.debug.injectBug can switch on (the fuzzers must find them). */
+export type InjectableBug = 'skip-cow-copy';
+
 export interface MachineOptions {
   arch?: ArchName;
   /** Page-table levels: 4 (48-bit VA) or 5 (57-bit, x86-64 only). */
@@ -545,7 +548,7 @@ export class Machine {
      * 'skip-cow-copy' makes a write to a COW-shared anonymous page reuse it
      * instead of copying it. `on: false` restores the right behaviour.
      */
-    injectBug: (bug: 'skip-cow-copy', on = true): void => {
+    injectBug: (bug: InjectableBug, on = true): void => {
       if (bug !== 'skip-cow-copy') throw new EmuError('EINVAL', `unknown bug ${String(bug)}`, 'bug');
       this.core.x.debugInjectBug(1, on ? 1 : 0);
     },

@@ -135,6 +135,45 @@ describe('device mirrors', () => {
     expectClean(m);
   });
 
+  it('a device fault needing a CPU fault that a sync userfaultfd would handle is EFAULT with no message (hmm faults cannot wait); async and resolved ones go through', async () => {
+    const m = await machine();
+    const p = m.spawn();
+    const a = p.mmap({ length: 4 * PAGE, prot: 'rw' }).start;
+    p.touch(a, 2 * PAGE, 'w', 1);
+    const u = p.userfaultfd({ features: ['wp-unpopulated'] });
+    u.register(a, 4 * PAGE);
+    u.writeProtect(a, 4 * PAGE, true);
+    const mir = m.device('gpu').mirror(p);
+    // A present write-protected page, and a never-touched one (a uffd-wp marker).
+    for (const at of [a, a + 3 * PAGE]) {
+      expect(() => mir.fault(at, 1, 'w')).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+      expect(u.events()).toEqual([]);
+      expect(mir.lookup(at).valid).toBe(false);
+    }
+    expect(p.entry(a)).toMatchObject({ kind: 'present', write: false, uffdWp: true });
+    // Reads need no write fault: the device gets read-only entries.
+    mir.fault(a, 2, 'r');
+    expect(mir.lookup(a)).toMatchObject({ valid: true, write: false });
+    // The CPU write waits on the context (a message); once resolved the device write fault succeeds.
+    expect(p.write(a, 2)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(u.events()).toMatchObject([{ type: 'pagefault', address: a, write: true, wp: true }]);
+    u.writeProtect(a, PAGE, false);
+    mir.fault(a, 1, 'w');
+    expect(mir.lookup(a)).toMatchObject({ valid: true, write: true });
+    // wp-async: the fault resolves in place.
+    const q = m.spawn();
+    const b = q.mmap({ length: PAGE, prot: 'rw' }).start;
+    q.write(b, 3);
+    const ua = q.userfaultfd({ features: ['wp-async'] });
+    ua.register(b, PAGE);
+    ua.writeProtect(b, PAGE, true);
+    const mq = m.device('gpu').mirror(q);
+    mq.fault(b, 1, 'w');
+    expect(mq.lookup(b)).toMatchObject({ valid: true, write: true });
+    expect(q.entry(b)).toMatchObject({ write: true, uffdWp: false });
+    expectClean(m);
+  });
+
   it('a CPU access that invalidates the range during a device fault makes it back off and retry; the result matches the CPU', async () => {
     const m = await machine({ cpus: 2 });
     const p = m.spawn();

@@ -93,6 +93,28 @@ describe('memfd shared by two processes', () => {
     expect(f.stats).toMatchObject({ pages: 2, cached: 2 });
     expectClean(m);
   });
+  it('a hole punch (MADV_REMOVE) keeps the private copies of punched pages; truncation drops them (test/probes/probe_punch_cow.c)', async () => {
+    for (const arch of ['x86_64', 'arm64'] as const) {
+      const m = await machine({ arch });
+      const f = m.memfd({ size: 4 * PAGE });
+      const p = m.spawn();
+      const a = p.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw' }).start;
+      const c = p.mmap({ file: f, length: 4 * PAGE, prot: 'rw' }).start;
+      p.write(a + PAGE, 0x11);
+      const copy = p.write(c + PAGE, 0x22);
+      if (!copy.ok) throw new Error('write failed');
+      p.madvise(a + PAGE, PAGE, 'remove');
+      expect(p.read(a + PAGE)).toMatchObject({ ok: true, tag: 0 });
+      expect(p.entry(c + PAGE)).toMatchObject({ kind: 'present', pfn: copy.pfn });
+      expect(p.read(c + PAGE)).toMatchObject({ ok: true, tag: 0x22, pfn: copy.pfn });
+      expect(m.frame(copy.pfn)).toMatchObject({ anon: true, mapcount: 1 });
+      f.truncate(PAGE);
+      f.truncate(4 * PAGE);
+      expect(m.frame(copy.pfn).kind).toBe('free');
+      expect(p.read(c + PAGE)).toMatchObject({ ok: true, tag: 0 });
+      expectClean(m);
+    }
+  });
 });
 
 describe('shared anonymous memory', () => {

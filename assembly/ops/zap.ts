@@ -41,11 +41,13 @@ const FAST_MASK: u32 = (31 << ORDER_SHIFT) | (3 << KIND_SHIFT) | PG_SWAPCACHE;
     // arm64: blocks the range covers only in part unfold first (get_and_clear_full_ptes); whole ones just go.
     unfoldPartial(walkMm, addr, ptep, <u32>((end - addr) >> 12));
     let anon: i64 = 0;     // rss delta, added once per table as zap_pte_range does
+    const evenCows = this.evenCows;
     for (let p = ptep; p < last; p += 8) {
       const e = load<u64>(p);
       if (e == 0) continue;
-      // The common case inline: a small anonymous folio mapped here once, not in the swap cache.
-      if (ptePresent(e) && !pteSpecial(e) && !pteUffdWp(e)) {
+      // The common case inline: a small anonymous folio mapped here once, not in the swap cache
+      // (a page-cache invalidation keeps anonymous copies: zapOne says so).
+      if (evenCows && ptePresent(e) && !pteSpecial(e) && !pteUffdWp(e)) {
         const pfn = <u32>leafPfn(e, 0);
         const inf = info(pfn);
         if ((inf & (FAST_MASK | PG_ANON)) == PG_ANON && pfn != zeroPfn) {

@@ -328,6 +328,7 @@ class Runner {
         else m.kernel.flushTlbRange(p, api(start), api(start + this.value(a.length)));
         return;
       }
+      case 'inject-bug': m.debug.injectBug(step.args.bug); return;
       case 'expect': for (const c of step.args.checks) this.expect(c); return;
     }
   }

@@ -9,7 +9,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseDocument, LineCounter, isMap, isSeq, isPair, isScalar, type Document } from 'yaml';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import type { MachineOptions, Advice, ClearRefs, UffdFeature, ErrnoCode } from '../index.js';
+import type { MachineOptions, Advice, ClearRefs, UffdFeature, ErrnoCode, InjectableBug } from '../index.js';
 
 /** A JSON value: what scenario files hold, and what results are written as. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
@@ -192,6 +192,8 @@ export interface StepArgs {
   'device-migrate': { device: string; process: string; addr: ExprArg; pages: number; result?: Record<string, Want> };
   'device-release': { device: string; process: string };
   'tlb-flush': { process?: string; addr?: ExprArg; length?: ExprArg; cpu?: number };
+  /** A test-only wrong kernel from here on (m.debug.injectBug): how fuzz failures replay. */
+  'inject-bug': { bug: InjectableBug };
   expect: { checks: Expectation[] };
 }
 
@@ -516,15 +518,16 @@ class Checker {
     const pos = this.locate(path);
     const p = [...path, op];
     let value = raw[op]!;
-    // Steps that take one name are written `spawn: p`, `exit: p`, `unpin: x`.
+    // Steps that take one name are written `spawn: p`, `exit: p`, `unpin: x`, `inject-bug: b`.
     if (op === 'spawn') value = { name: value };
     else if (op === 'exit') value = { process: value };
     else if (op === 'unpin') value = { pin: value };
+    else if (op === 'inject-bug') value = { bug: value };
     if (inDuring && !DURING_STEPS.has(op)) this.problem(path, `only read, write, touch and expect can run inside a stepped operation, not ${op}`, true);
     if (op === 'expect') return { op, pos, args: { checks: this.expectBlock(value as RawMap, p) } };
     const v = value as RawMap;
     const args: Record<string, unknown> = {};
-    const scalarPath = (k: string): (string | number)[] => (op === 'spawn' || op === 'exit' || op === 'unpin' ? p : [...p, k]);
+    const scalarPath = (k: string): (string | number)[] => (op === 'spawn' || op === 'exit' || op === 'unpin' || op === 'inject-bug' ? p : [...p, k]);
     // Uses first, then what the step makes (a fork's child cannot be its own parent).
     const fields = NAME_FIELDS[op] ?? {};
     for (const [k, val] of Object.entries(v)) {

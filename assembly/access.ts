@@ -14,7 +14,8 @@ import { Mm } from "./mm";
 import { leafLookup, lookupLevel, handleMmFault, faultBlockedOn } from "./fault";
 import { setFaultCpu } from "./uffd";
 import { hwAccess, leafPfn, isUpperLeaf, pteCont, tlbPerms, ACCESS_WRITE, ACCESS_EXEC } from "./arch/index";
-import { tagOf, setTag } from "./frames";
+import { tagOf, setTag, kindOf, KIND_PAGE, KIND_TAIL } from "./frames";
+import { warn, WARN_STORE_NOT_DATA } from "./warn";
 import {
   Cpu, cpuAt, arrayAt, walkCacheAt, probeList, bumpStat, funcKey, cpuFaultInvalidate, translationMode, MODE_FUNCTIONAL,
   FUNC_SLOTS,
@@ -303,16 +304,30 @@ export function userAccess(cpu: u32, mm: Mm, addr: u64, kind: u32, tag: u32): i3
   const pfn = functional ? translateFunctional(c, mm, addr, kind) : translateModel(c, mm, addr, kind);
   if (pfn != FAULT) {
     accessFaults = 0;
-    return completeAccess(<u32>pfn, kind, tag, functional);
+    return completeAccess(mm, addr, <u32>pfn, kind, tag, functional);
   }
   return faultAndRetry(c, mm, addr, kind, tag, functional);
 }
 
+/**
+ * A CPU store's data: the tag is the page's content. Through a stale TLB entry
+ * the frame may no longer be a data page (freed, or reused as a page table or
+ * mirror directory, whose descriptors keep other things where a page keeps its
+ * tag): real memory would be corrupted there; the emulator records a warning
+ * and leaves the frame's bookkeeping alone.
+ */
+// @ts-ignore: decorator
+@inline function storeData(mm: Mm, addr: u64, pfn: u32, tag: u32): void {
+  const k = kindOf(pfn);
+  if (k == KIND_PAGE || k == KIND_TAIL) setTag(pfn, tag);
+  else warn(WARN_STORE_NOT_DATA, mm.id, addr, <u64>pfn);
+}
+
 /** The data part of an access that translated: the tag is the page's content. */
 // @ts-ignore: decorator
-@inline function completeAccess(pfn: u32, kind: u32, tag: u32, functional: bool): i32 {
+@inline function completeAccess(mm: Mm, addr: u64, pfn: u32, kind: u32, tag: u32, functional: bool): i32 {
   accessPfn = pfn;
-  if (kind == ACCESS_WRITE) setTag(pfn, tag);
+  if (kind == ACCESS_WRITE) storeData(mm, addr, pfn, tag);
   accessTag = tagOf(pfn);
   if (functional) accessHit = 0;
   return ACCESS_OK;
@@ -346,7 +361,7 @@ function faultAndRetry(c: Cpu, mm: Mm, addr: u64, kind: u32, tag: u32, functiona
     let pfn: u64;
     if (functional) pfn = translateFunctional(c, mm, addr, kind);
     else { accessHit = HIT_WALK; faultFromHit = false; pfn = walkAndFill(c, mm, addr, kind, ++c.stamp); }
-    if (pfn != FAULT) return completeAccess(<u32>pfn, kind, tag, functional);
+    if (pfn != FAULT) return completeAccess(mm, addr, <u32>pfn, kind, tag, functional);
   }
   return ACCESS_SIGBUS;
 }
@@ -382,7 +397,7 @@ export function replayTrace(cpu: u32, mm: Mm, buf: usize, count: u32, pfnsOut: u
       pfn = translateModel(c, mm, addr, kind);
     }
     if (pfn != FAULT) {
-      if (kind == ACCESS_WRITE) setTag(<u32>pfn, 0);
+      if (kind == ACCESS_WRITE) storeData(mm, addr, <u32>pfn, 0);
       ok++;
     } else {
       pfn = faultAndRetry(c, mm, addr, kind, 0, functional) == ACCESS_OK ? <u64>accessPfn : <u64>0xFFFF_FFFF;

@@ -33,11 +33,15 @@ export function heapInit(): void {
   return <u32>(32 - clz<u32>(<u32>(size - 1)));
 }
 
+/** Test hook: linear memory does not grow (memory.grow failing, as at the engine's limit). */
+let growthBlocked = false;
+export function setGrowthBlocked(on: bool): void { growthBlocked = on; }
+
 /** Extends the carved region to `end`, growing linear memory; false if it cannot. */
 function ensureMemory(end: usize): bool {
   const have = <usize>memory.size() * WASM_PAGE;
   if (end <= have) return true;
-  if (end > 0xFFFF_0000) return false;
+  if (end > 0xFFFF_0000 || growthBlocked) return false;
   const need = <i32>((end - have + WASM_PAGE - 1) / WASM_PAGE);
   // Grow by at least a quarter of the current size to keep growth calls rare,
   // but fall back to the exact need when memory is nearly at its 4 GiB limit.

@@ -12,8 +12,9 @@ import {
   pincount, zeroPfn, isZeroPfn, frameIsFree, testFlag, PG_ANON, KIND_PAGE, KIND_TAIL, hugeZeroPfn, setFailAfter as framesSetFailAfter,
   setRefcount, setInfo, setTag, cachePageIndex,
 } from "./frames";
-import { archInit, isTableEntry, tableEntryPfn } from "./arch/index";
+import { archInit, isTableEntry, isUpperLeaf, tableEntryPfn, ptePresent } from "./arch/index";
 import { entryPtr, pmdCacheInvalidate, tablePtr } from "./pgtable";
+import { rawEntryProblem, RAW_NOT_PRESENT } from "./rawentry";
 import { Mm, mmById, getRss, MMF_KERNEL } from "./mm";
 import { vmaAt, vmaLookup, vmaSetPageProt } from "./vma";
 import { mmCreate, mmapRegion, doMunmap, doMprotect, doMadvise, exitMmap, getUnmappedArea, pageoutReclaimed, splitVmasAt } from "./mmap";
@@ -27,9 +28,9 @@ import {
 import { Gather, gatherAlloc, gatherFree, tlbGatherMmu, tlbFinishMmu, tlbFlushPteRange, tlbFlushPmdRange } from "./gather";
 import { leafLookup, lookupLevel, pmdOffsetAlloc, pteTableAlloc, faultBlockedOn } from "./fault";
 import { setFaultAroundPages } from "./filemap";
-import { walkPageRange, walkTables, setWalkAction } from "./walk";
+import { walkPageRange, walkTables, setWalkAction, walkMm } from "./walk";
 import { StatsOp } from "./ops/stats";
-import { JsOp, jsWalkEntry } from "./ops/jsop";
+import { JsOp, jsWalkEntry, jsWalkLevel, setJsWalkEntry } from "./ops/jsop";
 import { PagemapOp } from "./ops/pagemap";
 import { DumpOp } from "./ops/dump";
 import { swapInit, swapSlots, slotsInUse, swapCount, swapCachePfn, swapTag } from "./swap";
@@ -105,6 +106,7 @@ export function mthpStats(order: u32): void {
   unchecked(result[1] = order < 10 ? mthpFallback[order] : 0);
 }
 export function setFailAfter(n: i32): void { framesSetFailAfter(n); }
+export { setGrowthBlocked } from "./heap";
 
 // ---- processes ---------------------------------------------------------------------------
 
@@ -349,7 +351,7 @@ export function kGatherFinish(g: usize): i32 {
 }
 /** set_pte_at / set_pmd_at with a raw value, no flush, no bookkeeping (tables down to `level` must exist). */
 export function kSetEntry(id: u32, vpn: f64, level: u32, lo: u32, hi: u32): i32 {
-  return corruptEntryAt(id, vpn, level, lo, hi);
+  return storeEntryAt(id, vpn, level, lo, hi, true);
 }
 
 // ---- inspection --------------------------------------------------------------------------
@@ -391,18 +393,29 @@ export function debugVmaFlags(id: u32, vpn: f64, set: u32, clear: u32): i32 {
   return 0;
 }
 
-/** Test-only: overwrite the entry at `level` of vpn's walk (tables must exist down to it). */
+/** m.debug.corruptEntry: any value at any level, for testing the checker (walking the result may trap). */
 export function corruptEntryAt(id: u32, vpn: f64, level: u32, lo: u32, hi: u32): i32 {
+  return storeEntryAt(id, vpn, level, lo, hi, false);
+}
+
+/** Stores a raw entry at `level` for vpn; `checked` refuses what the core could not survive (rawentry.ts). */
+function storeEntryAt(id: u32, vpn: f64, level: u32, lo: u32, hi: u32, checked: bool): i32 {
   const m = mm(id);
   if (m == null) return -ENOENT;
   const a = addr(vpn);
   let table = m.root;
   for (let l = m.levels - 1; l > level; l--) {
     const e = load<u64>(entryPtr(table, a, l));
-    if (!isTableEntry(e)) return -EINVAL;
+    if (!isTableEntry(e) || isUpperLeaf(e)) return -EINVAL;
     table = <u32>tableEntryPfn(e);
   }
-  store<u64>(entryPtr(table, a, level), (<u64>hi << 32) | <u64>lo);
+  const ep = entryPtr(table, a, level);
+  const e = (<u64>hi << 32) | <u64>lo;
+  if (checked) {
+    const bad = rawEntryProblem(m, e, load<u64>(ep), level, 1);
+    if (bad != 0) return bad;
+  }
+  store<u64>(ep, e);
   pmdCacheInvalidate();
   return 0;
 }
@@ -441,13 +454,20 @@ export function jsWalk(id: u32, vpn: f64, endVpn: f64, has: u32): i32 {
   const m = mm(id);
   if (m == null) return -ENOENT;
   jsOp.has = has;
-  return walkPageRange<JsOp>(jsOp, m, addr(vpn), addr(endVpn));
+  const r = walkPageRange<JsOp>(jsOp, m, addr(vpn), addr(endVpn));
+  setJsWalkEntry(0);   // a setEntry after the walk has nothing to write
+  return r;
 }
 export function walkSetActionExport(a: i32): void { setWalkAction(a); }
 /** Stores a raw value into the entry the current callback was given. */
-export function walkSetEntry(lo: u32, hi: u32): void {
-  if (jsWalkEntry != 0) store<u64>(jsWalkEntry, (<u64>hi << 32) | <u64>lo);
+export function walkSetEntry(lo: u32, hi: u32): i32 {
+  if (jsWalkEntry == 0) return -EINVAL;
+  const e = (<u64>hi << 32) | <u64>lo;
+  const bad = rawEntryProblem(walkMm, e, load<u64>(jsWalkEntry), jsWalkLevel, 1);
+  if (bad != 0) return bad;
+  store<u64>(jsWalkEntry, e);
   pmdCacheInvalidate();
+  return 0;
 }
 
 /** Counts over a range: [0] present ptes, [1] swap, [2] markers, [3] pmd leaves, [4] pud leaves, [5] pfn sum. */
@@ -695,9 +715,12 @@ export function kSetPtes(id: u32, vpn: f64, lo: u32, hi: u32, nr: u32): i32 {
   const m = mm(id);
   if (m == null) return -ENOENT;
   if (nr == 0 || ((<u64>vpn & 511) + <u64>nr) > 512) return -EINVAL;
+  const e = (<u64>hi << 32) | <u64>lo;
+  const bad = rawEntryProblem(m, e, 0, 0, nr);
+  if (bad != 0) return bad;
   const ptep = ptepAlloc(m, vpn);
   if (ptep == 0) return -ENOMEM;
-  setPtes(m, addr(vpn), ptep, (<u64>hi << 32) | <u64>lo, nr);
+  setPtes(m, addr(vpn), ptep, e, nr);
   return 0;
 }
 
@@ -732,6 +755,14 @@ export function kPteOp(id: u32, vpn: f64, op: u32, nr: u32, lo: u32, hi: u32, fl
   if (nr == 0 || ((<u64>vpn & 511) + <u64>nr) > 512) return -EINVAL;
   const ptep = ptepAt(m, vpn);
   if (ptep == 0) return -EFAULT;
+  if (op == PTE_SET_ACCESS_FLAGS) {
+    const bad = rawEntryProblem(m, (<u64>hi << 32) | <u64>lo, 0, 0, 1);
+    if (bad != 0) return bad;
+  }
+  // The bit-changing primitives are for present PTEs (their callers hold one); on a swap entry or marker they would corrupt it.
+  if (op >= PTE_TEST_AND_CLEAR_YOUNG) {
+    for (let i: u32 = 0; i < nr; i++) if (!ptePresent(load<u64>(ptep + (<usize>i << 3)))) return RAW_NOT_PRESENT;
+  }
   const a = addr(vpn);
   let r: u64 = 0;
   if (op == PTE_GET_AND_CLEAR) r = contptePtepGetAndClear(m, a, ptep);

@@ -8,6 +8,8 @@ import { Log, staticLog, logAppend } from "./log";
 
 /** mapping_dirty_helpers: a huge PMD/PUD that is writable or dirty was skipped (never split). */
 export const WARN_WP_CLEAN_HUGE: u32 = 1;
+/** A CPU store through a stale translation reached a frame that is no longer a data page. */
+export const WARN_STORE_NOT_DATA: u32 = 2;
 
 export const WARN_RECORD: usize = 32;
 export const warnLog: Log = staticLog();

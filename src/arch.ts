@@ -3,7 +3,7 @@
 // helpers the core uses), so values are bit-exact.
 
 import type { Core } from './core.js';
-import { EmuError } from './errors.js';
+import { EmuError, shown, ownEntry } from './errors.js';
 
 export type ArchName = 'x86_64' | 'arm64';
 export type EntryLevel = 'pte' | 'pmd' | 'pud' | 'p4d' | 'pgd';
@@ -82,12 +82,12 @@ export interface DecodedEntry {
 function levelIndex(level: EntryLevel | number | undefined, arg = 'level'): number {
   if (level === undefined) return 0;
   const i = typeof level === 'number' ? level : LEVEL_NAMES.indexOf(level);
-  if (!Number.isInteger(i) || i < 0 || i > 2) throw new EmuError('EINVAL', `${arg} must be 'pte', 'pmd' or 'pud', got ${String(level)}`, arg);
+  if (!Number.isInteger(i) || i < 0 || i > 2) throw new EmuError('EINVAL', `${arg} must be 'pte', 'pmd' or 'pud', got ${shown(level)}`, arg);
   return i;
 }
 
 function checkInt(v: unknown, arg: string, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) throw new EmuError('EINVAL', `${arg} must be an integer in [0, ${max}], got ${String(v)}`, arg);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) throw new EmuError('EINVAL', `${arg} must be an integer in [0, ${max}], got ${shown(v)}`, arg);
   return v;
 }
 
@@ -134,8 +134,8 @@ export class ArchCodec {
     const list = Array.isArray(kinds) ? kinds : [kinds];
     let bits = 0;
     for (const k of list) {
-      const b = PTE_MARKER[k];
-      if (b === undefined) throw new EmuError('EINVAL', `unknown marker ${String(k)} (uffd-wp, poisoned, guard)`, 'kinds');
+      const b = ownEntry(PTE_MARKER, k);
+      if (b === undefined) throw new EmuError('EINVAL', `unknown marker ${shown(k)} (uffd-wp, poisoned, guard)`, 'kinds');
       bits |= b;
     }
     if (bits === 0) throw new EmuError('EINVAL', 'a marker needs at least one kind', 'kinds');
@@ -158,7 +158,7 @@ export class ArchCodec {
 
   /** Decodes a raw entry found at `level`. */
   decode(raw: bigint, level: EntryLevel | number = 'pte'): DecodedEntry {
-    if (typeof raw !== 'bigint' || raw < 0n || raw >= 1n << 64n) throw new EmuError('EINVAL', `raw must be a 64-bit bigint, got ${String(raw)}`, 'raw');
+    if (typeof raw !== 'bigint' || raw < 0n || raw >= 1n << 64n) throw new EmuError('EINVAL', `raw must be a 64-bit bigint, got ${shown(raw)}`, 'raw');
     const lv = typeof level === 'number' ? level : LEVEL_NAMES.indexOf(level);
     if (!Number.isInteger(lv) || lv < 0 || lv > 4) throw new EmuError('EINVAL', `level must be one of ${LEVEL_NAMES.join(', ')}`, 'level');
     const x = this.core;

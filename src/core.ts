@@ -49,6 +49,7 @@ export interface CoreExports {
   clearRefs(id: number, type: number): number;
   mmSetKernel(id: number): number;
   kSetPtes(id: number, vpn: number, lo: number, hi: number, nr: number): number;
+  setGrowthBlocked(on: number): void;
   kPteGet(id: number, vpn: number, how: number): number;
   kPteOp(id: number, vpn: number, op: number, nr: number, lo: number, hi: number, flags: number): number;
   contScan(id: number, vpn: number, pages: number): number;
@@ -121,7 +122,7 @@ export interface CoreExports {
   decode(raw: bigint, level: number): number;
   jsWalk(id: number, vpn: number, endVpn: number, has: number): number;
   walkSetActionExport(a: number): void;
-  walkSetEntry(lo: number, hi: number): void;
+  walkSetEntry(lo: number, hi: number): number;
 }
 
 /** Receives the core's walk callbacks (see assembly/ops/jsop.ts). */

@@ -4,8 +4,8 @@
 
 import type { Core } from './core.js';
 import type { Machine } from './machine.js';
-import type { Process, AccessResult } from './process.js';
-import { EmuError } from './errors.js';
+import { liveProcessOf, type Process, type AccessResult } from './process.js';
+import { EmuError, shown } from './errors.js';
 import { toBigAddr } from './addr.js';
 import type { PageSizeName } from './tlb.js';
 
@@ -89,7 +89,7 @@ export class Cpu {
   /** One access by this CPU on behalf of p: 'r', 'w' (storing tag) or 'x'. */
   access(p: Process, addr: number | bigint, kind: 'r' | 'w' | 'x', tag = 0): CpuAccessResult {
     this.ownProcess(p);
-    if (kind !== 'r' && kind !== 'w' && kind !== 'x') throw new EmuError('EINVAL', `kind must be 'r', 'w' or 'x', got ${String(kind)}`, 'kind');
+    if (kind !== 'r' && kind !== 'w' && kind !== 'x') throw new EmuError('EINVAL', `kind must be 'r', 'w' or 'x', got ${shown(kind)}`, 'kind');
     return p.accessOn(this.id, addr, kind === 'r' ? 0 : kind === 'w' ? 1 : 2, tag);
   }
 
@@ -119,9 +119,7 @@ export class Cpu {
   }
 
   private ownProcess(p: Process): void {
-    if (p === null || typeof p !== 'object' || p.machine !== this.machine || p.exited) {
-      throw new EmuError('EINVAL', 'p must be a live process of this machine', 'p');
-    }
+    liveProcessOf(this.machine, p);
   }
 
   /** Valid entries per array, in configuration order. */

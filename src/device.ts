@@ -5,8 +5,8 @@
 
 import type { Core } from './core.js';
 import type { Machine } from './machine.js';
-import type { Process } from './process.js';
-import { EmuError } from './errors.js';
+import { liveProcessOf, type Process } from './process.js';
+import { EmuError, shown } from './errors.js';
 import { toBigAddr, checkUserRange } from './addr.js';
 import { stepped, type StepOptions } from './step.js';
 
@@ -15,9 +15,9 @@ const PAGE = 4096;
 /** Validates [addr, +npages) of p and returns its first page number. */
 function pageRange(m: Machine, p: Process, addr: number | bigint, npages: number, what: string): number {
   const a = toBigAddr(addr, 'addr') & ~0xfffn;
-  if (!Number.isSafeInteger(npages) || npages < 1) throw new EmuError('EINVAL', `${what}: npages must be a positive integer, got ${String(npages)}`, 'npages');
+  if (!Number.isSafeInteger(npages) || npages < 1) throw new EmuError('EINVAL', `${what}: npages must be a positive integer, got ${shown(npages)}`, 'npages');
   checkUserRange(m.geometry, a, BigInt(npages) * 4096n, 'addr', 'EINVAL');
-  if (p.exited) throw new EmuError('EINVAL', `process ${p.pid} has exited`, 'process');
+  liveProcessOf(m, p, 'process');
   return Number(a >> 12n);
 }
 
@@ -62,7 +62,7 @@ export class IntervalNotifier {
   /** mmu_interval_check_retry / mmu_interval_read_retry: true if an invalidation overlapped since `seq`. */
   checkRetry(seq: number): boolean {
     this.live();
-    if (!Number.isSafeInteger(seq) || seq < 0) throw new EmuError('EINVAL', `seq must come from readBegin(), got ${String(seq)}`, 'seq');
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new EmuError('EINVAL', `seq must come from readBegin(), got ${shown(seq)}`, 'seq');
     return this.core.x.notifierCheckRetry(this.id, seq) !== 0;
   }
 
@@ -153,7 +153,7 @@ export class Mirror {
    */
   fault(addr: number | bigint, npages: number, mode: 'r' | 'w', opts: StepOptions = {}): MirrorFaultResult {
     this.usable();
-    if (mode !== 'r' && mode !== 'w') throw new EmuError('EINVAL', `mode must be 'r' or 'w', got ${String(mode)}`, 'mode');
+    if (mode !== 'r' && mode !== 'w') throw new EmuError('EINVAL', `mode must be 'r' or 'w', got ${shown(mode)}`, 'mode');
     if (this.process.exited) throw new EmuError('ENODEV', `process ${this.process.pid} has exited`, 'mirror');
     const vpn = pageRange(this.device.machine, this.process, addr, npages, 'fault');
     const before = this.stats;
@@ -248,7 +248,7 @@ export class Device {
    */
   addMemory(pages: number): void {
     if (!Number.isInteger(pages) || pages < 1 || (pages & (pages - 1)) !== 0 || pages > 1 << 18) {
-      throw new EmuError('EINVAL', `pages must be a power of two from 1 to ${1 << 18}, got ${String(pages)}`, 'pages');
+      throw new EmuError('EINVAL', `pages must be a power of two from 1 to ${1 << 18}, got ${shown(pages)}`, 'pages');
     }
     const r = this.machine.core.x.devicePool(this.id, Math.log2(pages));
     if (r < 0) throw EmuError.fromErrno(r, r === -22 ? `device ${this.name} already has memory` : 'no memory for the device', 'pages');
@@ -263,7 +263,7 @@ export class Device {
 
   /** A mirror of p's address space (hmm_mirror_register). */
   mirror(p: Process): Mirror {
-    if (p.exited) throw new EmuError('EINVAL', `process ${p.pid} has exited`, 'process');
+    liveProcessOf(this.machine, p, 'p');
     return new Mirror(this.machine.core, this, p);
   }
 }

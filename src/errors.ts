@@ -5,6 +5,20 @@ const BY_NUMBER: Record<number, ErrnoCode> = {
   1: 'EPERM', 2: 'ENOENT', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 19: 'ENODEV', 22: 'EINVAL', 28: 'ENOSPC',
 };
 
+/** A value as an error message shows it: never throws (symbols, bigints, objects without toString). */
+export function shown(v: unknown): string {
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null || typeof v === 'symbol') return String(v);
+  if (typeof v === 'function') return 'a function';
+  return Array.isArray(v) ? 'an array' : `an object`;
+}
+
+/** table[key] when key is one of the table's own names (never an inherited one like 'toString'). */
+export function ownEntry<T>(table: Readonly<Record<string, T>>, key: unknown): T | undefined {
+  return typeof key === 'string' && Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 /**
  * The one error class of the API. `code` is the errno the kernel would return,
  * `arg` names the offending argument when there is one. A call that throws

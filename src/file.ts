@@ -3,7 +3,7 @@
 // ->page_mkwrite (write-notify) so shared writable mappings fault on first write.
 
 import type { Core } from './core.js';
-import { EmuError } from './errors.js';
+import { EmuError, shown } from './errors.js';
 import { parseSize, PAGE_SIZE } from './units.js';
 import { stepped, type StepOptions } from './step.js';
 
@@ -189,7 +189,7 @@ export class File {
 }
 
 function checkIndex(v: unknown, arg: string): asserts v is number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new EmuError('EINVAL', `${arg} must be a non-negative integer, got ${String(v)}`, arg);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new EmuError('EINVAL', `${arg} must be a non-negative integer, got ${shown(v)}`, arg);
 }
 
 function checkWalkOptions<T extends MappingWalkOptions>(opts: T, keys: readonly string[]): T {

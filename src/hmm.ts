@@ -3,7 +3,7 @@
 // page tables for a device driver.
 
 import type { Machine } from './machine.js';
-import type { Process } from './process.js';
+import { liveProcessOf, type Process } from './process.js';
 import { EmuError } from './errors.js';
 import { toBigAddr, checkUserRange } from './addr.js';
 import { IntervalNotifier, type Device } from './device.js';
@@ -66,7 +66,7 @@ export class Hmm {
 
   /** mmu_interval_notifier_insert over [start, start + length) of p (page-aligned outward). */
   intervalNotifier(p: Process, start: number | bigint, length: number | bigint): IntervalNotifier {
-    if (p.exited) throw new EmuError('EINVAL', `process ${p.pid} has exited`, 'process');
+    liveProcessOf(this.machine, p, 'p');
     const s = toBigAddr(start, 'start') & ~0xfffn;
     const len = toBigAddr(length, 'length');
     if (len === 0n) throw new EmuError('EINVAL', 'length must not be 0', 'length');

@@ -4,10 +4,10 @@
 
 import type { Machine } from './machine.js';
 import type { Process } from './process.js';
-import { EmuError } from './errors.js';
+import { EmuError, shown, ownEntry } from './errors.js';
 import { toBigAddr, checkUserRange } from './addr.js';
 import { stepped, type StepOptions } from './step.js';
-import { Process as ProcessCtor } from './process.js';
+import { Process as ProcessCtor, liveProcessOf } from './process.js';
 import { LEVEL_NAMES, type DecodedEntry, type EntryLevel } from './arch.js';
 import { NOTIFIER_EVENTS, type NotifierEvent } from './logs.js';
 
@@ -47,6 +47,25 @@ const CALLBACK_BITS: [keyof WalkOps, number][] = [
   ['pteHole', 32], ['testWalk', 64], ['preVma', 128], ['postVma', 256],
 ];
 
+/** Why the core refused a raw entry (assembly/rawentry.ts): entries it could not survive walking. */
+const RAW_ENTRY_PROBLEMS: Record<number, string> = {
+  1: 'its frame number is beyond physical memory',
+  2: 'it maps a page-table or free frame',
+  3: 'it points to a table: raw writes are leaves and non-present entries',
+  4: 'its swap slot is not in use',
+  5: 'no device pool owns its device-private page',
+  6: 'its swap type is not emulated (device-exclusive)',
+  7: 'a non-present PMD must be none (PMD migration entries are not emulated)',
+  8: 'a PMD leaf must map the head of a PMD-size folio',
+  9: 'the PMD it would overwrite points to a PTE table',
+  10: 'entries above the PMD belong to the core (no PUD leaves)',
+  11: 'the PTE is not present: this primitive is for present entries',
+};
+
+function rawEntryError(reason: number, arg: string): EmuError {
+  return new EmuError(reason === 9 ? 'EBUSY' : 'EINVAL', `${arg} refused: ${RAW_ENTRY_PROBLEMS[reason] ?? `reason ${reason}`}`, arg);
+}
+
 /** An mmu_gather opened with m.kernel.tlbGather(). */
 export interface TlbGather {
   /** tlb_remove_tlb_entry: a PTE at addr was cleared. */
@@ -64,7 +83,7 @@ export class Kernel {
   constructor(machine: Machine) { this.machine = machine; }
 
   private live(p: Process): void {
-    if (p.machine !== this.machine || p.exited) throw new EmuError('EINVAL', 'p must be a live process of this machine', 'p');
+    liveProcessOf(this.machine, p);
   }
 
   /** flush_tlb_page: one page, on every CPU that ran p. */
@@ -136,7 +155,9 @@ export class Kernel {
     this.live(p);
     if (typeof raw !== 'bigint' || raw < 0n || raw >= 1n << 64n) throw new EmuError('EINVAL', 'raw must be a 64-bit bigint', 'raw');
     const a = toBigAddr(addr, 'addr');
+    if (level !== 'pte' && level !== 'pmd') throw new EmuError('EINVAL', `level must be 'pte' or 'pmd', got ${shown(level)}`, 'level');
     const r = this.machine.core.x.kSetEntry(p.pid, Number(a >> 12n), level === 'pmd' ? 1 : 0, Number(raw & 0xffffffffn), Number(raw >> 32n));
+    if (r > 0) throw rawEntryError(r, 'raw');
     if (r < 0) throw new EmuError('EINVAL', `no page table holds the ${level} for 0x${a.toString(16)}`, 'addr');
   }
 
@@ -163,13 +184,14 @@ export class Kernel {
     this.live(p);
     const a = toBigAddr(addr, 'addr');
     if (a >= this.machine.geometry.taskSize) throw new EmuError('EINVAL', `addr 0x${a.toString(16)} is beyond the address space`, 'addr');
-    if (!Number.isInteger(nr) || nr < 1) throw new EmuError('EINVAL', `nr must be a positive integer, got ${String(nr)}`, 'nr');
+    if (!Number.isInteger(nr) || nr < 1) throw new EmuError('EINVAL', `nr must be a positive integer, got ${shown(nr)}`, 'nr');
     const vpn = Number(a >> 12n);
     if ((vpn % 512) + nr > 512) throw new EmuError('EINVAL', `${nr} PTEs from 0x${a.toString(16)} cross a PTE table`, 'nr');
     return vpn;
   }
 
   private checked(r: number, addr: number | bigint): void {
+    if (r > 0) throw rawEntryError(r, r === 11 ? 'addr' : 'entry');
     if (r === -14) throw new EmuError('EFAULT', `no PTE table maps 0x${BigInt(addr).toString(16)}`, 'addr');
     if (r < 0) throw EmuError.fromErrno(r, 'PTE operation failed', 'addr');
   }
@@ -288,7 +310,7 @@ export class Kernel {
    * Returns what the walk returned (0, a callback's positive value, or -errno).
    */
   walkPageRange(p: Process, start: number | bigint, end: number | bigint, ops: WalkOps): number {
-    if (p.machine !== this.machine || p.exited) throw new EmuError('EINVAL', 'p must be a live process of this machine', 'p');
+    liveProcessOf(this.machine, p);
     const s = toBigAddr(start, 'start');
     const e = toBigAddr(end, 'end');
     if (s >= e) throw new EmuError('EINVAL', `start 0x${s.toString(16)} must be below end 0x${e.toString(16)}`, 'start');
@@ -306,10 +328,15 @@ export class Kernel {
     const top = this.machine.options.levels - 1;
     const walk: WalkControl = {
       setAction: (a) => {
-        if (!(a in ACTIONS)) throw new EmuError('EINVAL', `unknown walk action ${String(a)}`, 'action');
+        if (ownEntry(ACTIONS, a) === undefined) throw new EmuError('EINVAL', `unknown walk action ${shown(a)}`, 'action');
         core.x.walkSetActionExport(ACTIONS[a]);
       },
-      setEntry: (raw) => core.x.walkSetEntry(Number(raw & 0xffffffffn), Number((raw >> 32n) & 0xffffffffn)),
+      setEntry: (raw) => {
+        if (typeof raw !== 'bigint' || raw < 0n || raw >= 1n << 64n) throw new EmuError('EINVAL', 'raw must be a 64-bit bigint', 'raw');
+        const r = core.x.walkSetEntry(Number(raw & 0xffffffffn), Number(raw >> 32n));
+        if (r > 0) throw rawEntryError(r, 'raw');
+        if (r < 0) throw new EmuError('EINVAL', 'setEntry is for use inside a callback of the walk', 'raw');
+      },
     };
     const name = (level: number): EntryLevel => (level === top || level === 4 ? 'pgd' : LEVEL_NAMES[level]!);
     const prev = core.walkHandler;

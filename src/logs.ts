@@ -49,6 +49,7 @@ export interface KernelWarning {
 
 const WARNINGS: Record<number, [string, string]> = {
   1: ['wp_clean_pmd_entry', 'huge leaf is writable or dirty; not split, left unchanged'],
+  2: ['cpu store', 'a store through a stale TLB entry reached a frame that is no longer a data page (entry: its pfn); memory corruption on real hardware'],
 };
 
 const FLUSH_BYTES = 48, NOTIFIER_BYTES = 40, WARN_BYTES = 32;

@@ -3,11 +3,11 @@
 
 import { createHash } from 'node:crypto';
 import { instantiateCore, type Core } from './core.js';
-import { EmuError } from './errors.js';
+import { EmuError, shown, ownEntry } from './errors.js';
 import { parseSize, GiB, PAGE_SIZE, type Size } from './units.js';
 import { ArchCodec, LEVEL_NAMES, type ArchName, type EntryLevel } from './arch.js';
 import type { Geometry, Addr } from './addr.js';
-import { Process } from './process.js';
+import { Process, liveProcessOf } from './process.js';
 import { File, FILE_SHMEM, FILE_WRITENOTIFY, FILE_MKWRITE_HOOK, FILE_HUGE, type PageMkwriteHook } from './file.js';
 import {
   readFlushLog, readNotifierLog, readWarnings, LOG_FLUSH, LOG_NOTIFIER, LOG_WARN,
@@ -218,9 +218,9 @@ export class Machine {
     if (options === null || typeof options !== 'object') throw new EmuError('EINVAL', 'options must be an object', 'options');
     for (const k of Object.keys(options)) if (!OPTION_KEYS.includes(k)) throw new EmuError('EINVAL', `unknown machine option ${k}`, k);
     const arch = options.arch ?? 'x86_64';
-    if (arch !== 'x86_64' && arch !== 'arm64') throw new EmuError('EINVAL', `arch must be 'x86_64' or 'arm64', got ${String(arch)}`, 'arch');
+    if (arch !== 'x86_64' && arch !== 'arm64') throw new EmuError('EINVAL', `arch must be 'x86_64' or 'arm64', got ${shown(arch)}`, 'arch');
     const levels = options.levels ?? 4;
-    if (levels !== 4 && levels !== 5) throw new EmuError('EINVAL', `levels must be 4 or 5, got ${String(levels)}`, 'levels');
+    if (levels !== 4 && levels !== 5) throw new EmuError('EINVAL', `levels must be 4 or 5, got ${shown(levels)}`, 'levels');
     if (arch === 'arm64' && levels !== 4) throw new EmuError('EINVAL', 'arm64 with a 4 KiB granule is modelled with 4 levels', 'levels');
     const memory = parseSize(options.memory ?? '4GiB', 'memory');
     if (memory % PAGE_SIZE !== 0 || memory < 16 * PAGE_SIZE || memory > MAX_MEMORY) {
@@ -229,22 +229,22 @@ export class Machine {
     const swap = parseSize(options.swap ?? memory, 'swap');
     if (swap % PAGE_SIZE !== 0 || swap > MAX_MEMORY) throw new EmuError('EINVAL', `swap must be a page multiple up to 256 GiB, got ${swap}`, 'swap');
     const cpus = options.cpus ?? 1;
-    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 64) throw new EmuError('EINVAL', `cpus must be an integer in [1, 64], got ${String(cpus)}`, 'cpus');
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 64) throw new EmuError('EINVAL', `cpus must be an integer in [1, 64], got ${shown(cpus)}`, 'cpus');
     const tlb = resolveTlb(options.tlb, arch);
     const mode = options.mode ?? 'model';
-    if (mode !== 'model' && mode !== 'functional') throw new EmuError('EINVAL', `mode must be 'model' or 'functional', got ${String(mode)}`, 'mode');
+    if (mode !== 'model' && mode !== 'functional') throw new EmuError('EINVAL', `mode must be 'model' or 'functional', got ${shown(mode)}`, 'mode');
     const flushCeiling = options.flushCeiling ?? 33;
     if (!Number.isInteger(flushCeiling) || flushCeiling < 0) throw new EmuError('EINVAL', `flushCeiling must be a non-negative integer`, 'flushCeiling');
     const thp = options.thp ?? 'madvise';
-    if (!(thp in THP)) throw new EmuError('EINVAL', `thp must be never, madvise or always, got ${String(thp)}`, 'thp');
+    if (ownEntry(THP, thp) === undefined) throw new EmuError('EINVAL', `thp must be never, madvise or always, got ${shown(thp)}`, 'thp');
     const mthp = options.mthp ?? {};
     if (mthp === null || typeof mthp !== 'object') throw new EmuError('EINVAL', 'mthp must be an object of size: policy', 'mthp');
     const mthpMasks = { always: 0, madvise: 0, inherit: 0 };
     for (const [size, policy] of Object.entries(mthp)) {
-      const order = MTHP_ORDER[size as MthpSize];
+      const order = ownEntry(MTHP_ORDER, size);
       if (order === undefined) throw new EmuError('EINVAL', `mthp size must be one of ${Object.keys(MTHP_ORDER).join(', ')}, got ${size}`, 'mthp');
       if (policy !== 'never' && policy !== 'madvise' && policy !== 'always' && policy !== 'inherit') {
-        throw new EmuError('EINVAL', `mthp['${size}'] must be never, madvise, always or inherit, got ${String(policy)}`, 'mthp');
+        throw new EmuError('EINVAL', `mthp['${size}'] must be never, madvise, always or inherit, got ${shown(policy)}`, 'mthp');
       }
       if (policy !== 'never') mthpMasks[policy] |= 1 << order;
     }
@@ -259,9 +259,9 @@ export class Machine {
       throw new EmuError('EINVAL', `faultAround must be a power-of-two page multiple up to 2 MiB, got ${faultAround}`, 'faultAround');
     }
     const era = options.era ?? 'modern';
-    if (era !== 'modern' && era !== 'seed') throw new EmuError('EINVAL', `era must be 'modern' or 'seed', got ${String(era)}`, 'era');
+    if (era !== 'modern' && era !== 'seed') throw new EmuError('EINVAL', `era must be 'modern' or 'seed', got ${shown(era)}`, 'era');
     const seed = options.seed ?? 0;
-    if (!Number.isInteger(seed)) throw new EmuError('EINVAL', `seed must be an integer, got ${String(seed)}`, 'seed');
+    if (!Number.isInteger(seed)) throw new EmuError('EINVAL', `seed must be an integer, got ${shown(seed)}`, 'seed');
 
     const core = await instantiateCore(arch);
     const r = core.x.init(memory / PAGE_SIZE, swap / PAGE_SIZE, cpus, arch === 'arm64' ? 1 : 0, +bools.hwAccessFlag, +bools.hwDirty,
@@ -292,7 +292,7 @@ export class Machine {
   /** @internal Validates a CPU number (default 0). */
   cpuIndex(i: number | undefined): number {
     if (i === undefined) return 0;
-    if (!Number.isInteger(i) || i < 0 || i >= this.options.cpus) throw new EmuError('EINVAL', `cpu must be an integer in [0, ${this.options.cpus - 1}], got ${String(i)}`, 'cpu');
+    if (!Number.isInteger(i) || i < 0 || i >= this.options.cpus) throw new EmuError('EINVAL', `cpu must be an integer in [0, ${this.options.cpus - 1}], got ${shown(i)}`, 'cpu');
     return i;
   }
 
@@ -313,7 +313,7 @@ export class Machine {
    * chunks (faults are handled there too). Signals do not stop the replay.
    */
   replay(p: Process, trace: Trace, opts: { cpu?: number; mode?: TranslationMode; collectPfns?: boolean } = {}): ReplayStats {
-    if (p.machine !== this || p.exited) throw new EmuError('EINVAL', 'p must be a live process of this machine', 'p');
+    liveProcessOf(this, p);
     if (!(trace instanceof Trace)) throw new EmuError('EINVAL', 'trace must be a Trace', 'trace');
     const cpu = this.cpuIndex(opts.cpu);
     const mode = opts.mode ?? this.options.mode;
@@ -435,7 +435,7 @@ export class Machine {
     if (r === undefined || r === 'ok') return 0;
     if (r === 'block') return 1;
     if (r === 'sigbus') return 2;
-    throw new EmuError('EINVAL', `pageMkwrite returned ${String(r)}; expected nothing, 'ok', 'block' or 'sigbus'`, 'pageMkwrite');
+    throw new EmuError('EINVAL', `pageMkwrite returned ${shown(r)}; expected nothing, 'ok', 'block' or 'sigbus'`, 'pageMkwrite');
   }
 
   /**
@@ -455,7 +455,7 @@ export class Machine {
   /** A frame's descriptor. */
   frame(pfn: number): FrameInfo {
     if (!Number.isInteger(pfn) || pfn < 0 || pfn >= this.options.memory / PAGE_SIZE) {
-      throw new EmuError('EINVAL', `pfn must be an integer below ${this.options.memory / PAGE_SIZE}, got ${String(pfn)}`, 'pfn');
+      throw new EmuError('EINVAL', `pfn must be an integer below ${this.options.memory / PAGE_SIZE}, got ${shown(pfn)}`, 'pfn');
     }
     const c = this.core;
     c.x.machineInfo();
@@ -477,7 +477,7 @@ export class Machine {
 
   /** A swap slot: how many entries refer to it, the page caching it, the content written to it. */
   swapSlot(slot: number): { count: number; cachedPfn: number; tag: number } {
-    if (!Number.isInteger(slot) || slot < 0) throw new EmuError('EINVAL', `slot must be a non-negative integer, got ${String(slot)}`, 'slot');
+    if (!Number.isInteger(slot) || slot < 0) throw new EmuError('EINVAL', `slot must be a non-negative integer, got ${shown(slot)}`, 'slot');
     this.core.x.swapInfo(slot);
     return { count: this.core.result(0), cachedPfn: this.core.result(1), tag: this.core.result(2) };
   }
@@ -510,12 +510,12 @@ export class Machine {
    * unshares it) and pins them; marks the mm has-pinned (sticky).
    */
   pin(p: Process, addr: Addr, npages: number, opts?: PinOptions): Pin {
-    return takeUserPages(this.core, this.geometry, p, addr, npages, opts, 'pin');
+    return takeUserPages(this.core, this.geometry, liveProcessOf(this, p), addr, npages, opts, 'pin');
   }
 
   /** get_user_pages(FOLL_GET): plain references, no has-pinned, never "maybe pinned" unless 1024 pile up. */
   get(p: Process, addr: Addr, npages: number, opts?: PinOptions): Pin {
-    return takeUserPages(this.core, this.geometry, p, addr, npages, opts, 'get');
+    return takeUserPages(this.core, this.geometry, liveProcessOf(this, p), addr, npages, opts, 'get');
   }
 
   check(): Problem[] {
@@ -523,7 +523,12 @@ export class Machine {
     return readProblems(this.core, n);
   }
 
-  /** Test hooks that corrupt state on purpose, to prove the checker catches it. */
+  /**
+   * Test hooks: corruption on purpose (to prove the checker catches it),
+   * failure injection, wrong kernels. Unlike the rest of the API they do not
+   * protect the core from what they are asked to do: operating on a machine
+   * corrupted this way may trap.
+   */
   readonly debug = {
     corruptFrame: (pfn: number, field: 'refcount' | 'mapcount' | 'tag', value: number): void => {
       this.core.x.corruptFrame(pfn, field === 'refcount' ? 0 : field === 'mapcount' ? 1 : 2, value);
@@ -542,14 +547,19 @@ export class Machine {
       if (r < 0) throw new EmuError('EFAULT', `no VMA holds 0x${addr.toString(16)}`, 'addr');
     },
     /** The next n frame allocations succeed, then every one fails (ENOMEM paths). -1 disables. */
-    failAllocationsAfter: (n: number): void => { this.core.x.setFailAfter(n); },
+    failAllocationsAfter: (n: number): void => {
+      if (!Number.isInteger(n) || n < -1 || n > 0x7fff_ffff) throw new EmuError('EINVAL', `n must be an integer from -1, got ${shown(n)}`, 'n');
+      this.core.x.setFailAfter(n);
+    },
+    /** Linear memory stops growing (as when the engine refuses memory.grow): the core's own allocations fail once its free blocks run out. */
+    failMemoryGrowth: (on = true): void => { this.core.x.setGrowthBlocked(on ? 1 : 0); },
     /**
      * Test-only wrong kernels, for checking that the fuzzers find bugs:
      * 'skip-cow-copy' makes a write to a COW-shared anonymous page reuse it
      * instead of copying it. `on: false` restores the right behaviour.
      */
     injectBug: (bug: InjectableBug, on = true): void => {
-      if (bug !== 'skip-cow-copy') throw new EmuError('EINVAL', `unknown bug ${String(bug)}`, 'bug');
+      if (bug !== 'skip-cow-copy') throw new EmuError('EINVAL', `unknown bug ${shown(bug)}`, 'bug');
       this.core.x.debugInjectBug(1, on ? 1 : 0);
     },
   };

@@ -1,5 +1,7 @@
 // /proc/PID/pagemap values (Documentation/admin-guide/mm/pagemap.rst).
 
+import { EmuError } from './errors.js';
+
 export const PM_PFRAME_MASK = (1n << 55n) - 1n;
 export const PM_SOFT_DIRTY = 1n << 55n;
 export const PM_MMAP_EXCLUSIVE = 1n << 56n;
@@ -28,6 +30,7 @@ export interface PagemapEntry {
 }
 
 export function decodePagemap(raw: bigint): PagemapEntry {
+  if (typeof raw !== 'bigint' || raw < 0n || raw >= 1n << 64n) throw new EmuError('EINVAL', 'raw must be a 64-bit bigint', 'raw');
   const e: PagemapEntry = {
     raw,
     present: (raw & PM_PRESENT) !== 0n,

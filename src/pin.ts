@@ -2,7 +2,7 @@
 // driver holds after pin_user_pages: the frames, DMA through them, unpin.
 
 import type { Core } from './core.js';
-import { EmuError } from './errors.js';
+import { EmuError, shown } from './errors.js';
 import type { Process } from './process.js';
 import { toBigAddr, checkAligned, checkUserRange, type Geometry } from './addr.js';
 
@@ -46,7 +46,7 @@ export class Pin {
   private frameAt(i: unknown): number {
     if (this.id === 0) throw new EmuError('EINVAL', 'the pin was released', 'pin');
     if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i >= this.frames.length) {
-      throw new EmuError('EINVAL', `index must be an integer below ${this.frames.length}, got ${String(i)}`, 'index');
+      throw new EmuError('EINVAL', `index must be an integer below ${this.frames.length}, got ${shown(i)}`, 'index');
     }
     return this.frames[i]!;
   }
@@ -55,7 +55,7 @@ export class Pin {
   dmaWrite(i: number, tag: number): void {
     const pfn = this.frameAt(i);
     if (typeof tag !== 'number' || !Number.isInteger(tag) || tag < 0 || tag > 0xffffffff) {
-      throw new EmuError('EINVAL', `tag must be a 32-bit unsigned integer, got ${String(tag)}`, 'tag');
+      throw new EmuError('EINVAL', `tag must be a 32-bit unsigned integer, got ${shown(tag)}`, 'tag');
     }
     this.core.x.dmaWriteTag(pfn, tag);
   }
@@ -76,11 +76,10 @@ export class Pin {
 /** @internal m.pin / m.get */
 export function takeUserPages(core: Core, g: Geometry, p: Process, addr: unknown, npages: unknown,
   opts: PinOptions | undefined, kind: 'pin' | 'get'): Pin {
-  if (p.exited) throw new EmuError('EINVAL', `process ${p.pid} has exited`, 'process');
   const start = toBigAddr(addr, 'addr');
   checkAligned(start, 'addr');
   if (typeof npages !== 'number' || !Number.isInteger(npages) || npages < 1 || npages > MAX_GUP_PAGES) {
-    throw new EmuError('EINVAL', `npages must be an integer from 1 to ${MAX_GUP_PAGES}, got ${String(npages)}`, 'npages');
+    throw new EmuError('EINVAL', `npages must be an integer from 1 to ${MAX_GUP_PAGES}, got ${shown(npages)}`, 'npages');
   }
   const o: PinOptions = opts ?? {};
   if (o === null || typeof o !== 'object') throw new EmuError('EINVAL', 'options must be an object', 'opts');

@@ -4,7 +4,7 @@
 
 import type { Machine } from './machine.js';
 import type { Core } from './core.js';
-import { EmuError } from './errors.js';
+import { EmuError, shown, ownEntry } from './errors.js';
 import { type Addr, toBigAddr, checkUserRange, checkAligned } from './addr.js';
 import { parseSize, PAGE_SIZE, type Size } from './units.js';
 import { File } from './file.js';
@@ -97,7 +97,7 @@ function categoryBits(names: unknown, arg: string): number {
   let bits = 0;
   for (const n of names) {
     const i = CATEGORIES.indexOf(n as PageCategory);
-    if (i < 0) throw new EmuError('EINVAL', `${arg}: unknown category ${String(n)}`, arg);
+    if (i < 0) throw new EmuError('EINVAL', `${arg}: unknown category ${shown(n)}`, arg);
     bits |= 1 << i;
   }
   return bits;
@@ -167,6 +167,16 @@ const SIGNALS: Record<number, { signal: Signal; code: SignalCode }> = {
   5: { signal: 'SIGBUS', code: 'BUS_MCEERR_AR' },
 };
 
+/**
+ * Checks that `p` is a live process of `machine` (argument `arg`): every API
+ * taking a process goes through here, so a process of another machine, an
+ * exited one or a non-process is an EINVAL naming the argument.
+ */
+export function liveProcessOf(machine: Machine, p: unknown, arg = 'p'): Process {
+  if (!(p instanceof Process) || p.machine !== machine) throw new EmuError('EINVAL', `${arg} must be a process of this machine`, arg);
+  if (p.exited) throw new EmuError('EINVAL', `${arg}: process ${p.pid} has exited`, arg);
+  return p;
+}
 /** One pagemap buffer of 8 bytes per page stays under 512 MiB of the core's memory. */
 const MAX_PAGEMAP_PAGES = 1 << 26;
 
@@ -186,7 +196,7 @@ export function parseProt(prot: unknown, arg = 'prot'): number {
 
 function checkTag(tag: unknown): number {
   if (typeof tag !== 'number' || !Number.isInteger(tag) || tag < 0 || tag > 0xffffffff) {
-    throw new EmuError('EINVAL', `tag must be a 32-bit unsigned integer, got ${String(tag)}`, 'tag');
+    throw new EmuError('EINVAL', `tag must be a 32-bit unsigned integer, got ${shown(tag)}`, 'tag');
   }
   return tag;
 }
@@ -242,7 +252,7 @@ export class Process {
       throw new EmuError('EINVAL', 'offset is only meaningful with a file', 'offset');
     }
     const openMode = opts.openMode ?? 'rdwr';
-    if (openMode !== 'rdwr' && openMode !== 'rdonly') throw new EmuError('EINVAL', `openMode must be 'rdwr' or 'rdonly', got ${String(openMode)}`, 'openMode');
+    if (openMode !== 'rdwr' && openMode !== 'rdonly') throw new EmuError('EINVAL', `openMode must be 'rdwr' or 'rdonly', got ${shown(openMode)}`, 'openMode');
     if (openMode === 'rdonly') {
       if (!file) throw new EmuError('EINVAL', 'openMode is only meaningful with a file', 'openMode');
       if (shared && (prot & VM_WRITE) !== 0) throw new EmuError('EACCES', 'PROT_WRITE on a MAP_SHARED mapping of a file opened read-only', 'prot');
@@ -305,9 +315,9 @@ export class Process {
 
   madvise(addr: Addr, length: Size, advice: Advice): void {
     this.live();
-    const a = ADVICE[advice as Advice];
-    if (typeof advice !== 'string' || a === undefined) {
-      throw new EmuError('EINVAL', `unknown advice ${JSON.stringify(advice)} (${Object.keys(ADVICE).join(', ')})`, 'advice');
+    const a = ownEntry(ADVICE, advice);
+    if (a === undefined) {
+      throw new EmuError('EINVAL', `unknown advice ${shown(advice)} (${Object.keys(ADVICE).join(', ')})`, 'advice');
     }
     const r = this.range(addr, length, 'ENOMEM');
     const e = this.core.x.madvise(this.pid, r.vpn, r.pages, a);
@@ -324,8 +334,8 @@ export class Process {
    */
   clearRefs(what: ClearRefs, opts: StepOptions = {}): void {
     this.live();
-    const type = CLEAR_REFS[what];
-    if (type === undefined) throw new EmuError('EINVAL', `clear_refs takes 'soft-dirty', 'all', 'anon' or 'mapped', got ${String(what)}`, 'what');
+    const type = ownEntry(CLEAR_REFS, what);
+    if (type === undefined) throw new EmuError('EINVAL', `clear_refs takes 'soft-dirty', 'all', 'anon' or 'mapped', got ${shown(what)}`, 'what');
     stepped(this.core, opts, () => this.core.x.clearRefs(this.pid, type));
   }
 
@@ -438,7 +448,7 @@ export class Process {
   touch(addr: Addr, length: Size, kind: 'r' | 'w' = 'r', tag = 0, opts: { cpu?: number } = {}): TouchResult {
     this.live();
     const cpu = this.machine.cpuIndex(opts.cpu);
-    if (kind !== 'r' && kind !== 'w') throw new EmuError('EINVAL', `kind must be 'r' or 'w', got ${String(kind)}`, 'kind');
+    if (kind !== 'r' && kind !== 'w') throw new EmuError('EINVAL', `kind must be 'r' or 'w', got ${shown(kind)}`, 'kind');
     checkTag(tag);
     const start = toBigAddr(addr, 'addr');
     const n = parseSize(length, 'length');

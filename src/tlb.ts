@@ -1,7 +1,7 @@
 // TLB hierarchies: presets and custom configurations, validated here and
 // built once per machine in the core (the same hierarchy on every CPU).
 
-import { EmuError } from './errors.js';
+import { EmuError, shown, ownEntry } from './errors.js';
 import type { ArchName } from './arch.js';
 
 export type PageSizeName = '4K' | '64K' | '2M' | '1G';
@@ -96,12 +96,12 @@ export function resolveTlb(spec: TlbPreset | TlbConfig | undefined, arch: ArchNa
     const where = `tlb.arrays[${i}]`;
     if (a === null || typeof a !== 'object') throw new EmuError('EINVAL', `${where} must be an object`, 'tlb');
     if (a.level !== 1 && a.level !== 2) throw new EmuError('EINVAL', `${where}.level must be 1 or 2`, 'tlb');
-    if (!(a.kind in KINDS)) throw new EmuError('EINVAL', `${where}.kind must be data, instruction or unified`, 'tlb');
+    if (ownEntry(KINDS, a.kind) === undefined) throw new EmuError('EINVAL', `${where}.kind must be data, instruction or unified`, 'tlb');
     if (!Array.isArray(a.sizes) || a.sizes.length === 0) throw new EmuError('EINVAL', `${where}.sizes must list page sizes`, 'tlb');
     let sizes = 0;
     for (const s of a.sizes) {
-      const b = SIZE_BITS[s];
-      if (b === undefined) throw new EmuError('EINVAL', `${where}.sizes has unknown size ${String(s)} (4K, 64K, 2M, 1G)`, 'tlb');
+      const b = ownEntry(SIZE_BITS, s);
+      if (b === undefined) throw new EmuError('EINVAL', `${where}.sizes has unknown size ${shown(s)} (4K, 64K, 2M, 1G)`, 'tlb');
       if (s === '64K' && arch !== 'arm64') throw new EmuError('EINVAL', `${where}: 64K contiguous entries exist on arm64 only`, 'tlb');
       sizes |= b;
     }

@@ -3,7 +3,10 @@
 // kind in bits 0-1; high word: address bits 32-63), so building a trace
 // needs no BigInt. The core replays them in large chunks.
 
-import { EmuError } from './errors.js';
+import { EmuError, shown, ownEntry } from './errors.js';
+
+/** Records a trace may hold: 2^28 (2 GiB of words). */
+const MAX_RECORDS = 1 << 28;
 
 export type AccessKind = 'r' | 'w' | 'x';
 const KIND: Record<AccessKind, number> = { r: 0, w: 1, x: 2 };
@@ -13,7 +16,7 @@ export class Trace {
   private n = 0;
 
   constructor(capacity = 1024) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new EmuError('EINVAL', `capacity must be a positive integer, got ${capacity}`, 'capacity');
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_RECORDS) throw new EmuError('EINVAL', `capacity must be an integer in [1, 2^28], got ${shown(capacity)}`, 'capacity');
     this.words = new Uint32Array(capacity * 2);
   }
 
@@ -21,10 +24,11 @@ export class Trace {
 
   /** Appends one access. Addresses are numbers below 2^53. */
   push(addr: number, kind: AccessKind = 'r'): this {
-    const k = KIND[kind];
-    if (k === undefined) throw new EmuError('EINVAL', `kind must be 'r', 'w' or 'x', got ${String(kind)}`, 'kind');
-    if (!Number.isSafeInteger(addr) || addr < 0) throw new EmuError('EINVAL', `addr must be a non-negative safe integer, got ${addr}`, 'addr');
+    const k = ownEntry(KIND, kind);
+    if (k === undefined) throw new EmuError('EINVAL', `kind must be 'r', 'w' or 'x', got ${shown(kind)}`, 'kind');
+    if (!Number.isSafeInteger(addr) || addr < 0) throw new EmuError('EINVAL', `addr must be a non-negative safe integer, got ${shown(addr)}`, 'addr');
     if (this.n * 2 === this.words.length) {
+      if (this.n >= MAX_RECORDS) throw new EmuError('ENOMEM', 'a trace holds at most 2^28 records', 'addr');
       const w = new Uint32Array(this.words.length * 2);
       w.set(this.words);
       this.words = w;
@@ -63,14 +67,18 @@ export class Trace {
    * xorshift generator: the same seed gives the same trace.
    */
   static random(opts: { start: number; length: number; count: number; seed?: number; writeRatio?: number }): Trace {
+    if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'opts must be an object', 'opts');
     const { start, length, count } = opts;
+    if (!Number.isSafeInteger(start) || start < 0) throw new EmuError('EINVAL', `start must be a non-negative safe integer, got ${shown(start)}`, 'start');
+    if (!Number.isSafeInteger(length) || length < 4096) throw new EmuError('EINVAL', `length must be an integer covering at least one page, got ${shown(length)}`, 'length');
+    if (!Number.isInteger(count) || count < 1 || count > MAX_RECORDS) throw new EmuError('EINVAL', `count must be an integer in [1, 2^28], got ${shown(count)}`, 'count');
+    if (start + length > Number.MAX_SAFE_INTEGER) throw new EmuError('EINVAL', 'start + length is beyond 2^53', 'length');
     const pages = Math.floor(length / 4096);
-    if (!Number.isSafeInteger(start) || start < 0) throw new EmuError('EINVAL', `start must be a non-negative safe integer, got ${String(start)}`, 'start');
-    if (!Number.isFinite(length) || pages < 1) throw new EmuError('EINVAL', 'length must cover at least one page', 'length');
-    if (!Number.isInteger(count) || count < 1) throw new EmuError('EINVAL', `count must be a positive integer, got ${String(count)}`, 'count');
     const wr = opts.writeRatio ?? 0;
-    if (!(wr >= 0 && wr <= 1)) throw new EmuError('EINVAL', `writeRatio must be in [0, 1], got ${String(wr)}`, 'writeRatio');
-    let x = (opts.seed ?? 1) >>> 0 || 1;
+    if (typeof wr !== 'number' || !(wr >= 0 && wr <= 1)) throw new EmuError('EINVAL', `writeRatio must be in [0, 1], got ${shown(wr)}`, 'writeRatio');
+    const seed = opts.seed ?? 1;
+    if (!Number.isSafeInteger(seed)) throw new EmuError('EINVAL', `seed must be an integer, got ${shown(seed)}`, 'seed');
+    let x = seed >>> 0 || 1;
     const w = wr;
     const t = new Trace(count);
     for (let i = 0; i < count; i++) {
@@ -84,6 +92,10 @@ export class Trace {
 
   /** A sequential sweep of every page of a range. */
   static sequential(start: number, length: number, kind: AccessKind = 'r'): Trace {
+    if (!Number.isSafeInteger(start) || start < 0) throw new EmuError('EINVAL', `start must be a non-negative safe integer, got ${shown(start)}`, 'start');
+    if (!Number.isSafeInteger(length) || length < 0 || length / 4096 > MAX_RECORDS) throw new EmuError('EINVAL', `length must be a byte count of at most 2^28 pages, got ${shown(length)}`, 'length');
+    if (ownEntry(KIND, kind) === undefined) throw new EmuError('EINVAL', `kind must be 'r', 'w' or 'x', got ${shown(kind)}`, 'kind');
+    if (start + length > Number.MAX_SAFE_INTEGER) throw new EmuError('EINVAL', 'start + length is beyond 2^53', 'length');
     const pages = Math.floor(length / 4096);
     const t = new Trace(Math.max(1, pages));
     for (let i = 0; i < pages; i++) t.push(start + i * 4096, kind);

@@ -1,4 +1,4 @@
-import { EmuError } from './errors.js';
+import { EmuError, shown } from './errors.js';
 
 /** A byte count: a non-negative integer number, a bigint, or a string such as '4GiB', '64 KiB', '2M', '4096'. */
 export type Size = number | bigint | string;
@@ -12,7 +12,7 @@ const UNITS: Record<string, number> = {
 };
 
 /** Parses a Size into a byte count (a safe integer), naming `arg` in errors. */
-export function parseSize(value: unknown, arg: string): number {
+export function parseSize(value: unknown, arg = 'size'): number {
   let n: number;
   if (typeof value === 'bigint') {
     if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new EmuError('EINVAL', `${arg} out of range: ${value}`, arg);
@@ -27,7 +27,7 @@ export function parseSize(value: unknown, arg: string): number {
   } else {
     throw new EmuError('EINVAL', `${arg} must be a number, bigint or size string, got ${typeof value}`, arg);
   }
-  if (!Number.isSafeInteger(n) || n < 0) throw new EmuError('EINVAL', `${arg} must be a non-negative integer byte count, got ${String(value)}`, arg);
+  if (!Number.isSafeInteger(n) || n < 0) throw new EmuError('EINVAL', `${arg} must be a non-negative integer byte count, got ${shown(value)}`, arg);
   return n;
 }
 
@@ -37,7 +37,11 @@ export const MiB = 1024 * KiB;
 export const GiB = 1024 * MiB;
 
 /** Human-readable size, for reports. */
-export function formatSize(bytes: number): string {
+export function formatSize(bytes: number | bigint): string {
+  if (typeof bytes === 'bigint' && bytes >= 0n && bytes <= BigInt(Number.MAX_SAFE_INTEGER)) bytes = Number(bytes);
+  if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 0) {
+    throw new EmuError('EINVAL', `bytes must be a non-negative integer byte count, got ${typeof bytes === 'bigint' ? `${bytes}n` : typeof bytes === 'number' ? bytes : typeof bytes}`, 'bytes');
+  }
   for (const [u, s] of [['GiB', GiB], ['MiB', MiB], ['KiB', KiB]] as const) {
     if (bytes >= s && bytes % s === 0) return `${bytes / s}${u}`;
   }

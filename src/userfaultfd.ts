@@ -6,7 +6,7 @@
 
 import type { Core } from './core.js';
 import type { Process } from './process.js';
-import { EmuError } from './errors.js';
+import { EmuError, shown, ownEntry } from './errors.js';
 import { toBigAddr } from './addr.js';
 
 /** UFFD_FEATURE_* that ptemu implements. */
@@ -43,8 +43,9 @@ export class Userfaultfd {
 
   /** @internal `existing`: a context the core made (a fork's child). */
   constructor(core: Core, process: Process, features: readonly UffdFeature[] = [], existing = 0) {
-    for (const f of features) if (!(f in FEATURES)) throw new EmuError('EINVAL', `unknown userfaultfd feature ${String(f)}`, 'features');
-    const mask = features.reduce((m, f) => m | FEATURES[f], 0);
+    if (!Array.isArray(features)) throw new EmuError('EINVAL', `features must be an array, got ${shown(features)}`, 'features');
+    for (const f of features) if (ownEntry(FEATURES, f) === undefined) throw new EmuError('EINVAL', `unknown userfaultfd feature ${shown(f)}`, 'features');
+    const mask = features.reduce((m: number, f: UffdFeature) => m | FEATURES[f], 0);
     const id = existing || core.x.uffdNew(process.pid, mask);
     if (id < 0) throw EmuError.fromErrno(id, 'no userfaultfd context available', 'features');
     this.core = core;

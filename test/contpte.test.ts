@@ -62,16 +62,17 @@ describe('folding (F1-F8)', () => {
     expect(slots(m, p, W).some(hasCont)).toBe(false);
     expect(m.stats.contpte.folds).toBe(0);
 
-    // A 32 KiB folio at a 16-aligned frame: 16 consecutive frames, but the folio does not cover the block.
+    // A 32 KiB folio at a 16-aligned frame followed by another: 16 consecutive frames, but no one folio covers the block.
     const q = m.spawn();
-    let pfn = -1;
-    for (let k = 0; k < 8 && pfn < 0; k++) {
+    const heads = new Set<number>();
+    for (let k = 0; k < 8; k++) {
       const s = q.mmap({ length: 0x8000, prot: 'rw', addr: 0x6000_0000 + k * 0x10000 });
       q.write(s.start, 1);
       const got = q.entry(s.start).pfn!;
       expect(m.frame(got).order).toBe(3);
-      if (got % 16 === 0) pfn = got;
+      heads.add(got);
     }
+    const pfn = [...heads].find((h) => h % 16 === 0 && heads.has(h + 8)) ?? -1;
     expect(pfn).toBeGreaterThan(0);
     const X = V + 0x200000;
     for (let i = 0; i < 16; i++) m.kernel.setPtes(q, X + i * PAGE, m.arch.makePte({ pfn: pfn + i, write: true }));

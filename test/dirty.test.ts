@@ -539,7 +539,15 @@ describe('four entries at a time (SIMD) equals one by one', () => {
         const a = p.mmap({ file: f, shared: true, length: 2 * MiB, prot: 'rw', addr: 0x4000_0000 - 3 * PAGE });
         p.read(a.start);
         p.read(a.start + 3 * PAGE);                                   // the second PTE table
-        for (let i = 0; i < pages; i++) m.kernel.setEntry(p, a.start + i * PAGE, values[i]!);
+        // Raw entries must name what the core can survive: present ones get the file page's frame, others become markers.
+        const frame = BigInt(f.lookup(0).state === 'page' ? (f.lookup(0) as { pfn: number }).pfn : 0);
+        for (let i = 0; i < pages; i++) {
+          const v = values[i]!;
+          const d = m.arch.decode(v, 'pte');
+          // XOR in the difference: x86 stores PROT_NONE frame numbers inverted (L1TF).
+          const safe = d.kind === 'present' ? v ^ ((BigInt(d.pfn!) ^ frame) << 12n) : d.kind === 'none' ? 0n : m.arch.makeMarker('uffd-wp');
+          m.kernel.setEntry(p, a.start + i * PAGE, safe);
+        }
         m.clearFlushLog();
         const opts = stepping ? { onStep: () => {} } : {};
         const r = op === 'wp' ? { cleaned: f.writeProtect(5, pages, opts) } : f.cleanRecord(5, pages, { ...opts, bitmapOffset: 3 });

@@ -160,17 +160,22 @@ describe('device mirrors', () => {
     u.writeProtect(a, PAGE, false);
     mir.fault(a, 1, 'w');
     expect(mir.lookup(a)).toMatchObject({ valid: true, write: true });
-    // wp-async: the fault resolves in place.
+    // wp-async: the fault resolves in place; on a never-touched page (a marker) it takes two CPU rounds
+    // (the marker becomes a read-only page, then the write fault clears uffd-wp).
     const q = m.spawn();
-    const b = q.mmap({ length: PAGE, prot: 'rw' }).start;
+    const b = q.mmap({ length: 2 * PAGE, prot: 'rw' }).start;
     q.write(b, 3);
-    const ua = q.userfaultfd({ features: ['wp-async'] });
-    ua.register(b, PAGE);
-    ua.writeProtect(b, PAGE, true);
+    const ua = q.userfaultfd({ features: ['wp-async', 'wp-unpopulated'] });
+    ua.register(b, 2 * PAGE);
+    ua.writeProtect(b, 2 * PAGE, true);
+    expect(q.entry(b + PAGE)).toMatchObject({ kind: 'marker', markers: ['uffd-wp'] });
     const mq = m.device('gpu').mirror(q);
-    mq.fault(b, 1, 'w');
-    expect(mq.lookup(b)).toMatchObject({ valid: true, write: true });
-    expect(q.entry(b)).toMatchObject({ write: true, uffdWp: false });
+    expect(mq.fault(b, 2, 'w')).toMatchObject({ cpuFaults: 3 });
+    for (const at of [b, b + PAGE]) {
+      expect(mq.lookup(at)).toMatchObject({ valid: true, write: true });
+      expect(q.entry(at)).toMatchObject({ kind: 'present', write: true, uffdWp: false });
+    }
+    expect(ua.events()).toEqual([]);
     expectClean(m);
   });
 

@@ -33,6 +33,9 @@ export const HAS_POST_VMA: u32 = 1 << 8;
 
 /** Pointer of the entry handed to the current callback (for walkSetEntry). */
 export let jsWalkEntry: usize = 0;
+/** Its level: 0 PTE, 1 PMD, ... */
+export let jsWalkLevel: u32 = 0;
+export function setJsWalkEntry(p: usize): void { jsWalkEntry = p; }
 
 // @ts-ignore: decorator
 @inline function vpnOf(a: u64): f64 { return <f64>(a >> 12); }
@@ -44,6 +47,7 @@ export let jsWalkEntry: usize = 0;
     if ((this.has & HAS_PTE) == 0) return 0;
     for (let a = addr; a < end; a += 4096, ptep += 8) {
       jsWalkEntry = ptep;
+      jsWalkLevel = 0;
       const r = walkCallback(CB_PTE, 0, vpnOf(a), vpnOf(a + 4096), load<u64>(ptep), 4);
       if (r != 0) return r;
     }
@@ -55,6 +59,7 @@ export let jsWalkEntry: usize = 0;
     // Callbacks present at this level (the top table is the PGD; on 4 levels the folded P4D is the same entry).
     let r: i32 = 0;
     jsWalkEntry = ep;
+    jsWalkLevel = level;
     if (level == top) {
       if ((this.has & HAS_PGD) != 0) r = walkCallback(CB_UPPER, 4, vpnOf(addr), vpnOf(next), load<u64>(ep), 0);
       if (r == 0 && top == 3 && (this.has & HAS_P4D) != 0) r = walkCallback(CB_UPPER, 3, vpnOf(addr), vpnOf(next), load<u64>(ep), 1);

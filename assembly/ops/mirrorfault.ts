@@ -109,7 +109,7 @@ export function mirrorFault(m: Mirror, start: u64, end: u64, write: bool): i32 {
   op.mirror = m;
   op.write = write;
   let addr = start;
-  let stuckAt: u64 = <u64>-1;
+  let stuckAt: u64 = <u64>-1, stuckRounds: u32 = 0;
   while (true) {
     m.faultActive = 1; m.backoff = 0; m.faultStart = addr; m.faultEnd = end;
     const r = walkPageRange<MirrorFaultOp>(op, mm, addr, end);
@@ -117,8 +117,9 @@ export function mirrorFault(m: Mirror, start: u64, end: u64, write: bool): i32 {
     if (r == BACK_OFF) { m.backoffs++; m.retries++; continue; }
     if (r <= 0) return r;
     // -ENOENT: the CPU faults from there to the end, then the device fault is retried (-EAGAIN).
-    if (op.failAddr == stuckAt) return -EFAULT;       // the CPU fault did not give the device what it needs
-    stuckAt = op.failAddr;
+    // A CPU fault may need a second round (a uffd-wp marker first becomes a read-only page, then the
+    // write fault resolves it); one that still has not given the device what it needs after that never will.
+    if (op.failAddr == stuckAt) { if (++stuckRounds >= 3) return -EFAULT; } else { stuckAt = op.failAddr; stuckRounds = 0; }
     for (let a = op.failAddr; a < end; a += 4096) {
       const f = handleMmFault(mm, a, write ? FAULT_FLAG_WRITE : 0);
       if ((f & VM_FAULT_BLOCKED) != 0) return -EAGAIN;

@@ -91,6 +91,10 @@ function checkInt(v: unknown, arg: string, max: number): number {
   return v;
 }
 
+function fieldsArg(f: unknown): void {
+  if (f === null || typeof f !== 'object') throw new EmuError('EINVAL', `the entry's fields must be an object, got ${shown(f)}`, 'f');
+}
+
 export class ArchCodec {
   readonly name: ArchName;
   private readonly core: Core;
@@ -102,6 +106,7 @@ export class ArchCodec {
 
   /** A present user leaf (pfn_pte on a read-only user base, then mkwrite/mkdirty/... as asked). */
   makePte(f: PresentFields, level: EntryLevel = 'pte'): bigint {
+    fieldsArg(f);
     const lv = levelIndex(level);
     const pfn = checkInt(f.pfn, 'pfn', 2 ** 36 - 1);
     if (lv > 0 && pfn % (1 << (9 * lv)) !== 0) throw new EmuError('EINVAL', `pfn ${pfn} is not aligned for a ${level} leaf`, 'pfn');
@@ -120,6 +125,7 @@ export class ArchCodec {
 
   /** A swap-format entry: a genuine swap entry (type < 24) or any special type. */
   makeSwap(f: SwapFields): bigint {
+    fieldsArg(f);
     const type = checkInt(f.type, 'type', 31);
     const offset = checkInt(f.offset, 'offset', 2 ** 50 - 1);
     let flags = 0;

@@ -6,7 +6,7 @@
 import type { Core } from './core.js';
 import type { Machine } from './machine.js';
 import { liveProcessOf, type Process } from './process.js';
-import { EmuError, shown } from './errors.js';
+import { EmuError, shown, optionsArg } from './errors.js';
 import { toBigAddr, checkUserRange } from './addr.js';
 import { stepped, type StepOptions } from './step.js';
 
@@ -152,6 +152,7 @@ export class Mirror {
    * make the fault back off and retry.
    */
   fault(addr: number | bigint, npages: number, mode: 'r' | 'w', opts: StepOptions = {}): MirrorFaultResult {
+    optionsArg(opts);
     this.usable();
     if (mode !== 'r' && mode !== 'w') throw new EmuError('EINVAL', `mode must be 'r' or 'w', got ${shown(mode)}`, 'mode');
     if (this.process.exited) throw new EmuError('ENODEV', `process ${this.process.pid} has exited`, 'mirror');

@@ -14,6 +14,12 @@ export function shown(v: unknown): string {
   return Array.isArray(v) ? 'an array' : `an object`;
 }
 
+/** An options argument: undefined (no options) or an object; anything else is EINVAL naming `arg`. */
+export function optionsArg<T extends object>(o: T | undefined, arg = 'opts'): T | undefined {
+  if (o !== undefined && (o === null || typeof o !== 'object' || Array.isArray(o))) throw new EmuError('EINVAL', `${arg} must be an object of options, got ${shown(o)}`, arg);
+  return o;
+}
+
 /** table[key] when key is one of the table's own names (never an inherited one like 'toString'). */
 export function ownEntry<T>(table: Readonly<Record<string, T>>, key: unknown): T | undefined {
   return typeof key === 'string' && Object.hasOwn(table, key) ? table[key] : undefined;

@@ -3,7 +3,7 @@
 // ->page_mkwrite (write-notify) so shared writable mappings fault on first write.
 
 import type { Core } from './core.js';
-import { EmuError, shown } from './errors.js';
+import { EmuError, shown, optionsArg } from './errors.js';
 import { parseSize, PAGE_SIZE } from './units.js';
 import { stepped, type StepOptions } from './step.js';
 
@@ -115,7 +115,7 @@ export class File {
   /** The page-cache slot for a page index. */
   lookup(pgoff: number): CacheSlot {
     this.assertOpen();
-    if (!Number.isSafeInteger(pgoff) || pgoff < 0) throw new EmuError('EINVAL', `pgoff must be a non-negative integer, got ${pgoff}`, 'pgoff');
+    if (!Number.isSafeInteger(pgoff) || pgoff < 0) throw new EmuError('EINVAL', `pgoff must be a non-negative integer, got ${shown(pgoff)}`, 'pgoff');
     const k = this.core.x.fileLookup(this.id, pgoff);
     if (k === 1) return { state: 'page', pfn: this.core.result(0) };
     if (k === 2) return { state: 'swapped', slot: this.core.result(0) };
@@ -129,6 +129,7 @@ export class File {
    * range and at most one TLB flush (of the PTEs changed) per mapping.
    */
   writeProtect(firstIndex: number, nr: number, opts: MappingWalkOptions = {}): number {
+    optionsArg(opts);
     this.assertOpen();
     const o = checkWalkOptions(opts, ['onStep', 'walkOnSkip']);
     checkIndex(firstIndex, 'firstIndex');
@@ -144,6 +145,7 @@ export class File {
    * dirties them again without a fault.
    */
   cleanRecord(firstIndex: number, nr: number, opts: CleanRecordOptions = {}): CleanRecordResult {
+    optionsArg(opts);
     this.assertOpen();
     const o = checkWalkOptions(opts, ['onStep', 'walkOnSkip', 'bitmapOffset', 'bitmap', 'start', 'end']);
     checkIndex(firstIndex, 'firstIndex');

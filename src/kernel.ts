@@ -4,7 +4,7 @@
 
 import type { Machine } from './machine.js';
 import type { Process } from './process.js';
-import { EmuError, shown, ownEntry } from './errors.js';
+import { EmuError, shown, ownEntry, optionsArg } from './errors.js';
 import { toBigAddr, checkUserRange } from './addr.js';
 import { stepped, type StepOptions } from './step.js';
 import { Process as ProcessCtor, liveProcessOf } from './process.js';
@@ -95,6 +95,7 @@ export class Kernel {
 
   /** flush_tlb_range / flush_tlb_mm_range: above the ceiling (in strides) it flushes the whole mm. */
   flushTlbRange(p: Process, start: number | bigint, end: number | bigint, opts: { stride?: '4K' | '2M' } = {}): void {
+    optionsArg(opts);
     this.live(p);
     const s = toBigAddr(start, 'start'), e = toBigAddr(end, 'end');
     if (e <= s) throw new EmuError('EINVAL', 'end must be above start', 'end');
@@ -133,6 +134,7 @@ export class Kernel {
 
   /** tlb_gather_mmu (or _fullmm): an mmu_gather on p's mm. */
   tlbGather(p: Process, opts: { fullmm?: boolean } = {}): TlbGather {
+    optionsArg(opts);
     this.live(p);
     const core = this.machine.core;
     const g = core.x.kGatherBegin(p.pid, opts.fullmm ? 1 : 0);

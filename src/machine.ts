@@ -3,7 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import { instantiateCore, type Core } from './core.js';
-import { EmuError, shown, ownEntry } from './errors.js';
+import { EmuError, shown, ownEntry, optionsArg } from './errors.js';
 import { parseSize, GiB, PAGE_SIZE, type Size } from './units.js';
 import { ArchCodec, LEVEL_NAMES, type ArchName, type EntryLevel } from './arch.js';
 import type { Geometry, Addr } from './addr.js';
@@ -313,6 +313,7 @@ export class Machine {
    * chunks (faults are handled there too). Signals do not stop the replay.
    */
   replay(p: Process, trace: Trace, opts: { cpu?: number; mode?: TranslationMode; collectPfns?: boolean } = {}): ReplayStats {
+    optionsArg(opts);
     liveProcessOf(this, p);
     if (!(trace instanceof Trace)) throw new EmuError('EINVAL', 'trace must be a Trace', 'trace');
     const cpu = this.cpuIndex(opts.cpu);
@@ -392,6 +393,7 @@ export class Machine {
    * line up, and map them with one PMD.
    */
   memfd(opts: { size: Size; huge?: boolean }): File {
+    optionsArg(opts);
     const huge = opts?.huge;
     if (huge !== undefined && typeof huge !== 'boolean') throw new EmuError('EINVAL', 'huge must be a boolean', 'huge');
     return this.newFile(opts, FILE_SHMEM | (huge ? FILE_HUGE : 0), 'memfd');
@@ -405,6 +407,7 @@ export class Machine {
    * make it wait, or fail it.
    */
   file(opts: { size: Size; pageMkwrite?: boolean | PageMkwriteHook }): File {
+    optionsArg(opts);
     const hook = opts?.pageMkwrite;
     if (hook !== undefined && typeof hook !== 'boolean' && typeof hook !== 'function') {
       throw new EmuError('EINVAL', 'pageMkwrite must be a boolean or a function', 'pageMkwrite');
@@ -510,11 +513,13 @@ export class Machine {
    * unshares it) and pins them; marks the mm has-pinned (sticky).
    */
   pin(p: Process, addr: Addr, npages: number, opts?: PinOptions): Pin {
+    optionsArg(opts);
     return takeUserPages(this.core, this.geometry, liveProcessOf(this, p), addr, npages, opts, 'pin');
   }
 
   /** get_user_pages(FOLL_GET): plain references, no has-pinned, never "maybe pinned" unless 1024 pile up. */
   get(p: Process, addr: Addr, npages: number, opts?: PinOptions): Pin {
+    optionsArg(opts);
     return takeUserPages(this.core, this.geometry, liveProcessOf(this, p), addr, npages, opts, 'get');
   }
 

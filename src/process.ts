@@ -4,7 +4,7 @@
 
 import type { Machine } from './machine.js';
 import type { Core } from './core.js';
-import { EmuError, shown, ownEntry } from './errors.js';
+import { EmuError, shown, ownEntry, optionsArg } from './errors.js';
 import { type Addr, toBigAddr, checkUserRange, checkAligned } from './addr.js';
 import { parseSize, PAGE_SIZE, type Size } from './units.js';
 import { File } from './file.js';
@@ -231,6 +231,7 @@ export class Process {
   }
 
   mmap(opts: MmapOptions): Mapping {
+    optionsArg(opts);
     this.live();
     if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'mmap needs an options object', 'opts');
     for (const k of Object.keys(opts)) {
@@ -349,6 +350,7 @@ export class Process {
    * `maxPages` and `maxRegions` stop the walk early; `walkEnd` says where.
    */
   pagemapScan(opts: PagemapScanOptions): { regions: ScanRegion[]; walkEnd: number } {
+    optionsArg(opts);
     this.live();
     if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'pagemapScan needs an options object', 'opts');
     const start = toBigAddr(opts.start, 'start'), end = (toBigAddr(opts.end, 'end') + 0xfffn) & ~0xfffn;
@@ -378,6 +380,7 @@ export class Process {
 
   /** userfaultfd(2): a context whose registered ranges report faults as messages. */
   userfaultfd(opts: { features?: UffdFeature[] } = {}): Userfaultfd {
+    optionsArg(opts);
     this.live();
     if (opts === null || typeof opts !== 'object') throw new EmuError('EINVAL', 'options must be an object', 'opts');
     const features = opts.features ?? [];
@@ -436,16 +439,19 @@ export class Process {
 
   /** A user read on a CPU (default 0): the page's content tag, or the signal the process would get. */
   read(addr: Addr, opts: { cpu?: number } = {}): AccessResult {
+    optionsArg(opts);
     return this.accessOn(this.machine.cpuIndex(opts.cpu), addr, 0, 0);
   }
 
   /** A user write of a content tag (a 32-bit stand-in for the page's bytes). */
   write(addr: Addr, tag: number, opts: { cpu?: number } = {}): AccessResult {
+    optionsArg(opts);
     return this.accessOn(this.machine.cpuIndex(opts.cpu), addr, 1, checkTag(tag));
   }
 
   /** Reads or writes every page of [addr, addr+length) in one call into the core. Writes store `tag`. */
   touch(addr: Addr, length: Size, kind: 'r' | 'w' = 'r', tag = 0, opts: { cpu?: number } = {}): TouchResult {
+    optionsArg(opts);
     this.live();
     const cpu = this.machine.cpuIndex(opts.cpu);
     if (kind !== 'r' && kind !== 'w') throw new EmuError('EINVAL', `kind must be 'r' or 'w', got ${shown(kind)}`, 'kind');

@@ -3,7 +3,7 @@
 // running CPU accesses: "C1 writes between the clean and the flush".
 
 import type { Core } from './core.js';
-import { EmuError } from './errors.js';
+import { EmuError, optionsArg } from './errors.js';
 
 /** A yield point of a kernel range operation. */
 export interface Step {
@@ -34,7 +34,7 @@ const KINDS = ['entry', 'flush', 'vma-start', 'vma-end'] as const;
 
 /** Runs a core operation with its yield points delivered to onStep (none: no cost). */
 export function stepped<T>(core: Core, opts: StepOptions | undefined, run: () => T): T {
-  const onStep = opts?.onStep;
+  const onStep = optionsArg(opts)?.onStep;
   if (onStep === undefined) return run();
   if (typeof onStep !== 'function') throw new EmuError('EINVAL', 'onStep must be a function', 'onStep');
   if (core.stepHandler !== undefined) throw new EmuError('EBUSY', 'another stepped operation is in progress', 'onStep');

@@ -6,7 +6,7 @@
 
 import type { Core } from './core.js';
 import type { Process } from './process.js';
-import { EmuError, shown, ownEntry } from './errors.js';
+import { EmuError, shown, ownEntry, optionsArg } from './errors.js';
 import { toBigAddr } from './addr.js';
 
 /** UFFD_FEATURE_* that ptemu implements. */
@@ -109,12 +109,14 @@ export class Userfaultfd {
    * already there (EEXIST if it is the first); returns the pages filled.
    */
   copy(addr: number | bigint, len: number | bigint, tag: number, opts: { wp?: boolean } = {}): number {
+    optionsArg(opts);
     if (typeof tag !== 'number' || !Number.isInteger(tag) || tag < 0 || tag > 0xffffffff) throw new EmuError('EINVAL', 'tag must be a 32-bit unsigned integer', 'tag');
     return this.fill(addr, len, tag, false, opts.wp === true);
   }
 
   /** UFFDIO_ZEROPAGE: the zero page (anonymous) or a zeroed page (shmem) in each slot of [addr, addr+len). */
   zeropage(addr: number | bigint, len: number | bigint, opts: { wp?: boolean } = {}): number {
+    optionsArg(opts);
     return this.fill(addr, len, 0, true, opts.wp === true);
   }
 

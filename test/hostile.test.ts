@@ -8,6 +8,7 @@
 // invariant checker stays clean throughout.
 
 import { describe, it, expect } from 'vitest';
+import { appendFileSync } from 'node:fs';
 import fc from 'fast-check';
 import {
   Machine, EmuError, Trace, decodePagemap, parseSize, formatSize, HMM_PFN_REQ_FAULT,
@@ -17,7 +18,9 @@ import {
 const PAGE = 4096;
 const CODES = new Set(['EINVAL', 'ENOMEM', 'EFAULT', 'EAGAIN', 'ENOENT', 'EPERM', 'EEXIST', 'EACCES', 'EBUSY', 'EBADF', 'ENODEV', 'ENOSPC']);
 const SEED = Number(process.env.PTEMU_FUZZ_SEED ?? 20261122);
-const RUNS = Number(process.env.PTEMU_HOSTILE_RUNS ?? 3000);
+/** A file to log every call to before it runs (to find a call that never returns). */
+const TRACE_CALLS = process.env.PTEMU_HOSTILE_LOG;
+const RUNS = Number(process.env.PTEMU_HOSTILE_RUNS ?? 10000);
 
 /** A machine with one of everything to call methods on. */
 interface World {
@@ -246,8 +249,8 @@ function calls(w: World): Call[] {
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
-/** Calls that succeed may change the machine; these may also break invariants on purpose (raw entries are the caller's business). */
-const RAW_WRITERS = new Set(['k.setEntry', 'k.setPtes', 'k.ptepGetAndClear', 'k.getAndClearFullPtes', 'k.ptepSetAccessFlags', 'k.walkPageRange']);
+/** Primitives that, like the kernel's, leave the books (rmap, refcounts, mmu notifiers) to their caller: m.check() may object. */
+const RAW_WRITERS = new Set(['k.setEntry', 'k.setPtes', 'k.ptepGetAndClear', 'k.getAndClearFullPtes', 'k.ptepSetAccessFlags', 'k.walkPageRange', 'k.wrprotectPtes', 'k.clearYoungDirtyPtes']);
 
 /** Calls that fault pages in over a range, one page after another. */
 const FAULTS_IN = new Set(['mir.fault', 'hmm.rangeFault', 'm.pin', 'm.get', 'cpu.access']);
@@ -256,37 +259,50 @@ describe('hostile input', () => {
   for (const arch of ['x86_64', 'arm64'] as const) {
     it(`${arch}: every public function, random hostile arguments: EmuErrors with code and argument, machine unchanged on error`, async () => {
       const problems = new Map<string, string>();
-      // Raw entry writers get their own machine: what they write is the caller's business (m.check() may
-      // object to it), so only there are invariants not checked; everything else runs on both.
-      const w = await world(arch), wr = await world(arch);
-      const list = calls(w), rawList = calls(wr);
+      // Raw entry writers get their own machine: like set_pte_at they keep no books (m.check() objects
+      // when they break them), so there every call runs on a machine that m.check() passed, and one
+      // that stops passing is replaced: the contract is that a machine m.check() passes never traps.
+      const w = await world(arch);
+      let wr = await world(arch);
+      const list = calls(w);
+      let rawList = calls(wr);
+      let replaced = 0;
       let errors = 0, successes = 0, broken = false;
-      const slowest = new Map<string, { ms: number; call: string }>();
-      const last = new Map<Machine, string>([[w.m, 'the setup'], [wr.m, 'the setup']]);
+      const last = new Map<Machine, string>();
       const history = new Map<Machine, string[]>([[w.m, []], [wr.m, []]]);
       const spent = new Map<string, number>();
       const callArb = fc.tuple(fc.nat(list.length - 1), fc.boolean()).chain(([i, raw]) => list[i]!.args.map((args) => ({ i, raw: raw || RAW_WRITERS.has(list[i]!.name), args })));
-      fc.assert(fc.property(fc.array(callArb, { minLength: 1, maxLength: 20 }), (batch) => {
+      await fc.assert(fc.asyncProperty(fc.array(callArb, { minLength: 1, maxLength: 20 }), async (batch) => {
         for (const { i, raw, args: generated } of batch) {
+          if (raw && wr.m.check().length > 0) {
+            wr = await world(arch);
+            rawList = calls(wr);
+            history.set(wr.m, []);
+            replaced++;
+          }
           const c = raw ? rawList[i]! : list[i]!;
           const m = raw ? wr.m : w.m;
           // Arguments naming the world's objects are remapped to the raw world's.
           const args = raw ? generated.map((v) => translate(v, w, wr)) : generated;
           let before: string;
-          try { before = m.digest(); } catch (e) { throw new Error(`m.digest() threw ${(e as Error).message} after ${last.get(m)}`); }
+          const td = performance.now();
+          try { before = m.digest(); } catch (e) { throw new Error(`m.digest() threw ${(e as Error).message} after ${last.get(m) ?? 'the setup'}`); }
+          spent.set('(digest)', (spent.get('(digest)') ?? 0) + performance.now() - td);
           const what = `${c.name}(${args.map(show).join(', ')})`;
           last.set(m, what);
           const hist = history.get(m)!;
           hist.push(what);
           if (hist.length > 12) hist.shift();
           let thrown: unknown, ok = false;
+          if (TRACE_CALLS) appendFileSync(TRACE_CALLS, `${raw ? 'raw' : 'main'} ${what}\n`);
           const t0 = performance.now();
           try { c.run(args); ok = true; } catch (e) { thrown = e; }
           const dt = performance.now() - t0;
           spent.set(c.name, (spent.get(c.name) ?? 0) + dt);
-          if (dt > (slowest.get(c.name)?.ms ?? 50)) slowest.set(c.name, { ms: dt, call: what });
           if (!raw && !broken) {
+            const tc = performance.now();
             const bad = m.check();
+            spent.set('(check)', (spent.get('(check)') ?? 0) + performance.now() - tc);
             if (bad.length) {
               broken = true;
               problems.set(`${c.name}:check`, `${what} ${ok ? 'succeeded' : 'failed'} and broke invariants: ${bad[0]!.kind}: ${bad[0]!.message}`);
@@ -306,8 +322,7 @@ describe('hostile input', () => {
           if (!partial && m.digest() !== before) problems.set(`${c.name}:${thrown.code}:changed`, `${what} threw ${thrown.message} but changed the machine`);
         }
       }), { seed: SEED, numRuns: Math.ceil(RUNS / 10) });
-      console.log(`time per call kind: ${[...spent].sort((x, y) => y[1] - x[1]).slice(0, 8).map(([k, v]) => `${k} ${v.toFixed(0)} ms`).join(', ')}`);
-      for (const v of slowest.values()) console.log(`slow: ${v.ms.toFixed(0)} ms ${v.call.slice(0, 300)}`);
+      console.log(`${arch}: ${successes} calls succeeded, ${errors} refused; raw machines replaced after m.check() objected: ${replaced}; most time: ${[...spent].sort((x, y) => y[1] - x[1]).slice(0, 4).map(([k, v]) => `${k} ${v.toFixed(0)} ms`).join(', ')}`);
       expect([...problems.values()]).toEqual([]);
       expect(errors).toBeGreaterThan(RUNS / 4);
       expect(successes).toBeGreaterThan(RUNS / 20);
@@ -324,15 +339,18 @@ function translate(v: unknown, w: World, wr: World): unknown {
   return v;
 }
 
-function show(v: unknown): string {
+function show(v: unknown, depth = 0): string {
   if (typeof v === 'bigint') return `${v}n`;
   if (typeof v === 'symbol') return v.toString();
   if (typeof v === 'function') return 'fn';
   if (typeof v === 'number') return Number.isInteger(v) && v > 4096 ? `0x${v.toString(16)}` : String(v);
   if (v && typeof v === 'object') {
-    const name = (v as object).constructor?.name;
-    if (name && name !== 'Object' && name !== 'Array') return name;
-    try { return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `${x}n` : x)) ?? String(v); } catch { return '[object]'; }
+    const proto = Object.getPrototypeOf(v);
+    // The world's objects by class name only: their fields reach the core's whole memory.
+    if (proto !== Object.prototype && proto !== Array.prototype) return proto?.constructor?.name ?? 'object';
+    if (depth > 2) return '…';
+    if (Array.isArray(v)) return `[${v.map((x) => show(x, depth + 1)).join(',')}]`;
+    return `{${Object.entries(v).map(([k, x]) => `${k}:${show(x, depth + 1)}`).join(',')}}`;
   }
   return JSON.stringify(v) ?? String(v);
 }

@@ -7,7 +7,7 @@
 
 import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseDocument, LineCounter, isMap, isSeq, isPair, isScalar, type Document } from 'yaml';
+import { parseDocument, LineCounter, isMap, isSeq, isPair, isScalar, visit, type Document } from 'yaml';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { MachineOptions, Advice, ClearRefs, UffdFeature, ErrnoCode, InjectableBug } from '../index.js';
 
@@ -303,7 +303,15 @@ export function parseScenario(text: string, file: string): Scenario {
   if (doc.errors.length > 0) {
     throw new ScenarioError(doc.errors.map((e) => ({ pos: at(e.pos[0]), message: e.message.split(' at line ')[0]!.trim() })));
   }
-  const data: unknown = doc.toJS();
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 1000 });
+  } catch (e) {
+    // An alias to no anchor, or an alias bomb: report it where the first alias is.
+    let offset = 0;
+    visit(doc, { Alias(_k, node) { offset = node.range?.[0] ?? 0; return visit.BREAK; } });
+    throw new ScenarioError([{ pos: at(offset), message: (e as Error).message }]);
+  }
   const locate = (path: readonly (string | number)[], key = false): Pos => at(offsetOf(doc, path, key));
   const v = validate();
   if (!v(data)) throw new ScenarioError(schemaProblems(v.errors ?? [], locate));

@@ -93,18 +93,25 @@ export class AccessBatch {
   }
 }
 
-/** A malformed record, named by file and line (text formats) or record number (binary formats), 1-based. */
+/**
+ * A malformed record, named by file and line (text formats) or record number
+ * (binary formats), 1-based; or a damaged compressed stream, named by the
+ * compressed byte offset where decompression failed.
+ */
 export class TraceFormatError extends Error {
   readonly file: string;
   readonly line: number | undefined;
   readonly record: number | undefined;
+  readonly byte: number | undefined;
 
-  constructor(file: string, where: { line?: number; record?: number }, detail: string) {
-    super(where.line !== undefined ? `${file}:${where.line}: ${detail}` : `${file}: record ${where.record ?? '?'}: ${detail}`);
+  constructor(file: string, where: { line?: number; record?: number; byte?: number }, detail: string) {
+    super(where.line !== undefined ? `${file}:${where.line}: ${detail}`
+      : where.byte !== undefined ? `${file}: byte ${where.byte}: ${detail}` : `${file}: record ${where.record ?? '?'}: ${detail}`);
     this.name = 'TraceFormatError';
     this.file = file;
     this.line = where.line;
     this.record = where.record;
+    this.byte = where.byte;
   }
 }
 
@@ -521,7 +528,7 @@ async function* gzipChunks(path: string, progress: { bytesIn: number }): AsyncGe
   try {
     for await (const chunk of gunzip) yield chunk as Buffer;
   } catch (e) {
-    throw new Error(`${path}: gzip: ${e instanceof Error ? e.message : String(e)}`);
+    throw new TraceFormatError(path, { byte: progress.bytesIn }, `damaged gzip stream: ${e instanceof Error ? e.message : String(e)}`);
   } finally {
     src.destroy();
     gunzip.destroy();
@@ -553,7 +560,7 @@ async function* xzChunks(path: string, progress: { bytesIn: number }): AsyncGene
     if (!done) child.kill();
   }
   const code = await exited;
-  if (code !== 0) throw new Error(`${path}: xz -dc failed (exit ${code}): ${stderr.trim() || 'no message'}`);
+  if (code !== 0) throw new TraceFormatError(path, { byte: progress.bytesIn }, `damaged xz stream (xz -dc exit ${code}): ${stderr.trim() || 'no message'}`);
 }
 
 // ---- the reader ------------------------------------------------------------------------------

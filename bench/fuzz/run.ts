@@ -5,7 +5,9 @@
 //   node dist/bench/fuzz/run.js --replay case.json [--bug skip-cow-copy]
 //
 // Random machines x random operation lists (fast-check, in rounds of
-// sequences with seeds seed, seed+1, ...) until --ops operations have run;
+// sequences with seeds seed, seed+1, ...) until --ops operations have acted
+// (operations skipped for want of a target, e.g. an munmap before any mmap,
+// are counted apart);
 // every operation checked against the model and m.check(). Prints the number
 // of operations run clean, sequences and time. On a failure, fast-check
 // shrinks the case; the shrunk case is printed as a `ptemu run` scenario and
@@ -71,7 +73,7 @@ async function main(): Promise<void> {
   let lastReport = t0;
   const prop = fc.asyncProperty(machineArb(a.arch), opsArb(a.maxLen), async (machine: MachineOptions, list: Op[]) => {
     const r = await execute(machine, list, a.bug ? { bug: a.bug } : {});
-    ops += r.ops;
+    ops += r.ops - r.skipped;
     skipped += r.skipped;
     sequences++;
     for (const [k, v] of Object.entries(r.counts)) counts[k] = (counts[k] ?? 0) + v;
@@ -96,7 +98,7 @@ async function main(): Promise<void> {
     }
   }
   const secs = (performance.now() - t0) / 1000;
-  console.log(`\nclean: ${ops} operations (${ops - skipped} acting, ${skipped} skipped for want of a target) in ${sequences} sequences, ${secs.toFixed(1)} s (${(ops / secs).toFixed(0)} ops/s)`);
+  console.log(`\nclean: ${ops} operations acted (and ${skipped} skipped for want of a target) in ${sequences} sequences, ${secs.toFixed(1)} s (${(ops / secs).toFixed(0)} ops/s), every one followed by m.check() and the model's checks`);
   console.log(`per kind: ${Object.entries(counts).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   console.log(`tolerated: ${Object.entries(tolerated).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
 }

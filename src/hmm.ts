@@ -4,7 +4,7 @@
 
 import type { Machine } from './machine.js';
 import { liveProcessOf, type Process } from './process.js';
-import { EmuError, optionsArg } from './errors.js';
+import { EmuError } from './errors.js';
 import { toBigAddr, checkUserRange } from './addr.js';
 import { IntervalNotifier, type Device } from './device.js';
 

@@ -13,7 +13,8 @@ import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import type { MachineOptions } from '../src/index.js';
 import type { ScenarioResult } from '../src/cli/scenario-run.js';
-import { execute, machineArb, opsArb, type Op } from '../bench/fuzz/ops.js';
+import { machineArb, opsArb, type Op } from '../bench/fuzz/ops.js';
+import { execute } from '../bench/fuzz/execute.js';
 import { replayOps, runScenarioText } from '../bench/fuzz/scenario.js';
 
 const SEED = Number(process.env.PTEMU_FUZZ_SEED ?? 20261122);

@@ -18,7 +18,8 @@
 import { writeFileSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import type { MachineOptions, InjectableBug } from '../../src/index.js';
-import { execute, machineArb, opsArb, type Op } from './ops.js';
+import { machineArb, opsArb, type Op } from './ops.js';
+import { execute } from './execute.js';
 import { replayOps, type CaseFile } from './scenario.js';
 
 interface Args { ops: number; seed: number; arch?: 'x86_64' | 'arm64'; maxLen: number; bug?: InjectableBug; out?: string; replay?: string; round: number }

@@ -11,7 +11,8 @@ import { stringify } from 'yaml';
 import type { MachineOptions, InjectableBug } from '../../src/index.js';
 import { parseScenario } from '../../src/cli/scenario.js';
 import { runScenario, type ScenarioResult } from '../../src/cli/scenario-run.js';
-import { execute, FuzzFailure, MACHINE_DEFAULTS, type Op, type ExecResult, type ScenarioItem } from './ops.js';
+import { MACHINE_DEFAULTS, type Op } from './ops.js';
+import { execute, FuzzFailure, type ExecResult, type ScenarioItem } from './execute.js';
 
 const flow = (v: unknown): string => stringify(v, { collectionStyle: 'flow', lineWidth: 0 }).trim();
 

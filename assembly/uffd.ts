@@ -314,7 +314,9 @@ export function uffdCopy(mm: Mm, ctx: u32, start: u64, npages: u32, tag: u32, ze
     const ptep = tablePtr(<u32>tableEntryPfn(pmd)) + (<usize>((addr >> 12) & 511) << 3);
     const old = load<u64>(ptep);
     if (old != 0 && !isPteMarker(old)) return i == 0 ? -EEXIST : <i64>i;
-    const r = v.file == 0 ? fillAnon(mm, v, addr, ptep, tag, zero, wp) : fillShmem(mm, v, addr, ptep, tag, wp);
+    // A MAP_PRIVATE shmem mapping gets anonymous memory directly, the file's hole left alone
+    // (mfill_atomic_pte: what the fault would have done, fill the hole and COW it at once).
+    const r = v.file == 0 || (v.flags & VM_SHARED) == 0 ? fillAnon(mm, v, addr, ptep, tag, zero, wp) : fillShmem(mm, v, addr, ptep, tag, wp);
     if (r != 0) return i == 0 ? <i64>r : <i64>i;
   }
   return <i64>npages;
@@ -352,7 +354,7 @@ function fillShmem(mm: Mm, v: Vma, addr: u64, ptep: usize, tag: u32, wp: bool): 
   setTag(pfn, tag);
   setFlag(pfn, PG_DIRTY);
   let e = pteMkdirty(pfnPte(<u64>pfn, v.pageProt));
-  if (!wp && (v.flags & VM_SHARED) != 0) e = maybeMkwrite(e, v);
+  if (!wp) e = maybeMkwrite(e, v);
   if (wp) e = pteMkuffdWp(e);
   addFileRmap(mm, pfn);
   setPtes(mm, addr, ptep, e, 1);

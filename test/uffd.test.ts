@@ -397,6 +397,32 @@ describe('userfaultfd write-protect', () => {
     expectClean(m);
   });
 
+  it('missing mode on a MAP_PRIVATE memfd mapping: UFFDIO_COPY makes anonymous memory and leaves the file\'s hole (mm/userfaultfd.c mfill_atomic_pte)', async () => {
+    const m = await machine();
+    const f = m.memfd({ size: 4 * PAGE });
+    const p = m.spawn();
+    const pr = p.mmap({ file: f, length: 4 * PAGE, prot: 'rw' }).start;
+    const sh = p.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw' }).start;
+    const u = p.userfaultfd();
+    u.register(pr, 4 * PAGE, { missing: true });
+    expect(p.write(pr + PAGE, 5)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(u.events()).toMatchObject([{ type: 'pagefault', address: pr + PAGE, write: true, wp: false }]);
+    expect(u.copy(pr + PAGE, PAGE, 5)).toBe(1);
+    const pfn = p.entry(pr + PAGE).pfn!;
+    expect(m.frame(pfn)).toMatchObject({ anon: true, mapcount: 1, tag: 5 });
+    expect(p.entry(pr + PAGE)).toMatchObject({ write: true, dirty: true });
+    expect(f.lookup(1).state).toBe('empty');                               // the file still has a hole there
+    expect(p.rss).toMatchObject({ anon: 1 });
+    // Dropping the private page leaves the hole: the next access is missing again.
+    p.madvise(pr + PAGE, PAGE, 'dontneed');
+    expect(p.read(pr + PAGE)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(u.events()).toHaveLength(1);
+    // Once the shared mapping's read fills the hole, the private mapping reads the file page.
+    expect(p.read(sh + PAGE)).toMatchObject({ ok: true, tag: 0 });
+    expect(p.read(pr + PAGE)).toMatchObject({ ok: true, tag: 0, pfn: f.lookup(1).state === 'page' ? (f.lookup(1) as { pfn: number }).pfn : -1 });
+    expectClean(m);
+  });
+
   it('hole punch (madvise remove) keeps markers; truncation drops the truncated pages\' markers only; mprotect leaves them', async () => {
     const m = await machine();
     const f = m.memfd({ size: 8 * PAGE });

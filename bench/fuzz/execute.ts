@@ -90,6 +90,7 @@ class Runner {
 
   private emit(step: Record<string, unknown>): void { if (this.logging) this.res.items.push({ step }); }
   private comment(text: string): void { if (this.logging) this.res.items.push({ comment: text }); }
+  private count(what: string): void { this.res.counts[what] = (this.res.counts[what] ?? 0) + 1; }
   private tolerate(what: string): void { this.res.tolerated[what] = (this.res.tolerated[what] ?? 0) + 1; }
   private fail(msg: string): never { throw new Check(`${this.where}: ${msg}`); }
   private expect(cond: boolean, msg: () => string): void { if (!cond) this.fail(msg()); }
@@ -160,12 +161,20 @@ class Runner {
     return r;
   }
 
-  /** The uffd messages after a blocked access: exactly one, for this page, a write-protect write fault. */
-  private drainBlocked(ps: ProcState, addr: number, emit = true): void {
+  /**
+   * The uffd messages after a blocked access: exactly one, for this page and
+   * access; a write-protect fault (returned true) only for a write to a page
+   * that may be write-protected, a missing fault only where it is registered.
+   */
+  private drainBlocked(ps: ProcState, addr: number, write: boolean): boolean {
     const msgs = ps.uffd!.u.events();
-    if (emit) this.emit({ expect: { events: { uffd: ps.uffd!.name, messages: [{ type: 'pagefault', address: hex(addr), write: true, wp: true }] } } });
-    this.expect(msgs.length === 1 && msgs[0]!.type === 'pagefault' && msgs[0]!.address === addr && msgs[0]!.write && msgs[0]!.wp,
-      () => `a blocked write at ${hex(addr)} left messages ${JSON.stringify(msgs.map((x) => ({ ...x, uffd: undefined })))}`);
+    const m = msgs[0];
+    const pg = ps.model.page(addr);
+    const wp = m?.type === 'pagefault' && m.wp;
+    this.emit({ expect: { events: { uffd: ps.uffd!.name, messages: [{ type: 'pagefault', address: hex(addr), write, wp }] } } });
+    this.expect(msgs.length === 1 && m!.type === 'pagefault' && m!.address === addr && m!.write === write && (wp ? write && pg!.wp : pg!.missing),
+      () => `a blocked ${write ? 'write' : 'read'} at ${hex(addr)} left messages ${JSON.stringify(msgs.map((x) => ({ ...x, uffd: undefined })))}`);
+    return wp;
   }
 
   /** After a failed fault-in (pin, device fault): pages it COW-broke before failing are private copies now. */
@@ -179,10 +188,11 @@ class Runner {
     }
   }
 
-  /** May a write to addr block on a userfaultfd? */
-  private mayBlock(ps: ProcState, addr: number): boolean {
+  /** May an access to addr wait on a userfaultfd: a write to a page a sync context may protect, any access to one registered for missing faults? */
+  private mayBlock(ps: ProcState, addr: number, write: boolean): boolean {
     const pg = ps.model.page(addr);
-    return ps.uffd?.mode === 'sync' && pg !== undefined && pg.uffd && pg.wp;
+    if (!ps.uffd || pg === undefined) return false;
+    return pg.missing || (write && ps.uffd.mode === 'sync' && pg.uffd && pg.wp);
   }
 
   /**
@@ -197,8 +207,8 @@ class Runner {
     if (got === 'OOM') { this.tolerate(`${write ? 'write' : 'read'}:OOM`); return got; }
     if (got === 'page-table-lock' && inStep) { this.tolerate('race:page-table-lock'); return got; }
     if (got === 'userfaultfd') {
-      this.expect(write && exp.ok && this.mayBlock(ps, addr), () => `${what}: blocked on a userfaultfd, but the page is not write-protected by a sync context (expected ${expectedOutcome(exp)})`);
-      this.tolerate('write:userfaultfd');
+      this.expect(exp.ok && this.mayBlock(ps, addr, write), () => `${what}: blocked on a userfaultfd, but the page is neither registered for missing faults nor write-protected by a sync context (expected ${expectedOutcome(exp)})`);
+      this.tolerate(`${write ? 'write' : 'read'}:userfaultfd`);
       return got;
     }
     this.expect(got === expectedOutcome(exp), () => `${what}: expected ${expectedOutcome(exp)}, got ${got}`);
@@ -216,17 +226,20 @@ class Runner {
     const base = { process: ps.name, addr: this.addrOf(reg, addr), ...(cpu ? { cpu } : {}) };
     const logIt = (): void => {
       if (!emit) return;
-      if (r.ok === false && r.code === 'OOM') this.emit({ read: { ...base, outcome: 'OOM' } });
+      if (r.ok === false && (r.code === 'OOM' || r.blocked === 'userfaultfd')) this.emit({ read: { ...base, outcome: r.blocked ?? 'OOM' } });
       else if (exp.ok) this.emit({ expect: { read: { ...base, tag: exp.tag } } });
       else this.emit({ read: { ...base, outcome: exp.code } });
     };
+    let got: Outcome;
     try {
-      this.judge(ps, addr, false, 0, r);
+      got = this.judge(ps, addr, false, 0, r);
     } catch (e) {
       logIt();
       throw e;
     }
     logIt();
+    // A missing fault: the message, then left unresolved (the page stays unpopulated).
+    if (got === 'userfaultfd') this.drainBlocked(ps, addr, false);
   }
 
   /** A write; a sync userfaultfd block is checked (one message) and, with `resolve`, resolved and the write run again. */
@@ -243,12 +256,23 @@ class Runner {
     }
     this.emit({ write: { ...base, outcome: got } });
     if (got !== 'userfaultfd') return;
-    this.drainBlocked(ps, addr);
+    const wp = this.drainBlocked(ps, addr, true);
     if (!resolve) return;
     const u = ps.uffd!;
-    const rr = this.call('uffd', null, () => u.u.writeProtect(addr, PAGE, false), { 'uffd-wp': { uffd: u.name, addr: this.addrOf(reg, addr), length: '4KiB', enable: false } });
-    if (!rr.ok) return;
-    ps.model.page(addr)!.wp = false;
+    const range = { uffd: u.name, addr: this.addrOf(reg, addr), length: '4KiB' };
+    if (wp) {
+      // The monitor write-unprotects the page (UFFDIO_WRITEPROTECT off)...
+      const rr = this.call('uffd', null, () => u.u.writeProtect(addr, PAGE, false), { 'uffd-wp': { ...range, enable: false } });
+      if (!rr.ok) return;
+      ps.model.page(addr)!.wp = false;
+      this.count('resolve: unprotect');
+    } else {
+      // ...or fills the missing page (UFFDIO_COPY) with what the write brings.
+      const rr = this.call('uffd', null, () => u.u.copy(addr, PAGE, tag), { 'uffd-copy': { ...range, tag } });
+      if (!rr.ok) return;
+      ps.model.write(addr, tag);
+      this.count('resolve: copy');
+    }
     this.write(ps, reg, addr, tag, cpu, false);
   }
 
@@ -470,7 +494,7 @@ class Runner {
         this.expect(done <= first, () => `touch stopped at page ${done} with ${got}; the model says pages up to ${first} succeed`);
         if (got === 'OOM') this.tolerate('touch:OOM');
         else if (got === 'userfaultfd') {
-          this.expect(op.write && this.mayBlock(ps, addr + done * PAGE), () => `touch blocked on a userfaultfd at page ${done}, which is not write-protected by a sync context`);
+          this.expect(this.mayBlock(ps, addr + done * PAGE, op.write), () => `touch blocked on a userfaultfd at page ${done}, which is neither registered for missing faults nor write-protected by a sync context`);
           this.tolerate('touch:userfaultfd');
         } else {
           this.expect(done === first && got === expOutcome, () => `touch ended at page ${done} with ${got}; the model says page ${first} with ${expOutcome}`);
@@ -482,7 +506,7 @@ class Runner {
     }
     this.emit({ touch: { ...step, outcome: got } });
     if (op.write) for (let i = 0; i < done; i++) ps.model.write(addr + i * PAGE, tag);
-    if (got === 'userfaultfd') this.drainBlocked(ps, addr + done * PAGE);
+    if (got === 'userfaultfd') this.drainBlocked(ps, addr + done * PAGE, op.write);
     return true;
   }
 
@@ -495,7 +519,7 @@ class Runner {
     let allowed = true;
     for (let i = 0; i < n; i++) if (!ps.model.access(addr + i * PAGE, op.write).ok) allowed = false;
     let mayBlock = false;
-    for (let i = 0; i < n; i++) if (op.write && this.mayBlock(ps, addr + i * PAGE)) mayBlock = true;
+    for (let i = 0; i < n; i++) if (this.mayBlock(ps, addr + i * PAGE, op.write)) mayBlock = true;
     const name = `pin${this.names.pin}`;
     const step = {
       pin: {
@@ -516,9 +540,11 @@ class Runner {
       (step.pin as Record<string, unknown>).error = r.code;
       this.emit(step);
       if (r.code === 'EAGAIN') {
-        this.expect(mayBlock, () => `${op.get ? 'get' : 'pin'} waited on a userfaultfd, but no page of it may be write-protected by a sync context`);
+        this.expect(mayBlock, () => `${op.get ? 'get' : 'pin'} waited on a userfaultfd, but no page of it is registered for missing faults or may be write-protected by a sync context`);
         const msgs = ps.uffd!.u.events();
-        this.expect(msgs.length === 1 && msgs[0]!.type === 'pagefault' && msgs[0]!.write, () => `a pin's blocked fault left messages ${JSON.stringify(msgs.map((x) => ({ ...x, uffd: undefined })))}`);
+        const m = msgs[0];
+        this.expect(msgs.length === 1 && m!.type === 'pagefault' && m!.address >= addr && m!.address < addr + n * PAGE && m!.write === op.write,
+          () => `a pin's blocked fault left messages ${JSON.stringify(msgs.map((x) => ({ ...x, uffd: undefined })))}`);
         this.tolerate('pin:userfaultfd');
       } else if (r.code === 'EFAULT') {
         this.expect(!allowed, () => `${op.get ? 'get' : 'pin'} failed with EFAULT over pages the model says it may ${op.write ? 'write' : 'read'}`);
@@ -586,7 +612,7 @@ class Runner {
       throw e;
     }
     emitStep();
-    for (const b of blocked) this.drainBlocked(b.ps, b.addr);
+    for (const b of blocked) this.drainBlocked(b.ps, b.addr, true);
     return true;
   }
 
@@ -611,12 +637,15 @@ class Runner {
       for (const pg of pages) if (pg?.uffd && (enable || r.ok)) pg.wp = enable;
     };
     switch (op.action) {
-      case 'register': case 'register-wp': {
+      case 'register': case 'register-wp': case 'register-missing': {
         // Anonymous memory and shmem (memfds, MAP_SHARED|MAP_ANONYMOUS) can be registered; regular files and holes cannot.
         const ok = pages.every((pg) => pg !== undefined && (pg.reg.kind === 'anon' || pg.reg.kind === 'anon-shared' || pg.reg.file?.kind === 'memfd'));
-        const r = this.call('uffd', ok ? null : 'EINVAL', () => u.u.register(addr, n * PAGE), { 'uffd-register': range });
+        // A new registration replaces the modes of the old one (the PTEs' uffd-wp bits stay, ignored without VM_UFFD_WP).
+        const missing = op.action === 'register-missing';
+        const r = this.call('uffd', ok ? null : 'EINVAL', () => u.u.register(addr, n * PAGE, missing ? { missing: true } : { wp: true }),
+          { 'uffd-register': missing ? { ...range, missing: true, wp: false } : range });
         if (!r.ok) return true;
-        for (const pg of pages) pg!.uffd = true;
+        for (const pg of pages) { pg!.uffd = !missing; pg!.missing = missing; }
         // register-wp protects what it registered.
         if (op.action === 'register-wp') setWp(true);
         return true;
@@ -625,7 +654,7 @@ class Runner {
       case 'unwp': setWp(false); return true;
       case 'unregister': {
         const r = this.call('uffd', null, () => u.u.unregister(addr, n * PAGE), { 'uffd-unregister': range });
-        if (r.ok) for (const pg of pages) if (pg) { pg.uffd = false; pg.wp = false; }
+        if (r.ok) for (const pg of pages) if (pg) { pg.uffd = false; pg.missing = false; pg.wp = false; }
         return true;
       }
     }
@@ -663,7 +692,7 @@ class Runner {
     let allowed = true, mayBlock = false;
     for (let i = 0; i < n; i++) {
       if (!ps.model.access(addr + i * PAGE, op.write).ok) allowed = false;
-      if (op.write && this.mayBlock(ps, addr + i * PAGE)) mayBlock = true;
+      if (this.mayBlock(ps, addr + i * PAGE, op.write)) mayBlock = true;
     }
     const step = { 'device-fault': { device: 'gpu', process: ps.name, addr: this.addrOf(reg, addr), pages: n, mode: op.write ? 'w' : 'r' } };
     let r: ReturnType<typeof this.attempt<ReturnType<Mirror['fault']>>>;
@@ -756,6 +785,12 @@ class Runner {
         const r = ps.p.read(a);
         if (r.ok && r.tag === exp.tag) { clean++; continue; }
         if (!r.ok && r.code === 'OOM') { this.tolerate('read:OOM'); continue; }
+        if (!r.ok && r.blocked === 'userfaultfd' && pg.missing) {
+          this.emit({ read: { process: ps.name, addr: this.addrOf(pg.reg, a), outcome: 'userfaultfd' } });
+          this.drainBlocked(ps, a, false);
+          this.tolerate('read:userfaultfd');
+          continue;
+        }
         this.comment(`final read-back: ${clean} pages read back as the model says before this one`);
         this.emit({ expect: { read: { process: ps.name, addr: this.addrOf(pg.reg, a), tag: exp.tag } } });
         this.fail(`read ${ps.name} ${hex(a)}: ${r.ok ? `tag ${r.tag} (0x${r.tag.toString(16)})` : outcomeOf(r)}, the model says ${exp.tag} (0x${exp.tag.toString(16)})`);

@@ -9,6 +9,9 @@
 //    content of a private page once it has one (anonymous pages, and private
 //    file pages after copy-on-write).
 //  - fork copies the map (minus DONTFORK pages, minus userfaultfd state);
+//    whether a page is populated is not modelled: an access to a page
+//    registered for missing faults may wait on the context (any time), and
+//    UFFDIO_COPY then gives it content like a write;
 //    munmap and exit drop entries; DONTNEED drops `priv` (anonymous pages read
 //    0 again, private file pages read through the file again); MADV_REMOVE
 //    punches the file; truncate drops the file's pages past the end and every
@@ -54,6 +57,8 @@ export interface PageModel {
   priv?: number;
   /** Registered for userfaultfd write-protect in this process's context. */
   uffd: boolean;
+  /** Registered for userfaultfd missing faults: an access to it while unpopulated waits on the context. */
+  missing: boolean;
   /** Possibly write-protected by that context (false: certainly not). */
   wp: boolean;
 }
@@ -110,7 +115,7 @@ export class ProcModel {
   /** mmap: false (EEXIST) if it overlaps without fixed. */
   mmap(reg: RegionModel, prot: ProtName, fixed: boolean): boolean {
     if (!fixed) for (let i = 0; i < reg.pages; i++) if (this.pages.has(reg.start + i * PAGE)) return false;
-    for (let i = 0; i < reg.pages; i++) this.pages.set(reg.start + i * PAGE, { reg, prot, dontfork: false, uffd: false, wp: false });
+    for (let i = 0; i < reg.pages; i++) this.pages.set(reg.start + i * PAGE, { reg, prot, dontfork: false, uffd: false, missing: false, wp: false });
     this.regions.push(reg);
     return true;
   }
@@ -151,7 +156,7 @@ export class ProcModel {
   /** The child of a fork: every page but DONTFORK ones, private contents copied, no userfaultfd state. */
   fork(name: string): ProcModel {
     const c = new ProcModel(name);
-    for (const [a, pg] of this.pages) if (!pg.dontfork) c.pages.set(a, { ...pg, uffd: false, wp: false });
+    for (const [a, pg] of this.pages) if (!pg.dontfork) c.pages.set(a, { ...pg, uffd: false, missing: false, wp: false });
     c.regions = [...this.regions];
     return c;
   }

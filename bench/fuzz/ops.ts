@@ -42,7 +42,7 @@ export type Op =
   | { t: 'dirty'; file: number; first: number; nr: number; clean: boolean; walkOnSkip: boolean; races: Race[] }
   | { t: 'clear-refs'; proc: number; what: ClearRefs }
   /** userfaultfd write-protect; the process's context is made by its first uffd op, with feature set `features`. */
-  | ({ t: 'uffd'; n: number; action: 'register' | 'register-wp' | 'wp' | 'unwp' | 'unregister'; features: number } & Target)
+  | ({ t: 'uffd'; n: number; action: 'register' | 'register-wp' | 'register-missing' | 'wp' | 'unwp' | 'unregister'; features: number } & Target)
   | ({ t: 'scan'; n: number; wp: boolean; mask: number; maxPages: number } & Target)
   /** A device fault through the process's mirror; `tag` (non-zero, write faults) is then device-written to the first page. */
   | ({ t: 'device-fault'; n: number; write: boolean; tag: number } & Target)
@@ -128,7 +128,7 @@ export function opArb(): fc.Arbitrary<Op> {
     w(4, fc.record({ t: fc.constant('madvise' as const), ...target, n: count, advice: fc.constantFrom(...ADVICES) })),
     w(4, fc.record({ t: fc.constant('mprotect' as const), ...target, n: count, prot })),
     w(4, fc.record({ t: fc.constant('pin' as const), ...target, n: count, get: fc.boolean(), write: fc.boolean(), fast: fc.boolean(), longterm: fc.boolean(), dma: fc.oneof(fc.constant(0), tag) })),
-    w(4, fc.record({ t: fc.constant('uffd' as const), ...target, n: count, action: fc.constantFrom('register-wp' as const, 'register' as const, 'wp' as const, 'unwp' as const, 'unregister' as const), features: fc.nat(UFFD_FEATURES.length - 1) })),
+    w(4, fc.record({ t: fc.constant('uffd' as const), ...target, n: count, action: fc.constantFrom('register-wp' as const, 'register' as const, 'register-missing' as const, 'wp' as const, 'unwp' as const, 'unregister' as const), features: fc.nat(UFFD_FEATURES.length - 1) })),
     w(3, fc.record({ t: fc.constant('pageout' as const), ...target, n: count, cpu })),
     w(3, fc.record({ t: fc.constant('munmap' as const), ...target, n: count })),
     w(3, fc.record({ t: fc.constant('device-fault' as const), ...target, n: count, write: fc.boolean(), tag: fc.oneof(fc.constant(0), tag) })),

@@ -253,7 +253,7 @@ function calls(w: World): Call[] {
 const RAW_WRITERS = new Set(['k.setEntry', 'k.setPtes', 'k.ptepGetAndClear', 'k.getAndClearFullPtes', 'k.ptepSetAccessFlags', 'k.walkPageRange', 'k.wrprotectPtes', 'k.clearYoungDirtyPtes']);
 
 /** Calls that fault pages in over a range, one page after another. */
-const FAULTS_IN = new Set(['mir.fault', 'hmm.rangeFault', 'm.pin', 'm.get', 'cpu.access']);
+const FAULTS_IN = new Set(['mir.fault', 'hmm.rangeFault', 'm.pin', 'm.get']);
 
 describe('hostile input', () => {
   for (const arch of ['x86_64', 'arm64'] as const) {
@@ -268,7 +268,6 @@ describe('hostile input', () => {
       let rawList = calls(wr);
       let replaced = 0;
       let errors = 0, successes = 0, broken = false;
-      const last = new Map<Machine, string>();
       const history = new Map<Machine, string[]>([[w.m, []], [wr.m, []]]);
       const spent = new Map<string, number>();
       const callArb = fc.tuple(fc.nat(list.length - 1), fc.boolean()).chain(([i, raw]) => list[i]!.args.map((args) => ({ i, raw: raw || RAW_WRITERS.has(list[i]!.name), args })));
@@ -286,10 +285,9 @@ describe('hostile input', () => {
           const args = raw ? generated.map((v) => translate(v, w, wr)) : generated;
           let before: string;
           const td = performance.now();
-          try { before = m.digest(); } catch (e) { throw new Error(`m.digest() threw ${(e as Error).message} after ${last.get(m) ?? 'the setup'}`); }
+          try { before = m.digest(); } catch (e) { throw new Error(`m.digest() threw ${(e as Error).message} after ${history.get(m)!.at(-1) ?? 'the setup'}`); }
           spent.set('(digest)', (spent.get('(digest)') ?? 0) + performance.now() - td);
           const what = `${c.name}(${args.map(show).join(', ')})`;
-          last.set(m, what);
           const hist = history.get(m)!;
           hist.push(what);
           if (hist.length > 12) hist.shift();
@@ -324,9 +322,10 @@ describe('hostile input', () => {
       }), { seed: SEED, numRuns: Math.ceil(RUNS / 10) });
       console.log(`${arch}: ${successes} calls succeeded, ${errors} refused; raw machines replaced after m.check() objected: ${replaced}; most time: ${[...spent].sort((x, y) => y[1] - x[1]).slice(0, 4).map(([k, v]) => `${k} ${v.toFixed(0)} ms`).join(', ')}`);
       expect([...problems.values()]).toEqual([]);
+      expect(errors + successes).toBeGreaterThan(RUNS / 2);
       expect(errors).toBeGreaterThan(RUNS / 4);
       expect(successes).toBeGreaterThan(RUNS / 20);
-          });
+    });
   }
 });
 

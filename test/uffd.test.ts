@@ -423,6 +423,31 @@ describe('userfaultfd write-protect', () => {
     expectClean(m);
   });
 
+  it('a write to a MAP_PRIVATE memfd page behind a uffd-wp marker copies first (the copy installed protected, set_pte_range), then waits', async () => {
+    const m = await machine();
+    const f = m.memfd({ size: 4 * PAGE });
+    const p = m.spawn(), q = m.spawn();
+    const sh = q.mmap({ file: f, shared: true, length: 4 * PAGE, prot: 'rw' }).start;
+    q.write(sh, 3);
+    const pr = p.mmap({ file: f, length: 4 * PAGE, prot: 'rw' }).start;
+    const u = p.userfaultfd({ features: ['wp-hugetlbfs-shmem'] });
+    u.register(pr, 4 * PAGE);
+    u.writeProtect(pr, 4 * PAGE, true);
+    expect(p.entry(pr)).toMatchObject({ kind: 'marker', markers: ['uffd-wp'] });
+    expect(p.write(pr, 9)).toMatchObject({ ok: false, blocked: 'userfaultfd' });
+    expect(u.events()).toMatchObject([{ type: 'pagefault', address: pr, write: true, wp: true }]);
+    const copy = p.entry(pr);
+    expect(copy).toMatchObject({ kind: 'present', write: false, uffdWp: true });
+    expect(m.frame(copy.pfn!)).toMatchObject({ anon: true, tag: 3 });
+    // The file moves on; the private copy does not.
+    q.write(sh, 4);
+    expect(p.read(pr)).toMatchObject({ ok: true, tag: 3, pfn: copy.pfn });
+    u.writeProtect(pr, PAGE, false);
+    expect(p.write(pr, 9)).toMatchObject({ ok: true, pfn: copy.pfn });
+    expect(q.read(sh)).toMatchObject({ tag: 4 });
+    expectClean(m);
+  });
+
   it('hole punch (madvise remove) keeps markers; truncation drops the truncated pages\' markers only; mprotect leaves them', async () => {
     const m = await machine();
     const f = m.memfd({ size: 8 * PAGE });

@@ -177,7 +177,7 @@ class Runner {
     return wp;
   }
 
-  /** After a failed fault-in (pin, device fault): pages it COW-broke before failing are private copies now. */
+  /** After a failed or blocked fault-in (pin, device fault, a write waiting on a userfaultfd): pages it COW-broke are private copies now. */
   private adoptCows(ps: ProcState, addr: number, n: number): void {
     for (let i = 0; i < n; i++) {
       const a = addr + i * PAGE;
@@ -209,6 +209,8 @@ class Runner {
     if (got === 'userfaultfd') {
       this.expect(exp.ok && this.mayBlock(ps, addr, write), () => `${what}: blocked on a userfaultfd, but the page is neither registered for missing faults nor write-protected by a sync context (expected ${expectedOutcome(exp)})`);
       this.tolerate(`${write ? 'write' : 'read'}:userfaultfd`);
+      // A write to a private file page behind a uffd-wp marker COWs first (the copy installed protected), then waits.
+      if (write) this.adoptCows(ps, addr, 1);
       return got;
     }
     this.expect(got === expectedOutcome(exp), () => `${what}: expected ${expectedOutcome(exp)}, got ${got}`);
@@ -496,6 +498,7 @@ class Runner {
         else if (got === 'userfaultfd') {
           this.expect(this.mayBlock(ps, addr + done * PAGE, op.write), () => `touch blocked on a userfaultfd at page ${done}, which is neither registered for missing faults nor write-protected by a sync context`);
           this.tolerate('touch:userfaultfd');
+          if (op.write) this.adoptCows(ps, addr + done * PAGE, 1);
         } else {
           this.expect(done === first && got === expOutcome, () => `touch ended at page ${done} with ${got}; the model says page ${first} with ${expOutcome}`);
         }

@@ -57,6 +57,9 @@ export interface CleanRecordResult {
   end: number;
 }
 
+/** The largest bitmap cleanRecord works with (2^33 bits). */
+const MAX_BITMAP_BYTES = 1 << 30;
+
 /** What a page-cache slot holds. */
 export type CacheSlot =
   | { state: 'empty' }
@@ -161,6 +164,10 @@ export class File {
     const lo = firstIndex - offset, hi = lo + nr;
     const hiByte = Math.ceil(hi / 8);
     const loWord = Math.floor(lo / 64) * 8, hiWord = Math.ceil(hi / 64) * 8;
+    // Bitmaps past 1 GiB are refused up front (a default one is allocated here, and the words travel to the core).
+    if (hiWord - loWord > MAX_BITMAP_BYTES || (o.bitmap === undefined && hiByte > MAX_BITMAP_BYTES)) {
+      throw new EmuError('EINVAL', `bits ${lo} to ${hi - 1} need a bitmap of more than 1 GiB: set bitmapOffset near firstIndex or make nr smaller`, nr / 8 > MAX_BITMAP_BYTES / 2 ? 'nr' : 'bitmapOffset');
+    }
     let bitmap = o.bitmap;
     if (bitmap === undefined) bitmap = new Uint8Array(hiByte);
     else if (!isUnsignedArray(bitmap)) throw new EmuError('EINVAL', 'bitmap must be a Uint8Array, Uint16Array, Uint32Array or BigUint64Array', 'bitmap');

@@ -133,6 +133,10 @@ describe('clean_record_shared_mapping_range (D3-D5, D11)', () => {
     const { m, p, f, at } = await sharedFile([2]);
     const raw = p.entry(at(2)).raw;
     expect(() => f.cleanRecord(0, 8, { bitmapOffset: 1 })).toThrow(expect.objectContaining({ code: 'EINVAL', arg: 'bitmapOffset' }));
+    // A bitmap past 1 GiB is refused, not allocated (a high firstIndex with the default bitmapOffset 0, or a huge nr).
+    expect(() => f.cleanRecord(2 ** 47, 17)).toThrow(expect.objectContaining({ code: 'EINVAL', arg: 'bitmapOffset' }));
+    expect(() => f.cleanRecord(0, 2 ** 40)).toThrow(expect.objectContaining({ code: 'EINVAL', arg: 'nr' }));
+    expect(f.cleanRecord(2 ** 47, 17, { bitmapOffset: 2 ** 47 })).toMatchObject({ cleaned: 0 });
     expect(() => f.cleanRecord(0, 64, { bitmap: new Uint8Array(2) })).toThrow(expect.objectContaining({ code: 'EINVAL', arg: 'bitmap' }));
     expect(() => f.cleanRecord(-1, 8)).toThrow(expect.objectContaining({ arg: 'firstIndex' }));
     expect(() => f.cleanRecord(0, 1.5)).toThrow(expect.objectContaining({ arg: 'nr' }));

@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, readdirSync, writeFileSync, rmSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import { parseScenario, ScenarioError } from '../src/cli/scenario.js';
 import { runScenario } from '../src/cli/scenario-run.js';
@@ -98,6 +99,22 @@ describe('hostile trace files', () => {
         }), { seed: SEED, numRuns: 300 });
       expect(errors).toBeGreaterThan(20);
       expect(read).toBeGreaterThan(20);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a truncated xz stream is a TraceFormatError naming the compressed byte, not a failed child process', async (ctx) => {
+    if (spawnSync('xz', ['--version']).status !== 0) ctx.skip();
+    const dir = mkdtempSync(join(tmpdir(), 'ptemu-hostile-'));
+    try {
+      await writeTrace(join(dir, 'whole.lackey'), 'lackey', records);
+      const xz = spawnSync('xz', ['-c', join(dir, 'whole.lackey')]).stdout;
+      const path = join(dir, 'cut.lackey.xz');
+      writeFileSync(path, xz.subarray(0, xz.length - 20));
+      const err = await readAllAccesses(path).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TraceFormatError);
+      expect((err as TraceFormatError).byte).toBeGreaterThan(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -215,6 +215,13 @@ function calls(w: World): Call[] {
     { name: 'k.flushTlbPage', args: a(proc, A), run: ([p, x]) => k.flushTlbPage(P(p), x as any) },
     { name: 'k.flushTlbRange', args: a(proc, A, A), run: ([p, s, e]) => k.flushTlbRange(P(p), s as any, e as any) },
     { name: 'k.flushTlbAll', args: a(countArb), run: ([c]) => k.flushTlbAll(c as any) },
+    { name: 'k.flushTlbMm', args: a(proc), run: ([p]) => k.flushTlbMm(P(p)) },
+    { name: 'k.tlbFlushPending', args: a(proc), run: ([p]) => { k.incTlbFlushPending(P(p)); k.decTlbFlushPending(P(p)); } },
+    {
+      name: 'k.tlbGather', args: a(proc, optsArb({ fullmm: boolArb }), A, A),
+      run: ([p, o, x, y]) => { const g = k.tlbGather(P(p), o as any); try { g.removeTlbEntry(x as any); g.removePmdTlbEntry(y as any); } finally { g.finish(); } },
+    },
+    { name: 'notifier.checkRetry', args: a(countArb), run: ([n]) => w.notifier.checkRetry(n as any) },
     { name: 'k.invalidateRange', args: a(proc, A, A, enumArb('clear', 'unmap', 'migrate', 'bogus')), run: ([p, s, e, ev]) => k.invalidateRange(P(p), s as any, e as any, ev as any) },
     { name: 'k.ptepGet', args: a(proc, A), run: ([p, x]) => k.ptepGet(P(p), x as any) },
     { name: 'k.ptepGetRaw', args: a(proc, A), run: ([p, x]) => k.ptepGetRaw(P(p), x as any) },
@@ -232,6 +239,8 @@ function calls(w: World): Call[] {
     { name: 'k.contScan', args: a(proc, A, sizeArb), run: ([p, x, l]) => k.contScan(P(p), x as any, l as any) },
     { name: 'k.walkPageRange', args: a(proc, A, A, fc.oneof(fc.constant({ pteEntry: () => undefined }), fc.constant({ pteEntry: 5 }), junk)), run: ([p, s, e, o]) => k.walkPageRange(P(p), s as any, e as any, o as any) },
     // CPUs, traces, codecs, units
+    { name: 'cpu.read', args: a(proc, A), run: ([p, x]) => w.m.cpu(1).read(P(p), x as any) },
+    { name: 'cpu.write', args: a(proc, A, tagArb), run: ([p, x, t]) => w.m.cpu(0).write(P(p), x as any, t as any) },
     { name: 'cpu.access', args: a(countArb, proc, A, enumArb('r', 'w', 'x'), tagArb), run: ([c, p, x, kd, t]) => w.m.cpu(typeof c === 'number' && c >= 0 && c < 2 ? c : 0).access(P(p), x as any, kd as any, t as any) },
     { name: 'Trace.push', args: a(A, enumArb('r', 'w', 'x')), run: ([x, kd]) => new Trace(2).push(x as any, kd as any) },
     { name: 'Trace.random', args: a(optsArb({ start: A, length: sizeArb, count: countArb, seed: countArb, writeRatio: fc.oneof(fc.double(), junk) })), run: ([o]) => Trace.random(o as any) },

@@ -488,11 +488,15 @@ async function readFull(fh: FileHandle, buf: Uint8Array, off: number, len: numbe
   return got;
 }
 
-/** A plain file in chunks, the next read already under way while the caller works on the current one. */
-async function* plainChunks(fh: FileHandle, progress: { bytesIn: number }): AsyncGenerator<Uint8Array> {
-  const bufs = [new Uint8Array(READ_CHUNK), new Uint8Array(READ_CHUNK)];
-  let position = 0, i = 0;
-  let pending = readFull(fh, bufs[0]!, 0, READ_CHUNK, 0);
+/**
+ * Reads a file from `start` into two buffers of one size by turns, the next
+ * read already under way while the caller works on the buffer just filled:
+ * yields which buffer and how many bytes; ends after a short read.
+ */
+async function* prefetchedReads(fh: FileHandle, bufs: readonly [Uint8Array, Uint8Array], start: number, progress: { bytesIn: number }): AsyncGenerator<{ index: 0 | 1; got: number }> {
+  const size = bufs[0].length;
+  let position = start, index: 0 | 1 = 0;
+  let pending = readFull(fh, bufs[0], 0, size, position);
   let inFlight = true;
   try {
     for (;;) {
@@ -501,16 +505,22 @@ async function* plainChunks(fh: FileHandle, progress: { bytesIn: number }): Asyn
       if (got === 0) return;
       position += got;
       progress.bytesIn = position;
-      const cur = bufs[i]!;
-      i ^= 1;
-      if (got === READ_CHUNK) { pending = readFull(fh, bufs[i]!, 0, READ_CHUNK, position); inFlight = true; }
-      yield cur.subarray(0, got);
-      if (got < READ_CHUNK) return;
+      const cur = index;
+      index = index === 0 ? 1 : 0;
+      if (got === size) { pending = readFull(fh, bufs[index], 0, size, position); inFlight = true; }
+      yield { index: cur, got };
+      if (got < size) return;
     }
   } finally {
     // The file is closed after this: no read may still be writing into a buffer.
     if (inFlight) await pending.catch(() => 0);
   }
+}
+
+/** A plain file in chunks (prefetchedReads). */
+async function* plainChunks(fh: FileHandle, progress: { bytesIn: number }): AsyncGenerator<Uint8Array> {
+  const bufs: [Uint8Array, Uint8Array] = [new Uint8Array(READ_CHUNK), new Uint8Array(READ_CHUNK)];
+  for await (const { index, got } of prefetchedReads(fh, bufs, 0, progress)) yield bufs[index].subarray(0, got);
 }
 
 /** Counts the compressed bytes read from the file, for progress. */
@@ -684,34 +694,16 @@ export class TraceReader {
     const got = await readFull(fh, header, 0, RAW_HEADER_BYTES, 0);
     if (got < RAW_HEADER_BYTES) throw new TraceFormatError(this.path, { record: 0 }, `truncated header (${got} of ${RAW_HEADER_BYTES} bytes)`);
     checkRawHeader(header, 0, this.path);
-    const bufs = [new AccessBatch(capacity), new AccessBatch(capacity)];
-    let position = RAW_HEADER_BYTES, i = 0, record = 1;
-    const bytes = capacity * 8;
-    let pending = readFull(fh, bufs[0]!.bytes, 0, bytes, position);
-    let inFlight = true;
-    try {
-      for (;;) {
-        const n = await pending;
-        inFlight = false;
-        if (n === 0) return;
-        position += n;
-        this.bytesIn = position;
-        const cur = bufs[i]!;
-        i ^= 1;
-        const whole = n >>> 3;
-        const more = n === bytes;
-        if (more) { pending = readFull(fh, bufs[i]!.bytes, 0, bytes, position); inFlight = true; }
-        cur.count = whole;
-        checkRaw(cur, 0, record, this.dmg);
-        record += whole;
-        if (n & 7) {
-          this.dmg.bad({ record }, `truncated: ${n & 7} of 8 bytes at the end of the file`);
-        }
-        if (cur.count > 0) yield cur;
-        if (!more) return;
-      }
-    } finally {
-      if (inFlight) await pending.catch(() => 0);
+    const batches: [AccessBatch, AccessBatch] = [new AccessBatch(capacity), new AccessBatch(capacity)];
+    let record = 1;
+    for await (const { index, got: n } of prefetchedReads(fh, [batches[0].bytes, batches[1].bytes], RAW_HEADER_BYTES, this)) {
+      const cur = batches[index];
+      const whole = n >>> 3;
+      cur.count = whole;
+      checkRaw(cur, 0, record, this.dmg);
+      record += whole;
+      if (n & 7) this.dmg.bad({ record }, `truncated: ${n & 7} of 8 bytes at the end of the file`);
+      if (cur.count > 0) yield cur;
     }
   }
 }
